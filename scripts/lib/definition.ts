@@ -1,148 +1,232 @@
 /**
  * Image definitions: the schema, and the one place where a YAML file becomes a typed `Definition`.
  * Everything after `loadDefinition` works on the typed value only.
+ *
+ * Every schema carries its own message saying what is allowed, so a user reads
+ * "must be a port from 1 to 65535", never zod's "Too big: expected number to be <=65535".
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { UserError } from './errors.ts';
 
-const macAddress = z
-  .string()
-  .regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, { error: 'must be a MAC address like 52:54:00:00:00:01' })
-  .transform((mac) => mac.toLowerCase());
+/**
+ * zod skips a refinement as soon as any field below it has failed, so a file with a typo and a
+ * primary that is not a slave would need two runs to show both. Cross-field checks run with this
+ * option anyway, and guard themselves against fields that are not (yet) well-formed.
+ */
+const evenWhenFieldsFailed = { when: () => true };
+
+/** A mapping whose keys are fixed: any other key is a typo and an error, never silently ignored. */
+function section<Shape extends z.ZodRawShape>(shape: Shape) {
+  const keys = Object.keys(shape).join(', ');
+  return z.strictObject(shape, {
+    error: (issue) => (issue.code === 'invalid_type' ? `must be a mapping with the keys ${keys}` : undefined),
+  });
+}
+
+function text(pattern: RegExp, message: string) {
+  return z.string({ error: message }).regex(pattern);
+}
+
+function wholeNumber(min: number, max: number, message: string) {
+  return z.int({ error: message }).min(min).max(max);
+}
+
+function oneOf<const Values extends readonly [string, ...string[]]>(values: Values) {
+  return z.enum(values, { error: `must be one of: ${values.join(', ')}` });
+}
+
+function listOf<Item extends z.ZodType>(item: Item, message: string) {
+  return z.array(item, { error: message });
+}
+
+const macAddress = text(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, 'must be a MAC address like 52:54:00:00:00:01').transform((mac) =>
+  mac.toLowerCase(),
+);
 
 /** Linux interface names: 1 to 15 characters, no slash, colon or white space. */
-const interfaceName = z
-  .string()
-  .regex(/^[A-Za-z0-9_.-]{1,15}$/, { error: 'must be an interface name of 1 to 15 letters, digits, "_", "." or "-"' });
+const interfaceName = text(/^[A-Za-z0-9_.-]{1,15}$/, 'must be an interface name of 1 to 15 letters, digits, "_", "." or "-"');
 
-const ipv4 = z.string().refine((s) => isIP(s) === 4, { error: 'must be an IPv4 address like 192.168.1.2' });
-const ipAddress = z.string().refine((s) => isIP(s) !== 0, { error: 'must be an IPv4 or IPv6 address' });
+const ipv4 = z.string({ error: 'must be an IPv4 address like 192.168.1.1' }).refine((s) => isIP(s) === 4);
+const ipAddress = z.string({ error: 'must be an IPv4 or IPv6 address like 192.168.1.1' }).refine((s) => isIP(s) !== 0);
 
-const addressWithPrefix = z.string().refine(
-  (s) => {
+const addressWithPrefix = z
+  .string({ error: 'must be an address with a prefix length, like 192.168.1.2/24' })
+  .refine((s) => {
     const [ip, prefix, extra] = s.split('/');
     if (ip === undefined || prefix === undefined || extra !== undefined || !/^\d{1,3}$/.test(prefix)) return false;
     const family = isIP(ip);
     const length = Number(prefix);
     return (family === 4 && length <= 32) || (family === 6 && length <= 128);
-  },
-  { error: 'must be an address with a prefix length, like 192.168.1.2/24' },
-);
+  });
 
-const port = z.int().min(1).max(65535);
+const port = wholeNumber(1, 65535, 'must be a port from 1 to 65535');
 
+const sizeMessage = 'must be a size like 2GiB or 1536MiB, or a whole number of bytes';
 /** Sizes like "2GiB", "1536MiB" or a number of bytes; returned in bytes. */
-const size = z.union([z.int().positive(), z.string()]).transform((value, ctx) => {
+const size = z.union([z.int({ error: sizeMessage }).positive(), z.string()], { error: sizeMessage }).transform((value, ctx) => {
   if (typeof value === 'number') return value;
   const match = /^(\d+)\s*(MiB|GiB|M|G)$/.exec(value);
   if (!match) {
-    ctx.addIssue({ code: 'custom', message: 'must be a size like 2GiB or 1536MiB' });
+    ctx.addIssue({ code: 'custom', message: sizeMessage });
     return z.NEVER;
   }
   const unit = match[2]?.startsWith('G') ? 1024 ** 3 : 1024 ** 2;
   return Number(match[1]) * unit;
 });
 
-const slave = z.strictObject({
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+
+const slave = section({
   /** The interface name the bond enslaves (eth0, eth1 on Raspberry Pi OS naming). */
   name: interfaceName,
   /** Optional: pin the name to the NIC with this permanent MAC (a systemd .link renames it). */
   mac: macAddress.optional(),
 });
 
-const bond = z.strictObject({
+const bond = section({
   name: interfaceName.default('bond0'),
-  mode: z.enum(['active-backup']).default('active-backup'),
-  slaves: z.array(slave).default([{ name: 'eth0' }, { name: 'eth1' }]),
+  mode: oneOf(['active-backup']).default('active-backup'),
+  slaves: listOf(slave, 'must be a list of slaves, each a mapping with a name and an optional mac').default([
+    { name: 'eth0' },
+    { name: 'eth1' },
+  ]),
   primary: interfaceName.default('eth0'),
-  miimon: z.int().min(1).max(10_000).default(100),
-  updelay: z.int().min(0).max(60_000).default(0),
-  downdelay: z.int().min(0).max(60_000).default(0),
-  primary_reselect: z.enum(['always', 'better', 'failure']).default('always'),
-  fail_over_mac: z.enum(['none', 'active', 'follow']).default('none'),
+  miimon: wholeNumber(1, 10_000, 'must be a whole number of milliseconds from 1 to 10000').default(100),
+  updelay: wholeNumber(0, 60_000, 'must be a whole number of milliseconds from 0 to 60000').default(0),
+  downdelay: wholeNumber(0, 60_000, 'must be a whole number of milliseconds from 0 to 60000').default(0),
+  primary_reselect: oneOf(['always', 'better', 'failure']).default('always'),
+  fail_over_mac: oneOf(['none', 'active', 'follow']).default('none'),
+}).superRefine(checkBond, evenWhenFieldsFailed);
+
+const addressing = z.discriminatedUnion(
+  'method',
+  [
+    section({ method: z.literal('dhcp') }),
+    section({
+      method: z.literal('static'),
+      address: addressWithPrefix,
+      gateway: ipv4.optional(),
+      dns: listOf(ipAddress, 'must be a list of IP addresses').default([]),
+    }),
+  ],
+  {
+    // Its issues are typed as union issues, but a value that is no mapping at all raises invalid_type.
+    error: (issue) =>
+      (issue.code as string) === 'invalid_type' ? 'must be a mapping with method: dhcp or static' : 'must be one of: dhcp, static',
+  },
+);
+
+const disk = section({
+  size: size.default(2 * GiB),
+  boot_size: size.default(256 * MiB),
+  compression: oneOf(['zstd', 'xz', 'none']).default('zstd'),
+}).superRefine(checkDisk, evenWhenFieldsFailed);
+
+export const definitionSchema = section({
+  /** Names the outputs: out/<name>.img. */
+  name: text(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1 to 63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit'),
+  base: section({
+    distribution: oneOf(['debian']).default('debian'),
+    suite: oneOf(['bookworm']).default('bookworm'),
+    architecture: oneOf(['arm64']).default('arm64'),
+  }).default({ distribution: 'debian', suite: 'bookworm', architecture: 'arm64' }),
+  mirror: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).default('http://deb.debian.org/debian'),
+  packages: listOf(text(/^[a-z0-9][a-z0-9+.-]+$/, 'must be a Debian package name like vim or tcpdump'), 'must be a list of Debian package names').default([]),
+  hostname: text(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'must be a host name: letters, digits and "-", at most 63').default('pibond'),
+  timezone: text(/^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+)*$/, 'must be a zone like Europe/Berlin').default('Etc/UTC'),
+  locale: text(/^[A-Za-z_]+\.UTF-8$/, 'must be a UTF-8 locale like en_GB.UTF-8 or C.UTF-8').default('C.UTF-8'),
+  admin: section({
+    name: text(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name: lower-case letters, digits, "_" or "-", at most 32').default('pi'),
+    authorized_keys: listOf(
+      text(/^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$/, 'must be an SSH public key line like "ssh-ed25519 AAAA... me@laptop"'),
+      'must be a list of SSH public key lines',
+    ).default([]),
+  }).default({ name: 'pi', authorized_keys: [] }),
+  bond: bond.default(bond.parse({})),
+  network: section({
+    stack: oneOf(['ifupdown']).default('ifupdown'),
+    addressing: addressing.default({ method: 'dhcp' }),
+  }).default({ stack: 'ifupdown', addressing: { method: 'dhcp' } }),
+  status_service: section({
+    listen: ipAddress.default('0.0.0.0'),
+    port: port.default(8080),
+  }).default({ listen: '0.0.0.0', port: 8080 }),
+  disk: disk.default({ size: 2 * GiB, boot_size: 256 * MiB, compression: 'zstd' }),
 });
-
-const addressing = z.discriminatedUnion('method', [
-  z.strictObject({ method: z.literal('dhcp') }),
-  z.strictObject({
-    method: z.literal('static'),
-    address: addressWithPrefix,
-    gateway: ipv4.optional(),
-    dns: z.array(ipAddress).default([]),
-  }),
-]);
-
-export const definitionSchema = z
-  .strictObject({
-    /** Names the outputs: out/<name>.img. */
-    name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, {
-      error: 'must be 1 to 63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit',
-    }),
-    base: z.strictObject({
-      distribution: z.enum(['debian']).default('debian'),
-      suite: z.enum(['bookworm']).default('bookworm'),
-      architecture: z.enum(['arm64']).default('arm64'),
-    }),
-    mirror: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).default('http://deb.debian.org/debian'),
-    packages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, { error: 'must be a Debian package name' })).default([]),
-    hostname: z
-      .string()
-      .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, { error: 'must be a host name: letters, digits and "-", at most 63' })
-      .default('pibond'),
-    timezone: z.string().regex(/^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+)*$/, { error: 'must be a zone like Europe/Berlin' }).default('Etc/UTC'),
-    locale: z.string().regex(/^[A-Za-z_]+\.UTF-8$/, { error: 'must be a UTF-8 locale like en_GB.UTF-8 or C.UTF-8' }).default('C.UTF-8'),
-    admin: z.strictObject({
-      name: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: 'must be a Unix user name' }).default('pi'),
-      authorized_keys: z
-        .array(z.string().regex(/^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$/, { error: 'must be an SSH public key line' }))
-        .default([]),
-    }).default({ name: 'pi', authorized_keys: [] }),
-    bond: bond.default(bond.parse({})),
-    network: z.strictObject({
-      stack: z.enum(['ifupdown']).default('ifupdown'),
-      addressing: addressing.default({ method: 'dhcp' }),
-    }).default({ stack: 'ifupdown', addressing: { method: 'dhcp' } }),
-    status_service: z.strictObject({
-      listen: ipAddress.default('0.0.0.0'),
-      port: port.default(8080),
-    }).default({ listen: '0.0.0.0', port: 8080 }),
-    disk: z.strictObject({
-      size: size.default(2 * 1024 ** 3),
-      boot_size: size.default(256 * 1024 ** 2),
-      compression: z.enum(['zstd', 'xz', 'none']).default('zstd'),
-    }).default({ size: 2 * 1024 ** 3, boot_size: 256 * 1024 ** 2, compression: 'zstd' }),
-  })
-  .superRefine((def, ctx) => {
-    const names = def.bond.slaves.map((s) => s.name);
-    if (def.bond.mode === 'active-backup' && names.length < 2) {
-      ctx.addIssue({ code: 'custom', path: ['bond', 'slaves'], message: 'active-backup needs at least two slaves' });
-    }
-    names.forEach((name, i) => {
-      if (names.indexOf(name) !== i) ctx.addIssue({ code: 'custom', path: ['bond', 'slaves', i, 'name'], message: `${name} is listed twice` });
-    });
-    if (!names.includes(def.bond.primary)) {
-      ctx.addIssue({ code: 'custom', path: ['bond', 'primary'], message: `must be one of the slaves: ${names.join(', ')}` });
-    }
-    if (names.includes(def.bond.name)) {
-      ctx.addIssue({ code: 'custom', path: ['bond', 'name'], message: 'must differ from every slave name' });
-    }
-    if (def.disk.boot_size + 256 * 1024 ** 2 > def.disk.size) {
-      ctx.addIssue({ code: 'custom', path: ['disk', 'size'], message: 'must leave at least 256MiB for the root partition after the boot partition' });
-    }
-  });
 
 /** A validated image definition: the only shape of configuration the build and boot code see. */
 export type Definition = z.output<typeof definitionSchema>;
 
+type RefinementContext = z.core.$RefinementCtx<unknown>;
+
+/** The bond's rules that span fields. `bond` may hold fields that failed their own checks. */
+function checkBond(bond: unknown, ctx: RefinementContext): void {
+  if (!isMapping(bond)) return;
+  const failed = (field: string) => failedItself(ctx, field);
+  if (!Array.isArray(bond.slaves) || failed('slaves')) return;
+  const slaves = bond.slaves.filter(isMapping);
+  const names = slaves.map((s) => s.name).filter((name): name is string => typeof name === 'string');
+  const distinctNames = [...new Set(names)].join(', ');
+  // Comparing the primary with the slaves means something only when every slave has a name.
+  const everySlaveNamed = names.length === bond.slaves.length;
+
+  if (bond.mode === 'active-backup' && bond.slaves.length < 2) {
+    ctx.addIssue({ code: 'custom', path: ['slaves'], message: 'active-backup needs at least two slaves: a primary and a backup' });
+  }
+  names.forEach((name, i) => {
+    if (names.indexOf(name) !== i) ctx.addIssue({ code: 'custom', path: ['slaves', i, 'name'], message: 'is already another slave; each slave must be listed once' });
+  });
+  const macs = slaves.map((s) => s.mac);
+  macs.forEach((mac, i) => {
+    if (typeof mac === 'string' && macs.indexOf(mac) !== i) {
+      ctx.addIssue({ code: 'custom', path: ['slaves', i, 'mac'], message: 'is already the MAC of another slave; each NIC must be listed once' });
+    }
+  });
+  if (typeof bond.primary === 'string' && !failed('primary') && everySlaveNamed && !names.includes(bond.primary)) {
+    ctx.addIssue({ code: 'custom', path: ['primary'], message: `must be one of the slaves: ${distinctNames}` });
+  }
+  if (typeof bond.name === 'string' && !failed('name') && names.includes(bond.name)) {
+    ctx.addIssue({ code: 'custom', path: ['name'], message: `must differ from every slave name (${distinctNames})` });
+  }
+  // The kernel rounds a delay down to a multiple of miimon, and says so only in dmesg.
+  for (const delay of ['updelay', 'downdelay'] as const) {
+    const value = bond[delay];
+    if (typeof bond.miimon === 'number' && !failed('miimon') && typeof value === 'number' && !failed(delay) && value % bond.miimon !== 0) {
+      ctx.addIssue({ code: 'custom', path: [delay], message: `must be a multiple of miimon (${bond.miimon})` });
+    }
+  }
+}
+
+function checkDisk(disk: unknown, ctx: RefinementContext): void {
+  if (!isMapping(disk) || typeof disk.size !== 'number' || typeof disk.boot_size !== 'number') return;
+  if (failedItself(ctx, 'size') || failedItself(ctx, 'boot_size')) return;
+  if (disk.boot_size + 256 * MiB > disk.size) {
+    ctx.addIssue({ code: 'custom', path: ['size'], message: 'must leave at least 256MiB for the root partition after boot_size' });
+  }
+}
+
+/** A field that failed its own check has been reported already; a second message on it is noise. */
+function failedItself(ctx: RefinementContext, field: string): boolean {
+  return ctx.issues.some((issue) => issue.path?.length === 1 && issue.path[0] === field);
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
 /** One problem in one definition file, with everything a user needs to fix it. */
 export interface DefinitionProblem {
   file: string;
+  /** The field, like `bond.slaves[0].mac`; for YAML syntax errors, the line and column. */
   path: string;
+  /** The bad value as written; for YAML syntax errors, the offending line; undefined when missing. */
   value: unknown;
+  /** What is wrong and what is allowed. */
   message: string;
 }
 
@@ -153,50 +237,108 @@ export class DefinitionError extends UserError {
 }
 
 export function formatProblem(p: DefinitionProblem): string {
-  const value = p.value === undefined ? 'missing' : JSON.stringify(p.value);
-  return `${p.file}: ${p.path || '(top level)'}: ${p.message} (got ${value})`;
+  const value = p.value === undefined ? 'missing' : `got ${JSON.stringify(p.value)}`;
+  return `${p.file}: ${p.path || '(top level)'}: ${p.message} (${value})`;
 }
 
 /** Parses and validates one definition; throws a DefinitionError listing every problem at once. */
 export async function loadDefinition(file: string): Promise<Definition> {
-  let text: string;
+  let source: string;
   try {
-    text = await readFile(file, 'utf8');
+    source = await readFile(file, 'utf8');
   } catch (err) {
     throw new UserError(`${file}: cannot read the definition: ${(err as Error).message}`);
   }
-  return parseDefinition(text, file);
+  return parseDefinition(source, file);
 }
 
-export function parseDefinition(text: string, file: string): Definition {
-  const doc = parseDocument(text, { uniqueKeys: true });
+export function parseDefinition(source: string, file: string): Definition {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(source, { uniqueKeys: true, prettyErrors: false, lineCounter });
   if (doc.errors.length > 0) {
-    throw new DefinitionError(doc.errors.map((e) => ({ file, path: `line ${e.linePos?.[0]?.line ?? '?'}`, value: undefined, message: `YAML: ${e.message.split('\n')[0]}` })));
+    const lines = source.split(/\r?\n/);
+    throw new DefinitionError(
+      doc.errors.map((error) => {
+        const at = lineCounter.linePos(error.pos[0]);
+        return { file, path: `line ${at.line}, column ${at.col}`, value: lines[at.line - 1], message: `YAML syntax: ${error.message}` };
+      }),
+    );
   }
   const raw: unknown = doc.toJS();
+  if (raw === null || raw === undefined) {
+    throw new DefinitionError([{ file, path: '', value: undefined, message: 'the file is empty; a definition needs at least a name' }]);
+  }
   const result = definitionSchema.safeParse(raw);
   if (result.success) return result.data;
-  throw new DefinitionError(
-    result.error.issues.map((issue) => ({
-      file,
-      path: issue.path.map(String).join('.'),
-      value: valueAt(raw, issue.path),
-      message: describeIssue(issue),
-    })),
-  );
+  throw new DefinitionError(result.error.issues.flatMap((issue) => problemsOf(issue, raw, file)));
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
-  switch (issue.code) {
-    case 'unrecognized_keys':
-      return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`;
-    case 'invalid_value':
-      return `must be one of: ${issue.values.map((v) => String(v)).join(', ')}`;
-    case 'invalid_union':
-      return issue.message;
-    default:
-      return issue.message;
+function problemsOf(issue: z.core.$ZodIssue, raw: unknown, file: string): DefinitionProblem[] {
+  if (issue.code === 'unrecognized_keys') {
+    // One line per unknown key, naming the key itself: that is what the user mistyped.
+    const allowed = allowedKeysAt(definitionSchema, raw, issue.path);
+    return issue.keys.map((key) => ({
+      file,
+      path: formatPath([...issue.path, key]),
+      value: valueAt(raw, [...issue.path, key]),
+      message: `unknown key${suggestion(key, allowed)}; allowed keys: ${allowed.join(', ')}`,
+    }));
   }
+  return [{ file, path: formatPath(issue.path), value: valueAt(raw, issue.path), message: issue.message }];
+}
+
+/** The keys the schema allows for the mapping at `path` of the raw value. */
+function allowedKeysAt(schema: z.ZodType, raw: unknown, path: readonly PropertyKey[]): string[] {
+  let node: z.ZodType | undefined = schema;
+  let value = raw;
+  let depth = 0;
+  while (node !== undefined) {
+    if (node instanceof z.ZodDefault || node instanceof z.ZodOptional) {
+      node = node.unwrap() as z.ZodType;
+    } else if (node instanceof z.ZodPipe) {
+      node = node.in as z.ZodType;
+    } else if (node instanceof z.ZodDiscriminatedUnion) {
+      // The branch the user chose, by its discriminator (for addressing: method).
+      const discriminator: string = node.def.discriminator;
+      const chosen: unknown = isMapping(value) ? value[discriminator] : undefined;
+      node = (node.options as z.ZodType[]).find(
+        (option) => option instanceof z.ZodObject && (option.shape[discriminator] as z.ZodLiteral).values.has(chosen as string),
+      );
+    } else if (depth === path.length) {
+      return node instanceof z.ZodObject ? Object.keys(node.shape) : [];
+    } else {
+      const key = path[depth++] as PropertyKey;
+      if (node instanceof z.ZodObject) node = node.shape[key as string] as z.ZodType | undefined;
+      else if (node instanceof z.ZodArray) node = node.element as z.ZodType;
+      else return [];
+      value = isMapping(value) || Array.isArray(value) ? (value as Record<PropertyKey, unknown>)[key] : undefined;
+    }
+  }
+  return [];
+}
+
+/** "; did you mean primary?" for a key one or two typos away from an allowed one. */
+function suggestion(key: string, allowed: string[]): string {
+  const near = allowed.find((candidate) => editDistance(key.toLowerCase(), candidate) <= 2);
+  return near === undefined ? '' : ` (did you mean ${near}?)`;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution);
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}
+
+/** `bond.slaves[0].mac`: the way the user would point at it. */
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((out, key) => (typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), '');
 }
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {

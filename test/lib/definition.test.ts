@@ -1,0 +1,147 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DefinitionError, loadDefinition, parseDefinition } from '../../scripts/lib/definition.ts';
+
+const fixtures = join(import.meta.dirname, '../fixtures/definitions');
+
+/** The exact lines a user sees for a definition, or [] when it is valid. */
+async function problemLines(name: string): Promise<string[]> {
+  try {
+    await loadDefinition(join(fixtures, name));
+    return [];
+  } catch (err) {
+    if (err instanceof DefinitionError) return err.message.split('\n');
+    throw err;
+  }
+}
+
+describe('broken definitions report exactly what is wrong and what is allowed', () => {
+  const cases: [fixture: string, lines: (file: string) => string[]][] = [
+    [
+      'broken-unknown-key.yaml',
+      (f) => [
+        `${f}: bond.primary_reselct: unknown key (did you mean primary_reselect?); allowed keys: name, mode, slaves, primary, miimon, updelay, downdelay, primary_reselect, fail_over_mac (got "better")`,
+      ],
+    ],
+    ['broken-bad-enum.yaml', (f) => [`${f}: bond.mode: must be one of: active-backup (got "balance-rr")`]],
+    ['broken-primary-not-slave.yaml', (f) => [`${f}: bond.primary: must be one of the slaves: eth0, eth1 (got "wlan0")`]],
+    [
+      'broken-one-slave.yaml',
+      (f) => [`${f}: bond.slaves: active-backup needs at least two slaves: a primary and a backup (got [{"name":"eth0"}])`],
+    ],
+    [
+      'broken-address-without-prefix.yaml',
+      (f) => [`${f}: network.addressing.address: must be an address with a prefix length, like 192.168.1.2/24 (got "192.168.1.50")`],
+    ],
+    ['broken-bad-mac.yaml', (f) => [`${f}: bond.slaves[1].mac: must be a MAC address like 52:54:00:00:00:01 (got "00:e0:4c:68:01")`]],
+    ['broken-port.yaml', (f) => [`${f}: status_service.port: must be a port from 1 to 65535 (got 80800)`]],
+    [
+      'broken-yaml.yaml',
+      (f) => [`${f}: line 4, column 3: YAML syntax: Flow sequence in block collection must be sufficiently indented and end with a ] (got "  primary: eth0")`],
+    ],
+    [
+      'broken-many.yaml',
+      (f) => [
+        `${f}: name: must be 1 to 63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit (got "Many Problems")`,
+        `${f}: base.suite: must be one of: bookworm (got "trixie")`,
+        `${f}: bond.slaves[1].mac: must be a MAC address like 52:54:00:00:00:01 (got "not-a-mac")`,
+        `${f}: bond.mtu: unknown key; allowed keys: name, mode, slaves, primary, miimon, updelay, downdelay, primary_reselect, fail_over_mac (got 9000)`,
+        `${f}: bond.slaves[2].name: is already another slave; each slave must be listed once (got "eth0")`,
+        `${f}: bond.primary: must be one of the slaves: eth0, eth1 (got "eth2")`,
+        `${f}: bond.name: must differ from every slave name (eth0, eth1) (got "eth1")`,
+        `${f}: bond.updelay: must be a multiple of miimon (100) (got 150)`,
+        `${f}: network.addressing.address: must be an address with a prefix length, like 192.168.1.2/24 (got "10.0.0.5")`,
+        `${f}: network.addressing.dns[1]: must be an IPv4 or IPv6 address like 192.168.1.1 (got "dns.example")`,
+        `${f}: status_service.port: must be a port from 1 to 65535 (got 0)`,
+        `${f}: disk.compresion: unknown key (did you mean compression?); allowed keys: size, boot_size, compression (got "xz")`,
+      ],
+    ],
+  ];
+
+  it.each(cases)('%s', async (fixture, lines) => {
+    expect(await problemLines(fixture)).toEqual(lines(join(fixtures, fixture)));
+  });
+});
+
+describe('parseDefinition', () => {
+  const parse = (source: string) => {
+    try {
+      parseDefinition(source, 'x.yaml');
+      return [];
+    } catch (err) {
+      if (err instanceof DefinitionError) return err.problems;
+      throw err;
+    }
+  };
+
+  it('fills the seed setup in as defaults: eth0 primary, eth1 backup, active-backup, miimon 100, DHCP', () => {
+    const def = parseDefinition('name: minimal\n', 'minimal.yaml');
+    expect(def.bond).toEqual({
+      name: 'bond0',
+      mode: 'active-backup',
+      slaves: [{ name: 'eth0' }, { name: 'eth1' }],
+      primary: 'eth0',
+      miimon: 100,
+      updelay: 0,
+      downdelay: 0,
+      primary_reselect: 'always',
+      fail_over_mac: 'none',
+    });
+    expect(def.network).toEqual({ stack: 'ifupdown', addressing: { method: 'dhcp' } });
+    expect(def.base).toEqual({ distribution: 'debian', suite: 'bookworm', architecture: 'arm64' });
+    expect(def.disk).toEqual({ size: 2 * 1024 ** 3, boot_size: 256 * 1024 ** 2, compression: 'zstd' });
+  });
+
+  it('gives every problem its file, its field path and the bad value', () => {
+    expect(parse('name: x\nbond:\n  slaves:\n    - name: eth0\n      mac: 52-54-00-00-00-01\n    - name: eth1\n')).toEqual([
+      { file: 'x.yaml', path: 'bond.slaves[0].mac', value: '52-54-00-00-00-01', message: 'must be a MAC address like 52:54:00:00:00:01' },
+    ]);
+  });
+
+  it('lower-cases MACs so a .link matches however they were written', () => {
+    const def = parseDefinition('name: x\nbond:\n  slaves: [{name: eth0}, {name: lan1, mac: "00:E0:4C:68:00:01"}]\n', 'x.yaml');
+    expect(def.bond.slaves[1]).toEqual({ name: 'lan1', mac: '00:e0:4c:68:00:01' });
+  });
+
+  it('reports a missing name and wrong types in our words, not zod\'s', () => {
+    expect(parse('hostname: 42\nstatus_service: {port: "8080"}\nbond: {miimon: fast}\n').map((p) => `${p.path}: ${p.message}`)).toEqual([
+      'name: must be 1 to 63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit',
+      'hostname: must be a host name: letters, digits and "-", at most 63',
+      'bond.miimon: must be a whole number of milliseconds from 1 to 10000',
+      'status_service.port: must be a port from 1 to 65535',
+    ]);
+  });
+
+  it('names the allowed keys of the addressing method the user chose', () => {
+    expect(parse('name: x\nnetwork:\n  addressing: {method: dhcp, address: 10.0.0.2/24}\n').map((p) => `${p.path}: ${p.message}`)).toEqual([
+      'network.addressing.address: unknown key; allowed keys: method',
+    ]);
+    expect(parse('name: x\nnetwork:\n  addressing: {method: ppp}\n').map((p) => `${p.path}: ${p.message}`)).toEqual([
+      'network.addressing.method: must be one of: dhcp, static',
+    ]);
+  });
+
+  it('reports duplicate keys, an empty file and a disk too small for the root partition', () => {
+    expect(parse('name: x\nname: y\n')).toEqual([
+      { file: 'x.yaml', path: 'line 2, column 1', value: 'name: y', message: 'YAML syntax: Map keys must be unique' },
+    ]);
+    expect(parse('')).toEqual([{ file: 'x.yaml', path: '', value: undefined, message: 'the file is empty; a definition needs at least a name' }]);
+    expect(parse('name: x\ndisk: {size: 512MiB, boot_size: 384MiB}\n').map((p) => `${p.path}: ${p.message}`)).toEqual([
+      'disk.size: must leave at least 256MiB for the root partition after boot_size',
+    ]);
+  });
+
+  it('does not pile cross-field noise onto a field that is already wrong', () => {
+    expect(parse('name: x\nbond: {slaves: [eth0, eth1]}\ndisk: {size: -5}\n').map((p) => `${p.path}: ${p.message}`)).toEqual([
+      'bond.slaves[0]: must be a mapping with the keys name, mac',
+      'bond.slaves[1]: must be a mapping with the keys name, mac',
+      'disk.size: must be a size like 2GiB or 1536MiB, or a whole number of bytes',
+    ]);
+  });
+
+  it('accepts the static fixture with every bond option set', async () => {
+    const def = await loadDefinition(join(fixtures, 'static.yaml'));
+    expect(def.network.addressing).toEqual({ method: 'static', address: '192.168.1.50/24', gateway: '192.168.1.1', dns: ['192.168.1.1', '9.9.9.9'] });
+    expect(def.bond).toMatchObject({ updelay: 200, downdelay: 100, primary_reselect: 'better', fail_over_mac: 'active' });
+  });
+});

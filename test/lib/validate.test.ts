@@ -1,0 +1,49 @@
+import { execFile } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '../..');
+
+/** Runs the real CLI, the way a user does, from the repository root. */
+async function pibond(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)('node', ['scripts/pibond.mjs', ...args], { cwd: root });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const failed = err as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+describe('pibond validate', () => {
+  it('accepts every shipped definition in images/', async () => {
+    const images = (await readdir(join(root, 'images'))).sort().map((name) => `images/${name}`);
+    expect(images.length).toBeGreaterThan(0);
+    const result = await pibond('validate', ...images);
+    expect(result).toEqual({ code: 0, stdout: images.map((file) => `${file}: ok\n`).join(''), stderr: '' });
+  });
+
+  it('checks every file, prints every problem and exits 1 when any file is bad', async () => {
+    const good = 'test/fixtures/definitions/static.yaml';
+    const port = 'test/fixtures/definitions/broken-port.yaml';
+    const slave = 'test/fixtures/definitions/broken-one-slave.yaml';
+    const result = await pibond('validate', port, good, slave, 'test/fixtures/definitions/no-such.yaml');
+    expect(result.code).toBe(1);
+    expect(result.stdout.split('\n')).toEqual([
+      `${port}: status_service.port: must be a port from 1 to 65535 (got 80800)`,
+      `${good}: ok`,
+      `${slave}: bond.slaves: active-backup needs at least two slaves: a primary and a backup (got [{"name":"eth0"}])`,
+      "test/fixtures/definitions/no-such.yaml: cannot read the definition: ENOENT: no such file or directory, open 'test/fixtures/definitions/no-such.yaml'",
+      '',
+    ]);
+  });
+
+  it('exits 2 with the usage when no file is named', async () => {
+    const result = await pibond('validate');
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('Usage: pibond validate FILE...');
+  });
+});
