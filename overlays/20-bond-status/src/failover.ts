@@ -1,0 +1,75 @@
+/**
+ * Failovers: a change of a bond's active slave between two snapshots, and why it happened.
+ *
+ * The cause is inferred from the slaves' MII status and link failure counters on both sides of the
+ * change. The counters matter: with 50 ms between reads a link can go down and come back unseen,
+ * but the kernel counts every failure, so a counter that moved tells us the link failed in between.
+ */
+import type { BondReading, BondStatus, SlaveStatus } from './read-bonds.ts';
+
+export type FailoverCause =
+  /** The old active slave's link went down (or the slave was removed, e.g. a USB NIC pulled). */
+  | 'link_down'
+  /** The primary's link came back and the bond returned to it (primary_reselect). */
+  | 'primary_back'
+  /** No slave was active; one came up and took over. */
+  | 'link_up'
+  /** Both links stayed up and the active slave changed: someone chose it (ifenslave -c, sysfs). */
+  | 'manual'
+  | 'unknown';
+
+export interface FailoverEvent {
+  /** ISO-8601, wall clock: for people and logs. */
+  time: string;
+  bond: string;
+  from: string | null;
+  to: string | null;
+  cause: FailoverCause;
+}
+
+export function detectFailovers(before: readonly BondReading[], after: readonly BondReading[], time: Date): FailoverEvent[] {
+  const previous = new Map<string, BondStatus>();
+  for (const reading of before) if (reading.ok) previous.set(reading.bond.name, reading.bond);
+
+  const events: FailoverEvent[] = [];
+  for (const reading of after) {
+    if (!reading.ok) continue;
+    const old = previous.get(reading.bond.name);
+    // A bond that just appeared, or was unreadable a moment ago, has no "before" to compare with.
+    if (!old || old.active_slave === reading.bond.active_slave) continue;
+    events.push({
+      time: time.toISOString(),
+      bond: reading.bond.name,
+      from: old.active_slave,
+      to: reading.bond.active_slave,
+      cause: failoverCause(old, reading.bond),
+    });
+  }
+  return events;
+}
+
+export function failoverCause(before: BondStatus, after: BondStatus): FailoverCause {
+  const from = before.active_slave;
+  const to = after.active_slave;
+  if (from === null) return to === null ? 'unknown' : 'link_up';
+
+  const oldActiveNow = slave(after, from);
+  if (!oldActiveNow || oldActiveNow.mii_status !== 'up' || failedBetween(slave(before, from), oldActiveNow)) return 'link_down';
+
+  if (to !== null && to === after.primary) {
+    const primaryBefore = slave(before, to);
+    const primaryNow = slave(after, to);
+    if (!primaryBefore || primaryBefore.mii_status !== 'up' || failedBetween(primaryBefore, primaryNow)) return 'primary_back';
+  }
+  return to === null ? 'unknown' : 'manual';
+}
+
+function slave(bond: BondStatus, name: string): SlaveStatus | undefined {
+  return bond.slaves.find((s) => s.name === name);
+}
+
+function failedBetween(before: SlaveStatus | undefined, after: SlaveStatus | undefined): boolean {
+  const was = before?.link_failure_count;
+  const is = after?.link_failure_count;
+  return was !== null && was !== undefined && is !== null && is !== undefined && is > was;
+}

@@ -1,0 +1,147 @@
+/**
+ * The HTTP API. Routing is an exact match of the request path against a fixed table: no request
+ * names a file, so `/../../etc/passwd` or `/%2e%2e/` is just a path that is not in the table (404).
+ * Every answer is built from the monitor's snapshot in memory.
+ *
+ * Limits, because the service runs on a small appliance that may sit on an open LAN: node's parser
+ * answers 431 to headers over maxHeaderSize, we answer 414 to long URLs; a client that dribbles its
+ * headers or request is cut off by headersTimeout/requestTimeout; idle keep-alive sockets close after
+ * keepAliveTimeout; event streams are capped in number, and a stream whose reader stops reading is
+ * dropped once its backlog passes a bound instead of buffering without end.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { FailoverEvent } from './failover.ts';
+import { metricsContentType, renderMetrics } from './metrics.ts';
+import type { BondMonitor } from './monitor.ts';
+import { page, pageContentSecurityPolicy } from './page.ts';
+import { statusDocument } from './status.ts';
+
+export interface HttpLimits {
+  maxUrlBytes: number;
+  maxHeaderBytes: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxConnections: number;
+  maxStreams: number;
+  heartbeatMs: number;
+  maxStreamBacklogBytes: number;
+}
+
+export const defaultLimits: HttpLimits = {
+  maxUrlBytes: 2048,
+  maxHeaderBytes: 8192,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 256,
+  maxStreams: 32,
+  heartbeatMs: 15_000,
+  maxStreamBacklogBytes: 64 * 1024,
+};
+
+type Handler = (res: ServerResponse, head: boolean) => void;
+
+const commonHeaders = { 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
+const allowed = 'GET, HEAD';
+
+export interface StatusServer {
+  server: Server;
+  /** Ends the event streams and closes every connection, so tests and SIGTERM do not hang on them. */
+  close(): Promise<void>;
+}
+
+export function createStatusServer(monitor: BondMonitor, overrides: Partial<HttpLimits> = {}): StatusServer {
+  const limits = { ...defaultLimits, ...overrides };
+  const streams = new Set<ServerResponse>();
+
+  const routes = new Map<string, Handler>([
+    ['/', (res, head) => send(res, head, 200, 'text/html; charset=utf-8', page, { 'Content-Security-Policy': pageContentSecurityPolicy })],
+    ['/healthz', (res, head) => send(res, head, 200, 'text/plain; charset=utf-8', 'ok\n')],
+    ['/api/status', (res, head) => sendJson(res, head, statusDocument(monitor))],
+    ['/api/events', (res, head) => sendJson(res, head, { events: monitor.recentEvents() })],
+    ['/api/events/stream', (res, head) => openStream(res, head)],
+    ['/metrics', (res, head) => send(res, head, 200, metricsContentType, renderMetrics(monitor))],
+  ]);
+
+  function openStream(res: ServerResponse, head: boolean): void {
+    if (streams.size >= limits.maxStreams) {
+      send(res, head, 503, 'text/plain; charset=utf-8', 'too many event streams\n', { 'Retry-After': '5' });
+      return;
+    }
+    res.writeHead(200, { ...commonHeaders, 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive' });
+    if (head) {
+      res.end();
+      return;
+    }
+    streams.add(res);
+    res.on('close', () => streams.delete(res));
+    // The comment flushes the headers at once, so clients see the stream open before any failover.
+    write(res, ': bond-status failover events\nretry: 2000\n\n');
+  }
+
+  function write(stream: ServerResponse, chunk: string): void {
+    if (stream.writableLength > limits.maxStreamBacklogBytes) {
+      stream.destroy();
+      return;
+    }
+    stream.write(chunk);
+  }
+
+  const unsubscribe = monitor.onFailover((event: FailoverEvent) => {
+    const chunk = `event: failover\ndata: ${JSON.stringify(event)}\n\n`;
+    for (const stream of streams) write(stream, chunk);
+  });
+  // Comments keep proxies and NAT tables from closing a quiet stream, and reveal dead readers.
+  const heartbeat = setInterval(() => {
+    for (const stream of streams) write(stream, ': heartbeat\n\n');
+  }, limits.heartbeatMs);
+  heartbeat.unref();
+
+  const server = createServer({ maxHeaderSize: limits.maxHeaderBytes }, (req, res) => route(req, res));
+  server.headersTimeout = limits.headersTimeoutMs;
+  server.requestTimeout = limits.requestTimeoutMs;
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.maxConnections = limits.maxConnections;
+
+  function route(req: IncomingMessage, res: ServerResponse): void {
+    const target = req.url ?? '';
+    if (target.length > limits.maxUrlBytes) {
+      send(res, false, 414, 'text/plain; charset=utf-8', 'URI too long\n', { Connection: 'close' });
+      return;
+    }
+    const query = target.indexOf('?');
+    const handler = routes.get(query < 0 ? target : target.slice(0, query));
+    if (!handler) {
+      send(res, req.method === 'HEAD', 404, 'text/plain; charset=utf-8', 'not found\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      send(res, false, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { Allow: allowed });
+      return;
+    }
+    handler(res, req.method === 'HEAD');
+  }
+
+  return {
+    server,
+    close: async () => {
+      clearInterval(heartbeat);
+      unsubscribe();
+      for (const stream of streams) stream.end();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+function sendJson(res: ServerResponse, head: boolean, value: unknown): void {
+  send(res, head, 200, 'application/json; charset=utf-8', JSON.stringify(value));
+}
+
+function send(res: ServerResponse, head: boolean, status: number, type: string, body: string, headers: Record<string, string> = {}): void {
+  const bytes = Buffer.from(body, 'utf8');
+  res.writeHead(status, { ...commonHeaders, 'Content-Type': type, 'Content-Length': bytes.length, ...headers });
+  res.end(head ? undefined : bytes);
+}

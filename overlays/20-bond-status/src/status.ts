@@ -1,0 +1,63 @@
+/**
+ * The document behind GET /api/status and `bond-status --json`. Its names are an interface: the
+ * QEMU failover test and operators' scripts read them, so they change only on purpose.
+ */
+import type { FailoverEvent } from './failover.ts';
+import type { BondMonitor } from './monitor.ts';
+import type { BondReading, SlaveStatus } from './read-bonds.ts';
+
+export interface BondDocument {
+  name: string;
+  mode?: string;
+  mii_status?: string | null;
+  miimon_ms?: number | null;
+  primary?: string | null;
+  primary_reselect?: string | null;
+  active_slave?: string | null;
+  /** Present only when the bond could not be read. */
+  error?: string;
+  failovers: number;
+  last_failover: FailoverEvent | null;
+  seconds_since_last_failover: number | null;
+  slaves?: SlaveStatus[];
+}
+
+export interface StatusDocument {
+  uptime_seconds: number;
+  bonds: BondDocument[];
+}
+
+export function statusDocument(monitor: BondMonitor): StatusDocument {
+  return {
+    uptime_seconds: round(monitor.uptimeSeconds()),
+    bonds: monitor.bonds().map((reading) => bondDocument(reading, monitor)),
+  };
+}
+
+function bondDocument(reading: BondReading, monitor: BondMonitor): BondDocument {
+  const name = reading.ok ? reading.bond.name : reading.name;
+  const history = monitor.history(name);
+  const failovers = {
+    failovers: history.failovers,
+    last_failover: history.lastFailover,
+    seconds_since_last_failover: history.lastFailoverAt === null ? null : round(monitor.secondsSince(history.lastFailoverAt)),
+  };
+  if (!reading.ok) return { name, error: reading.error, ...failovers };
+  const bond = reading.bond;
+  return {
+    name,
+    mode: bond.mode,
+    mii_status: bond.mii_status,
+    miimon_ms: bond.miimon_ms,
+    primary: bond.primary,
+    primary_reselect: bond.primary_reselect,
+    active_slave: bond.active_slave,
+    ...failovers,
+    slaves: bond.slaves,
+  };
+}
+
+/** Milliseconds are plenty; fifteen digits of float noise are not. */
+function round(seconds: number): number {
+  return Math.round(seconds * 1000) / 1000;
+}

@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { detectFailovers, failoverCause } from '../../overlays/20-bond-status/src/failover.ts';
+import { BondMonitor } from '../../overlays/20-bond-status/src/monitor.ts';
+import type { BondStatus, SlaveStatus } from '../../overlays/20-bond-status/src/read-bonds.ts';
+import { eth0, eth1, healthyBond, makeFakeRoot, writeBonds } from './fake-root.ts';
+
+function slave(name: string, mii: string, failures = 0): SlaveStatus {
+  return { name, mii_status: mii, carrier: mii === 'up', speed_mbps: 1000, duplex: 'full', link_failure_count: failures, perm_hwaddr: null, state: null, operstate: null };
+}
+
+function bond(active: string | null, slaves: SlaveStatus[], primary: string | null = 'eth0'): BondStatus {
+  return { name: 'bond0', mode: 'active-backup', mii_status: active ? 'up' : 'down', miimon_ms: 100, primary, primary_reselect: 'always', active_slave: active, slaves };
+}
+
+describe('failoverCause', () => {
+  it('link_down: the old active slave lost its link', () => {
+    expect(failoverCause(bond('eth0', [slave('eth0', 'up'), slave('eth1', 'up')]), bond('eth1', [slave('eth0', 'down', 1), slave('eth1', 'up')]))).toBe('link_down');
+  });
+
+  it('link_down: the old active slave went down and came back between two reads (its counter moved)', () => {
+    expect(failoverCause(bond('eth0', [slave('eth0', 'up', 2), slave('eth1', 'up')]), bond('eth1', [slave('eth0', 'up', 3), slave('eth1', 'up')]))).toBe('link_down');
+  });
+
+  it('link_down: the old active slave disappeared (a USB NIC pulled out)', () => {
+    expect(failoverCause(bond('eth1', [slave('eth0', 'up'), slave('eth1', 'up')], 'eth0'), bond('eth0', [slave('eth0', 'up')]))).toBe('link_down');
+  });
+
+  it('primary_back: the primary came back up and took over from a healthy backup', () => {
+    expect(failoverCause(bond('eth1', [slave('eth0', 'down', 1), slave('eth1', 'up')]), bond('eth0', [slave('eth0', 'up', 1), slave('eth1', 'up')]))).toBe('primary_back');
+  });
+
+  it('primary_back: the primary flapped between two reads', () => {
+    expect(failoverCause(bond('eth1', [slave('eth0', 'up', 1), slave('eth1', 'up')]), bond('eth0', [slave('eth0', 'up', 2), slave('eth1', 'up')]))).toBe('primary_back');
+  });
+
+  it('link_up: no slave was active, then one came up', () => {
+    expect(failoverCause(bond(null, [slave('eth0', 'down'), slave('eth1', 'down')]), bond('eth1', [slave('eth0', 'down'), slave('eth1', 'up')]))).toBe('link_up');
+  });
+
+  it('manual: both links up all along and the active slave changed anyway', () => {
+    expect(failoverCause(bond('eth0', [slave('eth0', 'up'), slave('eth1', 'up')]), bond('eth1', [slave('eth0', 'up'), slave('eth1', 'up')]))).toBe('manual');
+    // Choosing the primary by hand while it was up all along is no "primary back" either.
+    expect(failoverCause(bond('eth1', [slave('eth0', 'up'), slave('eth1', 'up')]), bond('eth0', [slave('eth0', 'up'), slave('eth1', 'up')]))).toBe('manual');
+  });
+});
+
+describe('detectFailovers', () => {
+  it('reports a change of active slave, and nothing for new bonds, unchanged bonds or unreadable ones', () => {
+    const before = [
+      { ok: true as const, bond: { ...bond('eth0', [slave('eth0', 'up'), slave('eth1', 'up')]), name: 'bond0' } },
+      { ok: true as const, bond: { ...bond('eth0', [slave('eth0', 'up')]), name: 'bond1' } },
+      { ok: true as const, bond: { ...bond('eth0', [slave('eth0', 'up')]), name: 'bond2' } },
+    ];
+    const after = [
+      { ok: true as const, bond: { ...bond('eth1', [slave('eth0', 'down', 1), slave('eth1', 'up')]), name: 'bond0' } },
+      { ok: true as const, bond: { ...bond('eth0', [slave('eth0', 'up')]), name: 'bond1' } },
+      { ok: false as const, name: 'bond2', error: 'gone' },
+      { ok: true as const, bond: { ...bond('eth1', [slave('eth1', 'up')]), name: 'bond3' } },
+    ];
+    const time = new Date('2026-01-02T03:04:05.678Z');
+    expect(detectFailovers(before, after, time)).toEqual([{ time: '2026-01-02T03:04:05.678Z', bond: 'bond0', from: 'eth0', to: 'eth1', cause: 'link_down' }]);
+  });
+});
+
+describe('BondMonitor', () => {
+  it('counts failovers per bond, journals each, and keeps only the newest events', () => {
+    const root = makeFakeRoot([healthyBond]);
+    const lines: string[] = [];
+    const journal = { error: (m: string) => lines.push(`<3>${m}`), warning: (m: string) => lines.push(`<4>${m}`), notice: (m: string) => lines.push(`<5>${m}`), info: (m: string) => lines.push(`<6>${m}`) };
+    const monitor = new BondMonitor({ root, journal, eventCapacity: 3 });
+    const down = { ...healthyBond, active: 'eth1', slaves: [{ ...eth0, mii: 'down' as const }, eth1] };
+    for (let i = 0; i < 3; i++) {
+      writeBonds(root, [down]);
+      expect(monitor.poll().map((e) => e.cause)).toEqual(['link_down']);
+      writeBonds(root, [healthyBond]);
+      expect(monitor.poll().map((e) => e.cause)).toEqual(['primary_back']);
+    }
+    expect(monitor.poll()).toEqual([]);
+    expect(monitor.history('bond0')).toMatchObject({ failovers: 6, lastFailover: { from: 'eth1', to: 'eth0', cause: 'primary_back' } });
+    expect(monitor.recentEvents().map((e) => e.cause)).toEqual(['primary_back', 'link_down', 'primary_back']);
+    expect(lines.filter((l) => l.startsWith('<4>'))).toHaveLength(3);
+    expect(lines.at(-1)).toBe('<5>bond0: failover from eth1 to eth0 (primary_back)');
+  });
+
+  it('journals a read error once when it starts and once when it ends, not at every poll', () => {
+    const root = makeFakeRoot([]);
+    const lines: string[] = [];
+    const journal = { error: (m: string) => lines.push(`<3>${m}`), warning: () => {}, notice: () => {}, info: (m: string) => lines.push(`<6>${m}`) };
+    const monitor = new BondMonitor({ root, journal, expectedBonds: ['bond0'] });
+    monitor.poll();
+    monitor.poll();
+    writeBonds(root, [healthyBond]);
+    monitor.poll();
+    monitor.poll();
+    expect(lines).toEqual(['<3>bond0 does not exist (no /proc/net/bonding/bond0)', '<6>bond0: readable again']);
+  });
+});
