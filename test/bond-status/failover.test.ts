@@ -13,8 +13,9 @@ function bond(active: string | null, slaves: SlaveStatus[], primary: string | nu
 }
 
 describe('failoverCause', () => {
-  it('link_down: the old active slave lost its link', () => {
-    expect(failoverCause(bond('eth0', [slave('eth0', 'up'), slave('eth1', 'up')]), bond('eth1', [slave('eth0', 'down', 1), slave('eth1', 'up')]))).toBe('link_down');
+  it('link_down: the old active slave lost its link (seen by its MII status alone)', () => {
+    expect(failoverCause(bond('eth0', [slave('eth0', 'up'), slave('eth1', 'up')]), bond('eth1', [slave('eth0', 'down'), slave('eth1', 'up')]))).toBe('link_down');
+    expect(failoverCause(bond('eth0', [slave('eth0', 'up'), slave('eth1', 'up')]), bond('eth1', [slave('eth0', 'going down'), slave('eth1', 'up')]))).toBe('link_down');
   });
 
   it('link_down: the old active slave went down and came back between two reads (its counter moved)', () => {

@@ -22,6 +22,8 @@ export interface HttpLimits {
   headersTimeoutMs: number;
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** How often node checks the two timeouts above; its default of 30 s would let a slow client linger. */
+  timeoutCheckMs: number;
   maxConnections: number;
   maxStreams: number;
   heartbeatMs: number;
@@ -34,6 +36,7 @@ export const defaultLimits: HttpLimits = {
   headersTimeoutMs: 5_000,
   requestTimeoutMs: 10_000,
   keepAliveTimeoutMs: 5_000,
+  timeoutCheckMs: 1_000,
   maxConnections: 256,
   maxStreams: 32,
   heartbeatMs: 15_000,
@@ -98,9 +101,15 @@ export function createStatusServer(monitor: BondMonitor, overrides: Partial<Http
   }, limits.heartbeatMs);
   heartbeat.unref();
 
-  const server = createServer({ maxHeaderSize: limits.maxHeaderBytes }, (req, res) => route(req, res));
-  server.headersTimeout = limits.headersTimeoutMs;
-  server.requestTimeout = limits.requestTimeoutMs;
+  const server = createServer(
+    {
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      connectionsCheckingInterval: limits.timeoutCheckMs,
+    },
+    (req, res) => route(req, res),
+  );
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   server.maxConnections = limits.maxConnections;
 

@@ -1,0 +1,150 @@
+/**
+ * The bundle as the device runs it: render() output written to disk and started with plain `node`,
+ * no TypeScript loader, no node_modules next to it.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { render, type OverlayFile } from '../../overlays/20-bond-status/render.ts';
+import type { FailoverEvent } from '../../overlays/20-bond-status/src/failover.ts';
+import type { StatusDocument } from '../../overlays/20-bond-status/src/status.ts';
+import { definitionSchema } from '../../scripts/lib/definition.ts';
+import { json } from './_http-client.ts';
+import { eth0, eth1, healthyBond, makeFakeRoot, waitFor, writeBonds } from './fake-root.ts';
+
+const recorded = join(import.meta.dirname, 'fixtures/recorded');
+const definition = definitionSchema.parse({ name: 'test', base: {}, bond: { name: 'bond0' }, status_service: { listen: '127.0.0.1', port: 9090 } });
+
+let files: OverlayFile[];
+let dir: string;
+let bundle: string;
+
+beforeAll(async () => {
+  files = await render(definition);
+  // Outside the repository, so nothing can be resolved from its node_modules.
+  dir = mkdtempSync(join(tmpdir(), 'bond-status-bundle-'));
+  bundle = join(dir, 'bond-status.js');
+  writeFileSync(bundle, fileAt('usr/lib/pibond/bond-status.js').content);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function fileAt(path: string): OverlayFile {
+  const file = files.find((f) => f.path === path);
+  if (!file) throw new Error(`render() made no ${path}`);
+  return file;
+}
+
+interface Running {
+  child: ChildProcessWithoutNullStreams;
+  url: string;
+  output: () => string;
+}
+
+async function startBundle(root: string): Promise<Running> {
+  const child = spawn(process.execPath, [bundle, 'serve', '--root', root, '--listen', '127.0.0.1', '--port', '0'], { cwd: dir });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  onTestFinished(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const url = await waitFor('the listening line', () => /listening on (http:\/\/\S+),/.exec(output)?.[1], 5000);
+  return { child, url, output: () => output };
+}
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bundle, ...args], { cwd: dir });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout }));
+  });
+}
+
+describe('render()', () => {
+  it('makes the bundle and the configuration from the definition', () => {
+    expect(files.map((f) => [f.path, f.mode])).toEqual([
+      ['usr/lib/pibond/bond-status.js', 0o644],
+      ['etc/pibond/bond-status.json', 0o644],
+    ]);
+    expect(JSON.parse(String(fileAt('etc/pibond/bond-status.json').content))).toEqual({ listen: '127.0.0.1', port: 9090, bonds: ['bond0'] });
+  });
+
+  it('is deterministic and holds no path of the build machine', async () => {
+    const again = await render(definition);
+    expect(Buffer.compare(Buffer.from(again[0]?.content ?? ''), Buffer.from(fileAt('usr/lib/pibond/bond-status.js').content))).toBe(0);
+    expect(String(fileAt('usr/lib/pibond/bond-status.js').content)).not.toContain(import.meta.dirname.split('/test/')[0] ?? '/');
+  });
+
+  it('bundles only node built-ins', () => {
+    const requires = [...String(fileAt('usr/lib/pibond/bond-status.js').content).matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]);
+    expect(requires.length).toBeGreaterThan(0);
+    for (const name of requires) expect(name).toMatch(/^node:/);
+  });
+});
+
+describe('the bundle under plain node', () => {
+  it('serves the API, sees a failover played on the files, and stops cleanly on SIGTERM', async () => {
+    const root = makeFakeRoot([healthyBond]);
+    const service = await startBundle(root);
+    expect((await json<StatusDocument>(`${service.url}/api/status`)).bonds[0]?.active_slave).toBe('eth0');
+
+    writeBonds(root, [{ ...healthyBond, active: 'eth1', slaves: [{ ...eth0, mii: 'down', failures: 1 }, eth1] }]);
+    const events = await waitFor('the failover in /api/events', async () => {
+      const list = (await json<{ events: FailoverEvent[] }>(`${service.url}/api/events`)).events;
+      return list.length > 0 ? list : undefined;
+    });
+    expect(events.map((e) => [e.bond, e.from, e.to, e.cause])).toEqual([['bond0', 'eth0', 'eth1', 'link_down']]);
+    // The journal line, with the warning priority journald reads from the prefix.
+    await waitFor('the journal line', () => (service.output().includes('<4>bond0: failover from eth0 to eth1 (link_down)\n') ? true : undefined));
+
+    const exited = new Promise<number | null>((resolve) => service.child.on('exit', (code) => resolve(code)));
+    service.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(service.output()).toContain('<6>stopping\n');
+  });
+
+  it('status prints the bonds from the files, and the history from the running service', async () => {
+    const root = makeFakeRoot([healthyBond]);
+    const service = await startBundle(root);
+    writeBonds(root, [{ ...healthyBond, active: 'eth1', slaves: [{ ...eth0, mii: 'down', speed: null, duplex: null, failures: 1 }, eth1] }]);
+    await waitFor('the failover', async () => ((await json<{ events: unknown[] }>(`${service.url}/api/events`)).events.length > 0 ? true : undefined));
+
+    const port = new URL(service.url).port;
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ listen: '127.0.0.1', port: Number(port), bonds: ['bond0'] }));
+    const { code, stdout } = await run(['status', '--root', root, '--config', config]);
+    expect(code).toBe(0);
+    expect(stdout).toContain('bond0: active-backup, MII up, polled every 100 ms');
+    expect(stdout).toContain('active slave: eth1    primary: eth0 (reselect always)');
+    expect(stdout).toMatch(/failovers since the service started: 1, last \d+ s ago: eth0 -> eth1 \(link_down\)/);
+    expect(stdout).toMatch(/^ {5}eth0 +backup +down +no +unknown +unknown +1 +52:54:00:00:00:01$/m);
+    expect(stdout).toMatch(/^ {2}\* +eth1 +active +up +yes +100 Mbps +full +0 +52:54:00:00:00:02$/m);
+    expect(stdout).toMatch(/eth0 -> eth1 {2}link_down$/m);
+  });
+
+  it('status still reads the bonds when the service is down, says so, and exits 1 for a missing bond', async () => {
+    const config = join(dir, 'nobody.json');
+    // Port 9 (discard) on loopback: nothing listens there in a test environment.
+    writeFileSync(config, JSON.stringify({ listen: '127.0.0.1', port: 9, bonds: ['bond0', 'bond7'] }));
+    const { code, stdout } = await run(['status', '--root', recorded, '--config', config]);
+    expect(code).toBe(1);
+    expect(stdout).toContain('active slave: eth0');
+    expect(stdout).toContain('bond7: ERROR bond7 does not exist');
+    expect(stdout).toContain('Failover history: the service at http://127.0.0.1:9 did not answer');
+  });
+
+  it('refuses a bad configuration with one line and exit code 2', async () => {
+    const config = join(dir, 'bad.json');
+    writeFileSync(config, JSON.stringify({ listen: 'everywhere', port: 8080 }));
+    const child = spawn(process.execPath, [bundle, 'serve', '--config', config], { cwd: dir });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(2);
+    expect(stderr).toBe(`bond-status: ${config}: listen must be an IP address, got "everywhere"\n`);
+  });
+});

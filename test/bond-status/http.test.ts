@@ -1,0 +1,248 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import type { FailoverEvent } from '../../overlays/20-bond-status/src/failover.ts';
+import type { HttpLimits } from '../../overlays/20-bond-status/src/http.ts';
+import { silentJournal } from '../../overlays/20-bond-status/src/journal.ts';
+import { startService } from '../../overlays/20-bond-status/src/service.ts';
+import type { StatusDocument } from '../../overlays/20-bond-status/src/status.ts';
+import { json, openEventStream, raw, request } from './_http-client.ts';
+import { eth0, eth1, healthyBond, makeFakeRoot, waitFor, writeBonds, type FakeBond } from './fake-root.ts';
+
+async function serve(bonds: FakeBond[] = [healthyBond], limits: Partial<HttpLimits> = {}) {
+  const root = makeFakeRoot(bonds);
+  const service = await startService({ root, listen: '127.0.0.1', port: 0, limits, journal: silentJournal });
+  onTestFinished(() => service.close());
+  return { root, url: service.url };
+}
+
+/** eth0's cable pulled: the kernel marks it down, counts a failure and makes eth1 active. */
+const eth0Down: FakeBond = { ...healthyBond, active: 'eth1', slaves: [{ ...eth0, mii: 'down', speed: null, duplex: null, failures: 1 }, eth1] };
+
+describe('GET /api/status', () => {
+  it('answers the documented shape', async () => {
+    const { url } = await serve();
+    const answer = await request(`${url}/api/status`);
+    expect(answer.status).toBe(200);
+    expect(answer.headers['content-type']).toBe('application/json; charset=utf-8');
+    const doc = JSON.parse(answer.body) as StatusDocument;
+    expect(doc.uptime_seconds).toBeGreaterThanOrEqual(0);
+    expect(doc.bonds).toEqual([
+      {
+        name: 'bond0',
+        mode: 'active-backup',
+        mii_status: 'up',
+        miimon_ms: 100,
+        primary: 'eth0',
+        primary_reselect: 'always',
+        active_slave: 'eth0',
+        failovers: 0,
+        last_failover: null,
+        seconds_since_last_failover: null,
+        slaves: [
+          { name: 'eth0', mii_status: 'up', carrier: true, speed_mbps: 1000, duplex: 'full', link_failure_count: 0, perm_hwaddr: '52:54:00:00:00:01', state: 'active', operstate: 'up' },
+          { name: 'eth1', mii_status: 'up', carrier: true, speed_mbps: 100, duplex: 'full', link_failure_count: 0, perm_hwaddr: '52:54:00:00:00:02', state: 'backup', operstate: 'up' },
+        ],
+      },
+    ]);
+  });
+
+  it('reports every bond, and an unreadable one with an error instead of failing', async () => {
+    const { root, url } = await serve([healthyBond, { ...healthyBond, name: 'bond1', slaves: [{ ...eth0, name: 'eth2' }, { ...eth1, name: 'eth3' }], primary: 'eth2', active: 'eth2' }]);
+    mkdirSync(join(root, 'proc/net/bonding'), { recursive: true });
+    writeFileSync(join(root, 'proc/net/bonding/bond2'), 'Ethernet Channel Bonding Driver: v6.1\nMII Polling Interval (ms): soon\n');
+    const doc = await waitFor('bond2 to show up', async () => {
+      const status = await json<StatusDocument>(`${url}/api/status`);
+      return status.bonds.length === 3 ? status : undefined;
+    });
+    expect(doc.bonds.map((b) => [b.name, b.active_slave ?? null, b.error ?? null])).toEqual([
+      ['bond0', 'eth0', null],
+      ['bond1', 'eth2', null],
+      ['bond2', null, '/proc/net/bonding/bond2: MII Polling Interval (ms): not a number: "soon"'],
+    ]);
+  });
+
+  it('reports null for no active slave, no primary and unknown speed', async () => {
+    const { url } = await serve([{ ...healthyBond, primary: null, active: null, slaves: [{ ...eth0, mii: 'down', speed: null, duplex: null }, { ...eth1, mii: 'down', speed: null, duplex: null }] }]);
+    const [bond] = (await json<StatusDocument>(`${url}/api/status`)).bonds;
+    expect(bond).toMatchObject({ active_slave: null, primary: null, mii_status: 'down' });
+    expect(bond?.slaves?.map((s) => [s.speed_mbps, s.duplex, s.carrier])).toEqual([
+      [null, null, false],
+      [null, null, false],
+    ]);
+  });
+});
+
+describe('a failover played on the fake files', () => {
+  it('is seen within 100 ms in /api/status, /api/events, the event stream and /metrics, and so is the way back', async () => {
+    const { root, url } = await serve();
+    const stream = await openEventStream(`${url}/api/events/stream`);
+    onTestFinished(() => stream.close());
+    expect(stream.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+
+    const pulled = Date.now();
+    writeBonds(root, [eth0Down]);
+    const status = await waitFor('eth1 active in /api/status', async () => {
+      const doc = await json<StatusDocument>(`${url}/api/status`);
+      return doc.bonds[0]?.active_slave === 'eth1' ? doc : undefined;
+    });
+    const failover = status.bonds[0]?.last_failover;
+    expect(failover).toMatchObject({ bond: 'bond0', from: 'eth0', to: 'eth1', cause: 'link_down' });
+    // The event carries the time it was noticed: that is the 100 ms promise.
+    expect(Date.parse(failover?.time ?? '') - pulled).toBeLessThan(100);
+    expect(status.bonds[0]).toMatchObject({ failovers: 1, seconds_since_last_failover: expect.any(Number) });
+    expect(status.bonds[0]?.slaves?.map((s) => [s.name, s.state, s.mii_status])).toEqual([
+      ['eth0', 'backup', 'down'],
+      ['eth1', 'active', 'up'],
+    ]);
+
+    const streamed = await waitFor('the failover on the stream', () => (stream.events.length > 0 ? stream.events : undefined));
+    expect(streamed[0]?.event).toBe('failover');
+    expect(JSON.parse(streamed[0]?.data ?? '')).toEqual(failover);
+
+    const metrics = (await request(`${url}/metrics`)).body;
+    expect(metrics).toContain('pibond_bond_active_slave{master="bond0",slave="eth0"} 0\n');
+    expect(metrics).toContain('pibond_bond_active_slave{master="bond0",slave="eth1"} 1\n');
+    expect(metrics).toContain('pibond_bond_slave_mii_up{master="bond0",slave="eth0"} 0\n');
+    expect(metrics).toContain('pibond_bond_slave_link_failures_total{master="bond0",slave="eth0"} 1\n');
+    expect(metrics).toContain('pibond_bond_failovers_total{master="bond0"} 1\n');
+    expect(metrics).toContain('node_bonding_active{master="bond0"} 1\n');
+    expect(metrics).toMatch(/^pibond_bond_seconds_since_last_failover\{master="bond0"\} \d+(\.\d+)?$/m);
+
+    // The cable goes back in: the primary returns and takes over (primary_reselect always).
+    writeBonds(root, [{ ...healthyBond, slaves: [{ ...eth0, failures: 1 }, eth1] }]);
+    const events = await waitFor('the way back in /api/events', async () => {
+      const list = (await json<{ events: FailoverEvent[] }>(`${url}/api/events`)).events;
+      return list.length === 2 ? list : undefined;
+    });
+    expect(events.map((e) => [e.from, e.to, e.cause])).toEqual([
+      ['eth0', 'eth1', 'link_down'],
+      ['eth1', 'eth0', 'primary_back'],
+    ]);
+    await waitFor('the way back on the stream', () => (stream.events.length === 2 ? true : undefined));
+    expect((await request(`${url}/metrics`)).body).toContain('pibond_bond_failovers_total{master="bond0"} 2\n');
+  });
+});
+
+describe('GET /metrics', () => {
+  it("keeps node_exporter's bonding metrics: configured slaves, and slaves with MII up", async () => {
+    const { url } = await serve([{ ...healthyBond, slaves: [eth0, { ...eth1, mii: 'down' }] }]);
+    const answer = await request(`${url}/metrics`);
+    expect(answer.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
+    expect(answer.body).toContain(
+      '# HELP node_bonding_slaves Number of configured slaves per bonding interface.\n# TYPE node_bonding_slaves gauge\nnode_bonding_slaves{master="bond0"} 2\n',
+    );
+    expect(answer.body).toContain(
+      '# HELP node_bonding_active Number of active slaves per bonding interface.\n# TYPE node_bonding_active gauge\nnode_bonding_active{master="bond0"} 1\n',
+    );
+    expect(answer.body).toContain('# TYPE pibond_bond_failovers_total counter\npibond_bond_failovers_total{master="bond0"} 0\n');
+    // No failover yet: the family is declared, without a made-up sample.
+    expect(answer.body).not.toMatch(/^pibond_bond_seconds_since_last_failover\{/m);
+    // Every sample line belongs to a family declared with HELP and TYPE.
+    const declared = new Set([...answer.body.matchAll(/^# TYPE (\S+) (gauge|counter)$/gm)].map((m) => m[1]));
+    for (const line of answer.body.split('\n').filter((l) => l !== '' && !l.startsWith('#'))) {
+      expect(line).toMatch(/^[a-z_]+\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\} \d+(\.\d+)?$/);
+      expect(declared.has(line.slice(0, line.indexOf('{')))).toBe(true);
+    }
+  });
+});
+
+describe('the other pages', () => {
+  it('GET /healthz answers ok', async () => {
+    const { url } = await serve();
+    expect(await request(`${url}/healthz`)).toMatchObject({ status: 200, body: 'ok\n' });
+  });
+
+  it('GET / is one page without external assets, live on the stream', async () => {
+    const { url } = await serve();
+    const answer = await request(`${url}/`);
+    expect(answer.status).toBe(200);
+    expect(answer.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(answer.headers['content-security-policy']).toContain("default-src 'none'");
+    expect(answer.body).toContain('new EventSource("/api/events/stream")');
+    expect(answer.body).toContain('fetch("/api/status"');
+    expect(answer.body).not.toMatch(/(src|href)=|https?:\/\//);
+  });
+
+  it('HEAD answers the same headers without a body', async () => {
+    const { url } = await serve();
+    for (const path of ['/', '/api/status', '/metrics', '/healthz', '/api/events']) {
+      const get = await request(`${url}${path}`);
+      const head = await request(`${url}${path}`, 'HEAD');
+      expect([path, head.status, head.body]).toEqual([path, 200, '']);
+      expect(head.headers['content-type']).toBe(get.headers['content-type']);
+      // /api/status holds the uptime, which moves between the two requests; /metrics does not here.
+      if (path !== '/api/status') expect(head.headers['content-length']).toBe(get.headers['content-length']);
+    }
+    const stream = await request(`${url}/api/events/stream`, 'HEAD');
+    expect([stream.status, stream.headers['content-type'], stream.body]).toEqual([200, 'text/event-stream; charset=utf-8', '']);
+  });
+});
+
+describe('requests that must be refused', () => {
+  it.each(['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])('%s on a known path is 405 with Allow: GET, HEAD', async (method) => {
+    const { url } = await serve();
+    for (const path of ['/', '/api/status', '/api/events/stream', '/metrics']) {
+      const answer = await request(`${url}${path}`, method);
+      expect([path, answer.status, answer.headers.allow]).toEqual([path, 405, 'GET, HEAD']);
+    }
+  });
+
+  it.each([
+    '/../../etc/passwd',
+    '/%2e%2e/',
+    '/%2e%2e/%2e%2e/etc/passwd',
+    '/api/../../../etc/passwd',
+    '/api/status/../../etc/passwd',
+    '//etc/passwd',
+    '/api/status/',
+    '/index.html',
+    '/api%2fstatus',
+    '/metrics%00',
+  ])('%s is 404 and never reaches a file', async (path) => {
+    const { url } = await serve();
+    const answer = await raw(url, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    expect(answer.status).toBe(404);
+    expect(answer.text).not.toContain('root:');
+  });
+
+  it('a query string does not change the route', async () => {
+    const { url } = await serve();
+    expect((await request(`${url}/healthz?x=../../etc/passwd`)).status).toBe(200);
+  });
+
+  it('oversize headers are cut off with 431', async () => {
+    const { url } = await serve();
+    const answer = await raw(url, `GET /api/status HTTP/1.1\r\nHost: x\r\nX-Padding: ${'a'.repeat(16 * 1024)}\r\n\r\n`);
+    expect(answer.status).toBe(431);
+  });
+
+  it('a URL over 2 KiB is 414', async () => {
+    const { url } = await serve();
+    const answer = await raw(url, `GET /api/status?${'q'.repeat(3000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(answer.status).toBe(414);
+  });
+
+  it('a client that never finishes its headers is cut off at the headers timeout', async () => {
+    const { url } = await serve([healthyBond], { headersTimeoutMs: 300, requestTimeoutMs: 300, timeoutCheckMs: 50 });
+    const answer = await raw(url, 'GET /api/status HTTP/1.1\r\nHost: x\r\n', 3000);
+    expect(answer.status).toBe(408);
+    expect(answer.elapsedMs).toBeLessThan(2000);
+  });
+
+  it('event streams beyond the limit are refused with 503', async () => {
+    const { url } = await serve([healthyBond], { maxStreams: 1 });
+    const first = await openEventStream(`${url}/api/events/stream`);
+    onTestFinished(() => first.close());
+    const second = await request(`${url}/api/events/stream`);
+    expect([second.status, second.headers['retry-after']]).toEqual([503, '5']);
+  });
+
+  it('an event stream gets heartbeats while nothing happens', async () => {
+    const { url } = await serve([healthyBond], { heartbeatMs: 30 });
+    const stream = await openEventStream(`${url}/api/events/stream`);
+    onTestFinished(() => stream.close());
+    await waitFor('two heartbeats', () => (stream.comments.filter((c) => c === 'heartbeat').length >= 2 ? true : undefined));
+    expect(stream.events).toEqual([]);
+  });
+});
