@@ -50,7 +50,6 @@ const macAddress = text(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, 'must be a MAC addres
 /** Linux interface names: 1 to 15 characters, no slash, colon or white space. */
 const interfaceName = text(/^[A-Za-z0-9_.-]{1,15}$/, 'must be an interface name of 1 to 15 letters, digits, "_", "." or "-"');
 
-const ipv4 = z.string({ error: 'must be an IPv4 address like 192.168.1.1' }).refine((s) => isIP(s) === 4);
 const ipAddress = z.string({ error: 'must be an IPv4 or IPv6 address like 192.168.1.1' }).refine((s) => isIP(s) !== 0);
 
 const addressWithPrefix = z
@@ -110,9 +109,9 @@ const addressing = z.discriminatedUnion(
     section({
       method: z.literal('static'),
       address: addressWithPrefix,
-      gateway: ipv4.optional(),
+      gateway: ipAddress.optional(),
       dns: listOf(ipAddress, 'must be a list of IP addresses').default([]),
-    }),
+    }).superRefine(checkGateway, evenWhenFieldsFailed),
   ],
   {
     // Its issues are typed as union issues, but a value that is no mapping at all raises invalid_type.
@@ -199,6 +198,16 @@ function checkBond(bond: unknown, ctx: RefinementContext): void {
     if (typeof bond.miimon === 'number' && !failed('miimon') && typeof value === 'number' && !failed(delay) && value % bond.miimon !== 0) {
       ctx.addIssue({ code: 'custom', path: [delay], message: `must be a multiple of miimon (${bond.miimon})` });
     }
+  }
+}
+
+/** One stanza (`inet` or `inet6`) carries the address and the gateway, so they share a family. */
+function checkGateway(addressing: unknown, ctx: RefinementContext): void {
+  if (!isMapping(addressing) || typeof addressing.address !== 'string' || typeof addressing.gateway !== 'string') return;
+  if (failedItself(ctx, 'address') || failedItself(ctx, 'gateway')) return;
+  const family = isIP(addressing.address.split('/')[0] ?? '');
+  if (isIP(addressing.gateway) !== family) {
+    ctx.addIssue({ code: 'custom', path: ['gateway'], message: `must be an IPv${family} address, like the address ${addressing.address}` });
   }
 }
 

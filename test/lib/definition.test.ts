@@ -139,6 +139,12 @@ describe('parseDefinition', () => {
     ]);
   });
 
+  it('wants the gateway in the same IP version as the address', () => {
+    expect(parse('name: x\nnetwork:\n  addressing: {method: static, address: "fd00::5/64", gateway: 10.0.0.1}\n')).toEqual([
+      { file: 'x.yaml', path: 'network.addressing.gateway', value: '10.0.0.1', message: 'must be an IPv6 address, like the address fd00::5/64' },
+    ]);
+  });
+
   it('accepts the static fixture with every bond option set', async () => {
     const def = await loadDefinition(join(fixtures, 'static.yaml'));
     expect(def.network.addressing).toEqual({ method: 'static', address: '192.168.1.50/24', gateway: '192.168.1.1', dns: ['192.168.1.1', '9.9.9.9'] });

@@ -1,0 +1,157 @@
+/**
+ * The bond for the ifupdown network stack (Debian's ifupdown + ifenslave), rendered from the
+ * definition: /etc/network/interfaces, the bonding module, systemd .link files for the bond's MAC
+ * and for slaves pinned by MAC, and the udev rule that re-enslaves a NIC plugged in after boot.
+ *
+ * The interfaces file follows the form FACTS.md verified on bookworm, with one change: `auto`
+ * instead of `allow-hotplug` for the slaves (with allow-hotplug, two of three boots came up with
+ * one slave missing: the two slaves' ifup raced for the bond's lock).
+ */
+import { isIP } from 'node:net';
+import type { Definition } from '../../scripts/lib/definition.ts';
+import type { OverlayFile } from '../../scripts/lib/overlay.ts';
+
+type Bond = Definition['bond'];
+type Addressing = Definition['network']['addressing'];
+
+export async function render(def: Definition): Promise<OverlayFile[]> {
+  if (def.network.stack !== 'ifupdown') return [];
+  const files: OverlayFile[] = [
+    { path: 'etc/network/interfaces', content: interfaces(def), mode: 0o644 },
+    { path: 'etc/modules-load.d/bonding.conf', content: '# Written by pibond: the bond needs the bonding driver.\nbonding\n', mode: 0o644 },
+    { path: `etc/systemd/network/10-pibond-${def.bond.name}.link`, content: bondLink(def.bond), mode: 0o644 },
+    { path: 'etc/udev/rules.d/90-pibond-enslave.rules', content: enslaveRules(def.bond), mode: 0o644 },
+    { path: 'etc/default/pibond-enslave', content: `# Written by pibond: the bond that pibond-enslave@.service adds slaves to.\nBOND=${def.bond.name}\n`, mode: 0o644 },
+  ];
+  for (const slave of def.bond.slaves) {
+    if (slave.mac !== undefined) {
+      files.push({ path: `etc/systemd/network/10-pibond-${slave.name}.link`, content: slaveLink(slave.name, slave.mac), mode: 0o644 });
+    }
+  }
+  const addressing = def.network.addressing;
+  if (addressing.method === 'static' && addressing.dns.length > 0) {
+    files.push({ path: 'etc/resolv.conf', content: resolvConf(addressing.dns), mode: 0o644 });
+  }
+  return files;
+}
+
+function interfaces(def: Definition): string {
+  const { bond } = def;
+  const options = bondOptions(bond);
+  const slaves = bond.slaves.map((s) => s.name);
+  const lines = [
+    `# Written by pibond from the image definition "${def.name}": change the definition and rebuild.`,
+    `# ${bond.name} (${bond.mode}) over ${slaves.join(', ')}; ${bond.primary} is the primary.`,
+    '',
+    'source /etc/network/interfaces.d/*',
+    '',
+    'auto lo',
+    'iface lo inet loopback',
+    '',
+    // The bond first: ifenslave enslaves each slave as that slave comes up.
+    `auto ${bond.name}`,
+    ...bondStanza(bond.name, def.network.addressing),
+    '    bond-slaves none',
+    ...options,
+  ];
+  for (const slave of slaves) {
+    lines.push(
+      '',
+      // `auto`, not `allow-hotplug`: see the top of render.ts. Hotplug after boot is handled by
+      // pibond-enslave@.service instead.
+      `auto ${slave}`,
+      `iface ${slave} inet manual`,
+      `    bond-master ${bond.name}`,
+      // Repeated on every slave: ifenslave reads the primary options from the stanza of the
+      // slave being enslaved, and sets bond-primary only once that slave is in the bond.
+      ...options,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function bondStanza(bond: string, addressing: Addressing): string[] {
+  if (addressing.method === 'dhcp') return [`iface ${bond} inet dhcp`];
+  const family = isIP(addressing.address.split('/')[0] ?? '') === 6 ? 'inet6' : 'inet';
+  return [
+    `iface ${bond} ${family} static`,
+    `    address ${addressing.address}`,
+    ...(addressing.gateway === undefined ? [] : [`    gateway ${addressing.gateway}`]),
+  ];
+}
+
+/**
+ * The bond-* options in the order of the verified form. The delays and fail_over_mac appear only
+ * when they differ from the kernel's defaults, so the default image keeps exactly the form that
+ * was proven over repeated boots.
+ */
+function bondOptions(bond: Bond): string[] {
+  return [
+    `    bond-mode ${bond.mode}`,
+    `    bond-miimon ${bond.miimon}`,
+    ...(bond.updelay === 0 ? [] : [`    bond-updelay ${bond.updelay}`]),
+    ...(bond.downdelay === 0 ? [] : [`    bond-downdelay ${bond.downdelay}`]),
+    ...(bond.fail_over_mac === 'none' ? [] : [`    bond-fail-over-mac ${bond.fail_over_mac}`]),
+    `    bond-primary ${bond.primary}`,
+    `    bond-primary-reselect ${bond.primary_reselect}`,
+  ];
+}
+
+/**
+ * systemd's 99-default.link gives a device without a permanent MAC a generated one
+ * (MACAddressPolicy=persistent); for a bond that would fight the MAC it takes from its first slave.
+ * Debian's ifenslave ships the same settings as 98-net-bonding.link; ours sorts first and stays
+ * in force if that file ever changes.
+ */
+function bondLink(bond: Bond): string {
+  return [
+    `# Written by pibond: keep ${bond.name}'s MAC the one the bonding driver gives it.`,
+    '[Match]',
+    'Driver=bonding',
+    `OriginalName=${bond.name}`,
+    '',
+    '[Link]',
+    'MACAddressPolicy=none',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Names a slave by its NIC's permanent MAC. PermanentMACAddress, not MACAddress: an enslaved NIC
+ * (and the bond) may carry another NIC's MAC at runtime. A name the kernel never hands out, like
+ * lan1, is safer than eth1: renaming to eth1 collides when the kernel has given eth1 to another NIC.
+ */
+function slaveLink(name: string, mac: string): string {
+  return [
+    `# Written by pibond: the NIC with permanent MAC ${mac} is the bond's slave ${name}.`,
+    '[Match]',
+    `PermanentMACAddress=${mac}`,
+    '',
+    '[Link]',
+    `Name=${name}`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * Starts pibond-enslave@SLAVE.service when a slave appears. Sorted after 80-net-setup-link.rules:
+ * a NIC renamed by a .link matches by its new NAME; one the kernel named already has no NAME yet.
+ */
+function enslaveRules(bond: Bond): string {
+  const lines = [
+    `# Written by pibond: re-enslave a slave of ${bond.name} that appears after boot (a USB NIC plugged back in).`,
+  ];
+  for (const { name } of bond.slaves) {
+    const start = `TAG+="systemd", ENV{SYSTEMD_WANTS}+="pibond-enslave@${name}.service"`;
+    lines.push(
+      `ACTION=="add", SUBSYSTEM=="net", NAME=="${name}", ${start}`,
+      `ACTION=="add", SUBSYSTEM=="net", NAME=="", KERNEL=="${name}", ${start}`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Without resolvconf, ifupdown ignores dns-nameservers: the servers go to resolv.conf directly. */
+function resolvConf(servers: string[]): string {
+  return `# Written by pibond from the definition's network.addressing.dns.\n${servers.map((s) => `nameserver ${s}`).join('\n')}\n`;
+}
