@@ -1,0 +1,90 @@
+/**
+ * The guest's status service, as seen from the host through one router's port forward: GET with a
+ * fresh connection each time (a kept-alive socket would hide which path answered) and a hard
+ * deadline, answers checked against the documented shape.
+ */
+import { request } from 'node:http';
+import { z } from 'zod';
+
+const slaveSchema = z.object({
+  name: z.string(),
+  mii_status: z.string(),
+  state: z.string().nullable().optional(),
+  link_failure_count: z.number().nullable().optional(),
+  speed_mbps: z.number().nullable().optional(),
+});
+
+const bondSchema = z.object({
+  name: z.string(),
+  mode: z.string().optional(),
+  active_slave: z.string().nullable().optional(),
+  primary: z.string().nullable().optional(),
+  failovers: z.number(),
+  slaves: z.array(slaveSchema).optional(),
+  error: z.string().optional(),
+});
+
+export const statusSchema = z.object({
+  uptime_seconds: z.number(),
+  bonds: z.array(bondSchema),
+});
+
+export const eventsSchema = z.object({
+  events: z.array(
+    z.object({
+      time: z.string(),
+      bond: z.string(),
+      from: z.string().nullable(),
+      to: z.string().nullable(),
+      cause: z.string(),
+    }),
+  ),
+});
+
+export type Status = z.output<typeof statusSchema>;
+export type BondState = z.output<typeof bondSchema>;
+export type FailoverEvent = z.output<typeof eventsSchema>['events'][number];
+
+/** GETs `path` from 127.0.0.1:`port` and parses the JSON answer; rejects on any error or after `timeoutMs`. */
+export function getJson(port: number, path: string, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { Connection: 'close' }, timeout: timeoutMs, signal });
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () => {
+        clearTimeout(timer);
+        if (res.statusCode !== 200) {
+          reject(new Error(`GET ${path} answered ${res.statusCode}`));
+          return;
+        }
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        } catch {
+          reject(new Error(`GET ${path} answered with something that is not JSON`));
+        }
+      });
+    });
+    req.end();
+  });
+}
+
+export async function getStatus(port: number, timeoutMs: number, signal?: AbortSignal): Promise<Status> {
+  return statusSchema.parse(await getJson(port, '/api/status', timeoutMs, signal));
+}
+
+export async function getEvents(port: number, timeoutMs: number, signal?: AbortSignal): Promise<FailoverEvent[]> {
+  return eventsSchema.parse(await getJson(port, '/api/events', timeoutMs, signal)).events;
+}
+
+/** The bond called `name` in a status answer, or undefined. */
+export function bondIn(status: Status, name: string): BondState | undefined {
+  return status.bonds.find((bond) => bond.name === name);
+}
