@@ -1,0 +1,64 @@
+/**
+ * Build benchmark: a cold build (empty caches: a fresh cache volume), then a rebuild after
+ * changing only an overlay, with the image's sizes. Goals: cold <= 10 min, rebuild <= 60 s.
+ * The builder image is made first (once per recipe) and not counted in either figure.
+ */
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureBuilderImage } from '../build/builder.ts';
+import { build, defaultOverlaysDir } from '../build/index.ts';
+import { loadDefinition } from '../lib/definition.ts';
+import { ensureDockerEngine } from '../lib/host.ts';
+import { Progress } from '../lib/log.ts';
+import { DEFAULT_SOURCE_DATE_EPOCH } from '../lib/tar.ts';
+
+const definitionFile = join(import.meta.dirname, '..', '..', 'images', 'default.yaml');
+
+export async function benchBuild(): Promise<Record<string, number | string>> {
+  const def = await loadDefinition(definitionFile);
+  const docker = await ensureDockerEngine(() => {});
+  await ensureBuilderImage(docker, def.mirror, () => {}, (m) => process.stderr.write(`${m}\n`));
+  const cacheVolume = `pibond-bench-${process.pid}`;
+  const work = await mkdtemp(join(tmpdir(), 'pibond-bench-'));
+  const overlaysDir = join(work, 'overlays');
+  const options = { definitionFile, outDir: join(work, 'out'), cache: true, cacheVolume, overlaysDir, sourceDateEpoch: DEFAULT_SOURCE_DATE_EPOCH };
+  try {
+    await cp(defaultOverlaysDir, overlaysDir, { recursive: true, verbatimSymlinks: true });
+    await mkdir(options.outDir);
+    const progress = () => new Progress({ live: false, verbose: false });
+
+    let started = Date.now();
+    await build(options, progress());
+    const coldSeconds = (Date.now() - started) / 1000;
+
+    await mkdir(join(overlaysDir, '90-bench', 'rootfs', 'etc'), { recursive: true });
+    await writeFile(join(overlaysDir, '90-bench', 'rootfs', 'etc', 'pibond-bench'), `${Date.now()}\n`);
+    started = Date.now();
+    const rebuild = await build(options, progress());
+    const rebuildSeconds = (Date.now() - started) / 1000;
+    if (!rebuild.rootfsFromCache) throw new Error('the rebuild did not reuse the cached root filesystem');
+
+    const manifest = JSON.parse(await readFile(join(options.outDir, `${def.name}.manifest.json`), 'utf8'));
+    const files = manifest.files as Record<string, { bytes: number }>;
+    const mib = (bytes: number) => Math.round((bytes / 1024 ** 2) * 10) / 10;
+    const compressedName = Object.keys(files).find((f) => f !== `${def.name}.img` && !f.endsWith('.sha256'));
+    return {
+      'build cold (s)': coldSeconds,
+      'build rebuild after overlay change (s)': rebuildSeconds,
+      'image raw (MiB)': mib(files[`${def.name}.img`]?.bytes ?? 0),
+      'image compressed (MiB)': compressedName ? mib(files[compressedName]?.bytes ?? 0) : 'none',
+      'root filesystem (MiB)': mib(manifest.sizes.rootfsBytes),
+      'kernel modules (MiB)': mib(manifest.sizes.kernelModulesBytes),
+      '/boot (MiB)': mib(manifest.sizes.bootBytes),
+      'rebuild steps': rebuild.timings.map((t) => `${t.name} ${t.seconds.toFixed(1)}s`).join(', '),
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+    await docker.getVolume(cacheVolume).remove().catch(() => {});
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  console.table(await benchBuild());
+}

@@ -1,0 +1,81 @@
+/** `pibond build FILE`: options at the edge, then one call to build(). */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { UserError } from '../lib/errors.ts';
+import { Progress, formatSeconds } from '../lib/log.ts';
+import { sourceDateEpochFrom } from '../lib/tar.ts';
+import { build, defaultCacheVolume, defaultOverlaysDir } from './index.ts';
+
+const help = `Usage: pibond build DEFINITION [options]
+
+Builds an SD-card image from an image definition (images/*.yaml) in a Docker container.
+
+Options:
+  --out DIR       where the outputs go (default: out)
+  --no-cache      bootstrap the root filesystem afresh instead of reusing the cached one
+  --cache-volume NAME
+                  the Docker volume for downloaded packages and cached root filesystems
+                  (default: pibond-cache; \`docker volume rm pibond-cache\` empties the cache)
+  --overlays DIR  lay in the overlays/NN-name trees from DIR instead of the repo's overlays/
+  --verbose       print every line of the build's output (it always goes to out/<name>.build.log)
+  -h, --help      this text
+
+Environment:
+  SOURCE_DATE_EPOCH   timestamp for every file the build writes (default: 1704067200, 2024-01-01)
+  DOCKER_HOST         the Docker engine to use (default: the local socket)
+`;
+
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      out: { type: 'string', default: 'out' },
+      'no-cache': { type: 'boolean', default: false },
+      'cache-volume': { type: 'string', default: defaultCacheVolume },
+      overlays: { type: 'string', default: defaultOverlaysDir },
+      verbose: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(help);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UserError(`build takes one definition file, got ${positionals.length}\n\n${help}`);
+  const sourceDateEpoch = sourceDateEpochFrom(process.env);
+  const progress = new Progress({ live: Boolean(process.stderr.isTTY) && !process.env['CI'], verbose: values.verbose });
+  const abort = new AbortController();
+  const onSignal = () => {
+    progress.say('Interrupted: stopping the build and removing its container...');
+    abort.abort(new UserError('the build was interrupted; its container and partial outputs are removed'));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const started = Date.now();
+    const result = await build(
+      {
+        definitionFile: positionals[0] ?? '',
+        outDir: resolve(values.out),
+        cache: !values['no-cache'],
+        cacheVolume: values['cache-volume'],
+        overlaysDir: resolve(values.overlays),
+        sourceDateEpoch,
+      },
+      progress,
+      abort.signal,
+    );
+    process.stdout.write(
+      `\nBuilt in ${formatSeconds((Date.now() - started) / 1000)}${result.rootfsFromCache ? ' (root filesystem from the cache)' : ''}:\n` +
+        result.outputs.map((file) => `  ${file}\n`).join(''),
+    );
+    return 0;
+  } catch (err) {
+    if (abort.signal.aborted) throw abort.signal.reason;
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

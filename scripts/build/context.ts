@@ -1,0 +1,60 @@
+/**
+ * What the build's steps share. Built once from the typed definition and the CLI's options;
+ * steps read it and add what they produce (the builder image, the container, the cache key...).
+ */
+import type { Definition } from '../lib/definition.ts';
+import type { Docker } from '../lib/docker.ts';
+import type { DiskLayout } from '../lib/layout.ts';
+import type { Progress } from '../lib/log.ts';
+
+export interface BuildOptions {
+  definitionFile: string;
+  outDir: string;
+  /** Reuse the cached root filesystem and downloaded packages (default true). */
+  cache: boolean;
+  /** Seconds since the epoch for every timestamp the build writes (SOURCE_DATE_EPOCH). */
+  sourceDateEpoch: number;
+  /** The Docker volume that keeps downloaded packages and cached root filesystems. */
+  cacheVolume: string;
+  /** The overlays/NN-name trees to lay in (default: the repo's overlays/). */
+  overlaysDir: string;
+}
+
+export interface BuildContext {
+  readonly def: Definition;
+  readonly definitionHash: string;
+  readonly options: BuildOptions;
+  readonly layout: DiskLayout;
+  readonly progress: Progress;
+  /** Where outputs are written before they are renamed into options.outDir at the very end. */
+  readonly stagingDir: string;
+  /** Set by the steps as they go. */
+  docker?: Docker;
+  builderImage?: string;
+  container?: Docker.Container;
+  rootfs?: { key: string; fromCache: boolean };
+  outputs?: string[];
+}
+
+/** A build step, debos-style: verify everything before anything runs; clean up in reverse order. */
+export interface Step {
+  readonly title: string;
+  verify?(ctx: BuildContext): Promise<void>;
+  run(ctx: BuildContext): Promise<void>;
+  cleanup?(ctx: BuildContext): Promise<void>;
+}
+
+/** Inside the build container. */
+export const paths = {
+  rootfs: '/work/rootfs',
+  image: (name: string) => `/out/${name}.img`,
+  cache: '/cache',
+  aptCache: '/cache/apt',
+  rootfsCache: '/cache/rootfs',
+  tools: '/usr/local/lib/pibond',
+} as const;
+
+export function requireContainer(ctx: BuildContext): { docker: Docker; container: Docker.Container } {
+  if (!ctx.docker || !ctx.container) throw new Error('the build container is not running (a step ran out of order)');
+  return { docker: ctx.docker, container: ctx.container };
+}

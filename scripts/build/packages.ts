@@ -1,0 +1,27 @@
+/**
+ * What goes into every image's root filesystem, and what its initrd must hold.
+ */
+import type { Definition } from '../lib/definition.ts';
+
+/** The appliance's own needs, on top of Debian's minbase. */
+export const basePackages = [
+  'systemd-sysv', 'udev', 'kmod', 'iproute2', 'ifupdown', 'ifenslave', 'netbase', 'isc-dhcp-client',
+  'linux-image-arm64', 'raspi-firmware', 'nodejs', 'openssh-server', 'sudo', 'fdisk', 'tzdata',
+  'ca-certificates', 'iputils-ping',
+] as const;
+
+/**
+ * Modules the initrd must hold to mount root: on a Pi, the SD card (sdhci-iproc on the Pi 4's
+ * emmc2, bcm2835 sdhost on the Pi 3, the Pi 4's GPIO expander and GPIO regulator that power and
+ * switch the card's I/O voltage); under QEMU's virt machine, virtio; and ext4 with its checksum.
+ */
+export const initrdModules = [
+  'mmc_block', 'sdhci', 'sdhci-pltfm', 'sdhci-iproc', 'bcm2835', 'gpio-raspberrypi-exp', 'gpio-regulator',
+  'ext4', 'crc32c_generic', 'virtio_blk', 'virtio_pci',
+] as const;
+
+export function packageList(def: Definition): string[] {
+  const wanted = new Set<string>([...basePackages, ...def.packages]);
+  if (def.locale !== 'C.UTF-8') wanted.add('locales');
+  return [...wanted].sort();
+}

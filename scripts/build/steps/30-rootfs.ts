@@ -1,0 +1,94 @@
+/**
+ * The root filesystem before the overlays: restored from the cache when everything it depends on
+ * is unchanged, else bootstrapped with mmdebstrap (and then cached). Only the fields that reach
+ * mmdebstrap are in the key, so a change to an overlay or to the hostname reuses it.
+ */
+import { createHash } from 'node:crypto';
+import { CommandFailed, execIn } from '../../lib/docker.ts';
+import type { Definition } from '../../lib/definition.ts';
+import { UserError } from '../../lib/errors.ts';
+import { recipeHash } from '../builder.ts';
+import { type BuildContext, type Step, paths, requireContainer } from '../context.ts';
+import { initrdModules, packageList } from '../packages.ts';
+
+/** The builder files a root filesystem depends on: the image's tools and the bootstrap script. */
+const bootstrapInputs = (path: string) => path === 'Dockerfile' || path === 'bin/bootstrap-rootfs';
+
+export async function rootfsCacheKey(def: Definition): Promise<string> {
+  const inputs = {
+    suite: def.base.suite,
+    architecture: def.base.architecture,
+    distribution: def.base.distribution,
+    mirror: def.mirror,
+    packages: packageList(def),
+    initrdModules,
+    builder: await recipeHash(def.mirror, bootstrapInputs),
+  };
+  return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 24);
+}
+
+export const rootfs: Step = {
+  title: 'Root filesystem',
+  async run(ctx) {
+    const { docker, container } = requireContainer(ctx);
+    const key = await rootfsCacheKey(ctx.def);
+    const cached = `${paths.rootfsCache}/${key}.tar.zst`;
+    const sink = ctx.progress.sink;
+    const sh = (script: string, env: Record<string, string> = {}) => execIn(docker, container, ['bash', '-euo', 'pipefail', '-c', script], { sink, env });
+
+    if (ctx.options.cache) {
+      try {
+        await sh(`test -f ${cached}`);
+        ctx.progress.say(`Reusing the cached root filesystem ${key}`);
+        await sh(`mkdir -p ${paths.rootfs} && zstd -dc ${cached} | tar -x --numeric-owner --xattrs --xattrs-include='*' -C ${paths.rootfs}`);
+        ctx.rootfs = { key, fromCache: true };
+        return;
+      } catch (err) {
+        if (!(err instanceof CommandFailed)) throw err;
+      }
+    }
+    ctx.progress.say(`Bootstrapping Debian ${ctx.def.base.suite} ${ctx.def.base.architecture} from ${ctx.def.mirror} (a cold build: several minutes)`);
+    try {
+      await execIn(docker, container, [`${paths.tools}/bootstrap-rootfs`, paths.rootfs], {
+        sink,
+        env: {
+          SUITE: ctx.def.base.suite,
+          ARCH: ctx.def.base.architecture,
+          MIRROR: ctx.def.mirror,
+          PACKAGES: packageList(ctx.def).join(' '),
+          INITRD_MODULES: initrdModules.join(' '),
+          APT_CACHE: paths.aptCache,
+        },
+      });
+    } catch (err) {
+      throw explainBootstrapFailure(err, ctx);
+    }
+    // Written under a temporary name: an interrupted save must not look like a cache entry.
+    await sh(`mkdir -p ${paths.rootfsCache} && tar -c --numeric-owner --xattrs --xattrs-include='*' -C ${paths.rootfs} . | zstd -T0 -3 -q -o ${cached}.partial && mv ${cached}.partial ${cached}`);
+    ctx.rootfs = { key, fromCache: false };
+  },
+};
+
+/** Turns mmdebstrap's most common failures into one clear paragraph naming the field to fix. */
+export function explainBootstrapFailure(err: unknown, ctx: Pick<BuildContext, 'def'>): unknown {
+  if (!(err instanceof CommandFailed)) return err;
+  const log = err.tail.join('\n');
+  const missing = /Unable to locate package (\S+)|Package '?(\S+?)'? has no installation candidate/.exec(log);
+  if (missing) {
+    const name = missing[1] ?? missing[2];
+    return new UserError(
+      `package "${name}" is not in ${ctx.def.mirror} for ${ctx.def.base.suite}/${ctx.def.base.architecture} ` +
+        `(components main, non-free-firmware). Check the spelling in the definition's "packages" field.`,
+    );
+  }
+  if (/Could not resolve|Failed to fetch|Temporary failure resolving|Connection failed|Unable to connect|404\s+Not Found/i.test(log)) {
+    return new UserError(
+      `the Debian mirror ${ctx.def.mirror} could not be reached or does not serve ${ctx.def.base.suite} ` +
+        `(field "mirror"). mmdebstrap said:\n  ${err.tail.slice(-5).join('\n  ')}`,
+    );
+  }
+  if (/No space left on device/i.test(log)) {
+    return new UserError('the disk is full: Docker\'s storage (usually /var/lib/docker) ran out of space while bootstrapping. Free some space (`docker system prune`) and build again.');
+  }
+  return err;
+}

@@ -1,0 +1,181 @@
+/**
+ * The one narrow, typed door to the Docker engine. Containers run create -> attach -> start ->
+ * wait with Tty off and demuxed output; a non-zero exit status is an error; errors from the
+ * engine are told apart by their HTTP `statusCode`.
+ */
+import { PassThrough, type Readable } from 'node:stream';
+import Docker from 'dockerode';
+import { UserError } from './errors.ts';
+
+export type { Docker };
+
+/** Receives a container's output, one complete line at a time. */
+export type LineSink = (line: string, stream: 'stdout' | 'stderr') => void;
+
+export class CommandFailed extends Error {
+  override name = 'CommandFailed';
+  constructor(
+    readonly command: readonly string[],
+    readonly exitCode: number,
+    readonly tail: string[],
+  ) {
+    super(`${command.join(' ')} exited with status ${exitCode}${tail.length ? `; its last lines:\n  ${tail.join('\n  ')}` : ''}`);
+  }
+}
+
+/** Connects to the engine DOCKER_HOST names (or the local socket) and checks that it answers. */
+export async function connectDocker(): Promise<Docker> {
+  const docker = new Docker();
+  await docker.ping();
+  return docker;
+}
+
+export function engineStatus(err: unknown): number | undefined {
+  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+export async function imageExists(docker: Docker, name: string): Promise<boolean> {
+  try {
+    await docker.getImage(name).inspect();
+    return true;
+  } catch (err) {
+    if (engineStatus(err) === 404) return false;
+    throw err;
+  }
+}
+
+/** Removes a container and its anonymous volumes, whatever state it is in; absent is fine. */
+export async function removeContainer(container: Docker.Container): Promise<void> {
+  try {
+    await container.remove({ force: true, v: true });
+  } catch (err) {
+    // 404: already gone; 409: removal already under way (e.g. AutoRemove).
+    if (engineStatus(err) !== 404 && engineStatus(err) !== 409) throw err;
+  }
+}
+
+/** Splits a byte stream into lines for a LineSink, keeping the last lines for error messages. */
+export class LineSplitter {
+  private rest = '';
+  readonly tail: string[] = [];
+  constructor(
+    private readonly sink: LineSink,
+    private readonly stream: 'stdout' | 'stderr',
+    private readonly tailSize = 15,
+  ) {}
+
+  write(chunk: Buffer | string): void {
+    const lines = (this.rest + chunk.toString()).split(/\r?\n|\r/);
+    this.rest = lines.pop() ?? '';
+    for (const line of lines) this.emit(line);
+  }
+
+  end(): void {
+    if (this.rest) this.emit(this.rest);
+    this.rest = '';
+  }
+
+  private emit(line: string): void {
+    this.tail.push(line);
+    if (this.tail.length > this.tailSize) this.tail.shift();
+    this.sink(line, this.stream);
+  }
+}
+
+function demuxTo(docker: Docker, stream: NodeJS.ReadableStream, sink: LineSink): { done: Promise<void>; tail: () => string[] } {
+  const out = new LineSplitter(sink, 'stdout');
+  const err = new LineSplitter(sink, 'stderr');
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  stdout.on('data', (c: Buffer) => out.write(c));
+  stderr.on('data', (c: Buffer) => err.write(c));
+  docker.modem.demuxStream(stream, stdout, stderr);
+  const done = new Promise<void>((resolve, reject) => {
+    stream.on('end', resolve);
+    stream.on('close', resolve);
+    stream.on('error', reject);
+  }).then(() => {
+    out.end();
+    err.end();
+  });
+  return { done, tail: () => [...out.tail, ...err.tail].slice(-15) };
+}
+
+export interface RunOptions {
+  image: string;
+  cmd: string[];
+  name?: string;
+  env?: Record<string, string>;
+  binds?: string[];
+  capAdd?: string[];
+  securityOpt?: string[];
+  networkMode?: string;
+  sink: LineSink;
+  /** Called with the container as soon as it exists, so an interrupt can remove it. */
+  onCreated?: (container: Docker.Container) => void;
+}
+
+/** Runs a one-shot container to its end and removes it; a non-zero exit is a CommandFailed. */
+export async function runContainer(docker: Docker, opts: RunOptions): Promise<void> {
+  const container = await docker.createContainer({
+    Image: opts.image,
+    Cmd: opts.cmd,
+    name: opts.name,
+    Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+    Tty: false,
+    AttachStdout: true,
+    AttachStderr: true,
+    HostConfig: {
+      Binds: opts.binds,
+      CapAdd: opts.capAdd,
+      SecurityOpt: opts.securityOpt,
+      NetworkMode: opts.networkMode,
+    },
+  });
+  opts.onCreated?.(container);
+  try {
+    const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+    const output = demuxTo(docker, stream, opts.sink);
+    await container.start();
+    const [result] = (await Promise.all([container.wait(), output.done])) as [{ StatusCode: number }, void];
+    if (result.StatusCode !== 0) throw new CommandFailed(opts.cmd, result.StatusCode, output.tail());
+  } finally {
+    await removeContainer(container);
+  }
+}
+
+export interface ExecOptions {
+  env?: Record<string, string>;
+  sink: LineSink;
+  stdin?: Readable;
+}
+
+/** Runs a command in a running container; a non-zero exit is a CommandFailed. */
+export async function execIn(docker: Docker, container: Docker.Container, cmd: string[], opts: ExecOptions): Promise<void> {
+  const exec = await container.exec({
+    Cmd: cmd,
+    Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+    AttachStdout: true,
+    AttachStderr: true,
+    AttachStdin: opts.stdin !== undefined,
+    Tty: false,
+  });
+  const stream = await exec.start({ hijack: true, stdin: opts.stdin !== undefined });
+  const output = demuxTo(docker, stream, opts.sink);
+  if (opts.stdin) {
+    opts.stdin.pipe(stream as NodeJS.WritableStream);
+  }
+  await output.done;
+  const { ExitCode } = await exec.inspect();
+  if (ExitCode !== 0) throw new CommandFailed(cmd, ExitCode ?? -1, output.tail());
+}
+
+/** Says plainly that no engine answered, and what to do about it. */
+export function dockerUnreachable(err: unknown): UserError {
+  const reason = (err as Error)?.message ?? String(err);
+  return new UserError(
+    `cannot reach the Docker engine (${reason}). Start it (as root: \`dockerd &\` or \`systemctl start docker\`), ` +
+      'or point DOCKER_HOST at one; pibond installs and starts docker.io by itself only when run as root on Debian or Ubuntu.',
+  );
+}

@@ -1,0 +1,182 @@
+/**
+ * The build, end to end, with the real Docker engine: the default definition becomes an image,
+ * which is then inspected from outside (no boot): partition table, both file systems, the bond's
+ * configuration and units, no SSH host keys, the self-check. A second build with a changed
+ * overlay must reuse the cached root filesystem; an interrupted build must leave nothing behind.
+ */
+import { createHash } from 'node:crypto';
+import { cp, mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ensureBuilderImage } from '../../scripts/build/builder.ts';
+import { connectDocker, runContainer } from '../../scripts/lib/docker.ts';
+import { repoRoot, runPibond, startPibond } from './_pibond.ts';
+
+const name = 'pibond-bookworm-arm64';
+
+/** Reads the MBR: disk id and the two partitions' type, start and size in sectors. */
+async function readMbr(image: string) {
+  const file = await open(image, 'r');
+  try {
+    const { buffer } = await file.read(Buffer.alloc(512), 0, 512, 0);
+    const partitions = [0, 1].map((i) => {
+      const entry = buffer.subarray(446 + 16 * i, 462 + 16 * i);
+      return { bootable: entry[0] === 0x80, type: entry[4], start: entry.readUInt32LE(8), sectors: entry.readUInt32LE(12) };
+    });
+    return { signature: buffer.readUInt16LE(510), diskId: buffer.readUInt32LE(440).toString(16).padStart(8, '0'), partitions };
+  } finally {
+    await file.close();
+  }
+}
+
+/** Runs a shell script in the builder image with out/ mounted at /out; returns its stdout lines. */
+async function inspect(outDir: string, script: string): Promise<string[]> {
+  const docker = await connectDocker();
+  const image = await ensureBuilderImage(docker, 'http://deb.debian.org/debian', () => {}, () => {});
+  const lines: string[] = [];
+  await runContainer(docker, {
+    image,
+    cmd: ['bash', '-euo', 'pipefail', '-c', script],
+    binds: [`${outDir}:/out:ro`],
+    sink: (line, stream) => {
+      if (stream === 'stdout') lines.push(line);
+    },
+  });
+  return lines;
+}
+
+async function buildContainers(): Promise<string[]> {
+  const docker = await connectDocker();
+  const list = await docker.listContainers({ all: true, filters: { label: ['org.pibond.role=build'] } });
+  return list.map((c) => c.Id);
+}
+
+export function describeBuild(outDir: string): void {
+  const image = join(outDir, `${name}.img`);
+
+  describe('pibond build (Docker)', { tags: ['slow'] }, () => {
+    it('builds the default definition into out/', async () => {
+      await mkdir(outDir, { recursive: true });
+      const result = await runPibond(['build', 'images/default.yaml', '--out', outDir]);
+      expect(result.stderr + result.stdout).toContain('Check the boot chain');
+      expect(result.code, result.stderr).toBe(0);
+      const files = await readdir(outDir);
+      for (const suffix of ['.img', '.img.zst', '.img.sha256', '.manifest.json', '.build.log']) expect(files).toContain(`${name}${suffix}`);
+      expect(files.filter((f) => f.startsWith('.staging'))).toEqual([]);
+    });
+
+    it('writes an MBR with a FAT32 boot partition and a Linux root partition', async () => {
+      const mbr = await readMbr(image);
+      expect(mbr.signature).toBe(0xaa55);
+      expect(mbr.partitions[0]).toMatchObject({ bootable: true, type: 0x0c, start: 8192 });
+      expect(mbr.partitions[1]?.type).toBe(0x83);
+      const manifest = JSON.parse(await readFile(join(outDir, `${name}.manifest.json`), 'utf8'));
+      expect(mbr.diskId).toBe(manifest.diskId);
+    });
+
+    it('has checksums that match and a manifest listing every package', async () => {
+      const sums = (await readFile(join(outDir, `${name}.img.sha256`), 'utf8')).trim().split('\n');
+      const [sum, file] = sums[0]!.split(/\s+/);
+      expect(file).toBe(`${name}.img`);
+      const hash = createHash('sha256').update(await readFile(image)).digest('hex');
+      expect(hash).toBe(sum);
+      const manifest = JSON.parse(await readFile(join(outDir, `${name}.manifest.json`), 'utf8'));
+      const packages = manifest.packages.map((p: { name: string }) => p.name);
+      for (const p of ['ifenslave', 'ifupdown', 'linux-image-arm64', 'raspi-firmware', 'nodejs', 'openssh-server']) expect(packages).toContain(p);
+      expect(manifest.steps.map((s: { name: string }) => s.name)).toContain('Root filesystem');
+    });
+
+    it('boot partition: firmware, kernel, initrd, cmdline.txt naming root by PARTUUID', async () => {
+      const mbr = await readMbr(image);
+      const at = `/out/${name}.img@@${mbr.partitions[0]!.start * 512}`;
+      const lines = await inspect(outDir, `mdir -b -i ${at} ::/ ; echo ---; mtype -i ${at} ::cmdline.txt; echo ---; mtype -i ${at} ::config.txt`);
+      const [listing, cmdline] = lines.join('\n').split('---\n');
+      for (const file of ['start4.elf', 'fixup4.dat', 'bootcode.bin', 'bcm2711-rpi-4-b.dtb', 'bcm2837-rpi-3-b.dtb', 'config.txt', 'cmdline.txt']) {
+        expect(listing).toContain(`::/${file}`);
+      }
+      expect(listing).toMatch(/::\/vmlinuz-\S+-arm64/);
+      expect(listing).toMatch(/::\/initrd\.img-\S+-arm64/);
+      expect(cmdline).toContain(`root=PARTUUID=${mbr.diskId}-02 `);
+      expect(cmdline).toContain('net.ifnames=0');
+    });
+
+    it('root partition: the bond, its units, the status service, no SSH host keys, empty machine-id', async () => {
+      const mbr = await readMbr(image);
+      const root = `/tmp/root.img`;
+      const lines = await inspect(
+        outDir,
+        `dd if=/out/${name}.img of=${root} bs=512 skip=${mbr.partitions[1]!.start} count=${mbr.partitions[1]!.sectors} status=none
+         r() { debugfs -R "$1" ${root} 2>/dev/null; }
+         echo "== interfaces"; r 'cat /etc/network/interfaces'; for f in $(r 'ls -p /etc/network/interfaces.d' | cut -d/ -f6 | grep -v '^\\.*$'); do r "cat /etc/network/interfaces.d/$f"; done
+         echo "== modules"; r 'cat /etc/modules-load.d/bonding.conf'
+         echo "== ssh"; r 'ls -p /etc/ssh' | cut -d/ -f6
+         echo "== machine-id"; r 'stat /etc/machine-id' | sed -n 's/.*Size: \\([0-9]*\\).*/size=\\1/p'
+         echo "== wants"; r 'ls -p /etc/systemd/system/multi-user.target.wants' | cut -d/ -f6
+         echo "== fstab"; r 'cat /etc/fstab'
+         echo "== end"`,
+      );
+      const text = lines.join('\n');
+      const section = (title: string) => text.split(`== ${title}\n`)[1]!.split('\n== ')[0]!;
+      expect(section('interfaces')).toMatch(/auto bond0\s+iface bond0 inet dhcp/);
+      expect(section('interfaces')).toMatch(/bond-primary eth0/);
+      expect(section('interfaces')).toMatch(/auto eth1\s+iface eth1 inet manual\s+bond-master bond0/);
+      expect(section('modules')).toContain('bonding');
+      expect(section('ssh')).toContain('sshd_config');
+      expect(section('ssh')).not.toMatch(/ssh_host_\w+_key/);
+      expect(section('machine-id')).toContain('size=0');
+      expect(section('wants')).toContain('bond-status.service');
+      expect(section('wants')).toContain('pibond-ssh-keygen.service');
+      expect(section('fstab')).toContain(`PARTUUID=${mbr.diskId}-02`);
+    });
+
+    it('reuses the cached root filesystem when only an overlay changed', async () => {
+      const overlays = await mkdtemp(join(tmpdir(), 'pibond-overlays-'));
+      const rebuildOut = await mkdtemp(join(tmpdir(), 'pibond-out-'));
+      try {
+        await cp(join(repoRoot, 'overlays'), overlays, { recursive: true, verbatimSymlinks: true });
+        await mkdir(join(overlays, '90-e2e', 'rootfs', 'etc'), { recursive: true });
+        await writeFile(join(overlays, '90-e2e', 'rootfs', 'etc', 'pibond-e2e'), 'changed overlay\n');
+        const result = await runPibond(['build', 'images/default.yaml', '--out', rebuildOut, '--overlays', overlays]);
+        expect(result.code, result.stderr).toBe(0);
+        expect(result.stdout).toContain('root filesystem from the cache');
+        const manifest = JSON.parse(await readFile(join(rebuildOut, `${name}.manifest.json`), 'utf8'));
+        expect(manifest.rootfsCache.fromCache).toBe(true);
+        const mbr = await readMbr(join(rebuildOut, `${name}.img`));
+        const lines = await inspect(
+          rebuildOut,
+          `dd if=/out/${name}.img of=/tmp/r.img bs=512 skip=${mbr.partitions[1]!.start} count=${mbr.partitions[1]!.sectors} status=none; debugfs -R 'cat /etc/pibond-e2e' /tmp/r.img 2>/dev/null`,
+        );
+        expect(lines).toContain('changed overlay');
+      } finally {
+        await rm(overlays, { recursive: true, force: true });
+        await rm(rebuildOut, { recursive: true, force: true });
+      }
+    });
+
+    it('an interrupted build leaves no container and no partial output, and the next build works', async () => {
+      const interruptedOut = await mkdtemp(join(tmpdir(), 'pibond-int-'));
+      try {
+        const before = await buildContainers();
+        const run = startPibond(['build', 'images/default.yaml', '--out', interruptedOut]);
+        // Interrupt while the build container exists, i.e. mid-build.
+        const deadline = Date.now() + 120_000;
+        while ((await buildContainers()).length <= before.length) {
+          if (Date.now() > deadline) throw new Error('the build container never appeared');
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        run.child.kill('SIGINT');
+        const result = await run.done;
+        expect(result.code).toBe(1);
+        expect(result.stderr).toContain('interrupted');
+        expect(await buildContainers()).toEqual(before);
+        const left = (await readdir(interruptedOut)).filter((f) => !f.endsWith('.build.log'));
+        expect(left).toEqual([]);
+        const again = await runPibond(['build', 'images/default.yaml', '--out', interruptedOut]);
+        expect(again.code, again.stderr).toBe(0);
+      } finally {
+        await rm(interruptedOut, { recursive: true, force: true });
+      }
+    });
+  });
+}

@@ -1,0 +1,11 @@
+/**
+ * The single entry of the slow end-to-end tests, so that they run one after another (a build and
+ * a QEMU boot at once would fight over this machine's two cores): build the default image, then
+ * boot it and prove failover.
+ */
+import { join } from 'node:path';
+import { describeBuild } from './build.e2e.ts';
+import { repoRoot } from './_pibond.ts';
+
+const outDir = join(repoRoot, 'out', 'e2e');
+describeBuild(outDir);
