@@ -7,16 +7,18 @@
  * service under 60 MB resident (peak, VmHWM). The idle CPU figure is the cost of polling the bond
  * files 20 times a second with no requests at all.
  *
- *   npx tsx scripts/bench/bond-status.ts
+ *   npx tsx scripts/bench/bond-status.ts [--node PATH]
+ *
+ * --node runs the service under another node binary, e.g. Debian bookworm's node 18 as on the device.
  */
-import { spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import { bundle } from '../../overlays/20-bond-status/render.ts';
 
 const recordedRoot = join(import.meta.dirname, '../../test/bond-status/fixtures/recorded');
@@ -26,13 +28,13 @@ const warmupMs = 1_000;
 const measureMs = 5_000;
 const idleMs = 2_000;
 
-export async function benchBondStatus(): Promise<Record<string, number | string>> {
+export async function benchBondStatus(node = process.execPath): Promise<Record<string, number | string>> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-bond-status-'));
   const script = join(dir, 'bond-status.js');
   writeFileSync(script, await bundle());
   // The node options the unit gives the service on the device, so the memory figure is the device's.
   const nodeOptions = /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(unitFile, 'utf8'))?.[1] ?? '';
-  const service = spawn(process.execPath, [script, 'serve', '--root', recordedRoot, '--listen', '127.0.0.1', '--port', '0'], {
+  const service = spawn(node, [script, 'serve', '--root', recordedRoot, '--listen', '127.0.0.1', '--port', '0'], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, NODE_OPTIONS: nodeOptions },
   });
@@ -51,7 +53,7 @@ export async function benchBondStatus(): Promise<Record<string, number | string>
     const memory = readFileSync(`/proc/${pid}/status`, 'utf8');
     return {
       'bond-status target': 'GET /api/status, recorded bond0 tree, bundle under plain node',
-      'bond-status node': `${process.version} ${nodeOptions}`.trim(),
+      'bond-status node': `${execFileSync(node, ['--version'], { encoding: 'utf8' }).trim()} ${nodeOptions}`.trim(),
       'bond-status connections': connections,
       'bond-status requests/s': Math.round((count / elapsedMs) * 1000),
       'bond-status p50 ms': round(percentile(latencies, 0.5)),
@@ -140,6 +142,7 @@ function round(value: number): number {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const figures = await benchBondStatus();
+  const { values } = parseArgs({ options: { node: { type: 'string' } } });
+  const figures = await benchBondStatus(values.node);
   for (const [name, value] of Object.entries(figures)) console.log(`${name}: ${value}`);
 }
