@@ -16,12 +16,13 @@ import { overlays } from './steps/40-overlays.ts';
 import { configure } from './steps/50-configure.ts';
 import { disk } from './steps/60-disk.ts';
 import { check } from './steps/70-check.ts';
-import { outputs, publishOutputs } from './steps/80-outputs.ts';
+import { outputs } from './steps/80-outputs.ts';
+import { publish } from './steps/90-publish.ts';
 
 export const defaultCacheVolume = 'pibond-cache';
 export const defaultOverlaysDir = join(import.meta.dirname, '..', '..', 'overlays');
 
-export const steps: readonly Step[] = [host, builder, container, rootfs, overlays, configure, disk, check, outputs];
+export const steps: readonly Step[] = [host, builder, container, rootfs, overlays, configure, disk, check, outputs, publish];
 
 export interface BuildResult {
   outputs: string[];
@@ -33,7 +34,7 @@ export interface BuildResult {
  * Builds one definition. `signal` aborts it (Ctrl-C): the running step's container is removed,
  * which ends whatever runs in it, and the cleanups run as after any failure.
  */
-export async function build(options: BuildOptions, progress: Progress, signal?: AbortSignal): Promise<BuildResult> {
+export async function build(options: BuildOptions, progress: Progress, signal?: AbortSignal, plan: readonly Step[] = steps): Promise<BuildResult> {
   const def = await loadDefinition(options.definitionFile);
   await mkdir(options.outDir, { recursive: true });
   const ctx: BuildContext = {
@@ -46,19 +47,18 @@ export async function build(options: BuildOptions, progress: Progress, signal?: 
   };
   progress.logTo(join(options.outDir, `${def.name}.build.log`));
   const cleanups: Step[] = [];
-  const onAbort = () => void container.cleanup?.(ctx);
+  // Removing the container ends whatever runs in it, so the running step fails at once.
+  const onAbort = () => void Promise.all(cleanups.map((step) => step.cleanup?.(ctx))).catch(() => {});
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    for (const step of steps) await step.verify?.(ctx);
+    for (const step of plan) await step.verify?.(ctx);
     await mkdir(ctx.stagingDir, { recursive: true });
-    for (const step of steps) {
+    for (const step of plan) {
       signal?.throwIfAborted();
       if (step.cleanup) cleanups.push(step);
       await progress.step(step.title, () => step.run(ctx));
     }
-    signal?.throwIfAborted();
-    const published = await publishOutputs(ctx);
-    return { outputs: published, timings: progress.timings, rootfsFromCache: ctx.rootfs?.fromCache ?? false };
+    return { outputs: ctx.outputs ?? [], timings: progress.timings, rootfsFromCache: ctx.rootfs?.fromCache ?? false };
   } finally {
     signal?.removeEventListener('abort', onAbort);
     for (const step of cleanups.reverse()) await step.cleanup?.(ctx);

@@ -1,9 +1,8 @@
 /**
  * The outputs: the compressed copy, checksums and the manifest, all written in the staging
- * directory and renamed into out/ only when everything succeeded: a failed build leaves nothing
- * that looks like a result.
+ * directory (the publish step moves them into out/).
  */
-import { rename, stat, writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execIn } from '../../lib/docker.ts';
 import { type BuildContext, type Step, paths, requireContainer } from '../context.ts';
@@ -73,16 +72,4 @@ async function describeFiles(ctx: BuildContext, names: ReturnType<typeof outputN
     files[file] = { bytes: (await stat(join(ctx.stagingDir, file))).size, sha256: checksums[file] };
   }
   return files;
-}
-
-/** Moves every staged output into out/ (each rename is atomic), the manifest last. */
-export async function publishOutputs(ctx: BuildContext): Promise<string[]> {
-  const names = outputNames(ctx.def.name, ctx.def.disk.compression);
-  const published: string[] = [];
-  for (const file of [names.image, names.compressed, names.checksums, names.manifest]) {
-    if (!file) continue;
-    await rename(join(ctx.stagingDir, file), join(ctx.options.outDir, file));
-    published.push(join(ctx.options.outDir, file));
-  }
-  return published;
 }
