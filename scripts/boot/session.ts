@@ -45,6 +45,8 @@ export interface BootOptions {
   /** Interactive: the serial console on this terminal. Otherwise the console goes to the log only. */
   terminal?: Terminal;
   say: (message: string) => void;
+  /** Appended to the image's kernel command line (e.g. systemd.journald.forward_to_console=1). */
+  extraKernelArgs?: string;
 }
 
 export interface QemuExit {
@@ -152,7 +154,7 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
     const args = qemuArgs({
       kernel: `${inside.run}/boot/${boot.kernel}`,
       initrd: `${inside.run}/boot/${boot.initrd}`,
-      append: boot.append,
+      append: opts.extraKernelArgs ? `${boot.append} ${opts.extraKernelArgs}` : boot.append,
       disk: `${inside.run}/overlay.qcow2`,
       qmpSocket: `${inside.run}/qmp.sock`,
       nics,

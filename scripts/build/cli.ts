@@ -16,7 +16,8 @@ Options:
   --cache-volume NAME
                   the Docker volume for downloaded packages and cached root filesystems
                   (default: pibond-cache; \`docker volume rm pibond-cache\` empties the cache)
-  --overlays DIR  lay in the overlays/NN-name trees from DIR instead of the repo's overlays/
+  --overlays DIR  also lay in the NN-name overlay trees in DIR (repeatable), merged with the repo's
+                  overlays/ in NN order; e.g. DIR/50-my-app/rootfs/etc/...
   --verbose       print every line of the build's output (it always goes to out/<name>.build.log)
   -h, --help      this text
 
@@ -33,7 +34,7 @@ export async function main(args: string[]): Promise<number> {
       out: { type: 'string', default: 'out' },
       'no-cache': { type: 'boolean', default: false },
       'cache-volume': { type: 'string', default: defaultCacheVolume },
-      overlays: { type: 'string', default: defaultOverlaysDir },
+      overlays: { type: 'string', multiple: true, default: [] },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -60,7 +61,7 @@ export async function main(args: string[]): Promise<number> {
         outDir: resolve(values.out),
         cache: !values['no-cache'],
         cacheVolume: values['cache-volume'],
-        overlaysDir: resolve(values.overlays),
+        overlaysDirs: [defaultOverlaysDir, ...values.overlays.map((dir) => resolve(dir))],
         sourceDateEpoch,
       },
       progress,

@@ -16,8 +16,8 @@ export interface BuildOptions {
   sourceDateEpoch: number;
   /** The Docker volume that keeps downloaded packages and cached root filesystems. */
   cacheVolume: string;
-  /** The overlays/NN-name trees to lay in (default: the repo's overlays/). */
-  overlaysDir: string;
+  /** Folders of overlays/NN-name trees to lay in: the repo's overlays/, then any the user adds. */
+  overlaysDirs: string[];
 }
 
 export interface BuildContext {

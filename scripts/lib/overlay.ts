@@ -6,7 +6,7 @@
  * replaces an earlier one at the same path; within one overlay, rendered files win over rootfs/.
  */
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Definition } from './definition.ts';
 import { UserError } from './errors.ts';
@@ -38,10 +38,17 @@ export async function listOverlays(overlaysDir: string): Promise<string[]> {
   return names.sort().map((name) => join(overlaysDir, name));
 }
 
-/** Every overlay's entries merged: one entry per path, sorted by path. */
-export async function collectOverlays(overlaysDir: string, def: Definition): Promise<OverlayEntry[]> {
+/**
+ * Every overlay's entries merged: one entry per path, sorted by path. Several folders of overlays
+ * (the repo's and a user's own) apply together in NN-name order; on equal names, the later folder's.
+ */
+export async function collectOverlays(overlaysDirs: string | readonly string[], def: Definition): Promise<OverlayEntry[]> {
+  const overlays: string[] = [];
+  for (const dir of typeof overlaysDirs === 'string' ? [overlaysDirs] : overlaysDirs) overlays.push(...(await listOverlays(dir)));
+  // A stable sort keeps the folders' order among overlays of the same name.
+  overlays.sort((a, b) => (basename(a) < basename(b) ? -1 : basename(a) > basename(b) ? 1 : 0));
   const merged = new Map<string, OverlayEntry>();
-  for (const overlay of await listOverlays(overlaysDir)) {
+  for (const overlay of overlays) {
     for (const entry of [...(await readRootfs(join(overlay, 'rootfs'))), ...(await renderOverlay(overlay, def))]) {
       merged.set(entry.path, entry);
     }

@@ -12,7 +12,7 @@ let outDir: string;
 let events: string[];
 
 function options(): BuildOptions {
-  return { definitionFile, outDir, cache: true, cacheVolume: 'unused', overlaysDir: 'unused', sourceDateEpoch: 0 };
+  return { definitionFile, outDir, cache: true, cacheVolume: 'unused', overlaysDirs: [], sourceDateEpoch: 0 };
 }
 
 function quietProgress(): Progress {

@@ -5,13 +5,14 @@
  * overlay must reuse the cached root filesystem; an interrupted build must leave nothing behind.
  */
 import { createHash } from 'node:crypto';
-import { cp, mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ensureBuilderImage } from '../../scripts/build/builder.ts';
 import { connectDocker, runContainer } from '../../scripts/lib/docker.ts';
-import { repoRoot, runPibond, startPibond } from './_pibond.ts';
+import { runPibond, startPibond } from './_pibond.ts';
 
 const name = 'pibond-bookworm-arm64';
 
@@ -79,8 +80,9 @@ export function describeBuild(outDir: string): void {
       const sums = (await readFile(join(outDir, `${name}.img.sha256`), 'utf8')).trim().split('\n');
       const [sum, file] = sums[0]!.split(/\s+/);
       expect(file).toBe(`${name}.img`);
-      const hash = createHash('sha256').update(await readFile(image)).digest('hex');
-      expect(hash).toBe(sum);
+      const hash = createHash('sha256');
+      for await (const chunk of createReadStream(image)) hash.update(chunk as Buffer);
+      expect(hash.digest('hex')).toBe(sum);
       const manifest = JSON.parse(await readFile(join(outDir, `${name}.manifest.json`), 'utf8'));
       const packages = manifest.packages.map((p: { name: string }) => p.name);
       for (const p of ['ifenslave', 'ifupdown', 'linux-image-arm64', 'raspi-firmware', 'nodejs', 'openssh-server']) expect(packages).toContain(p);
@@ -134,7 +136,6 @@ export function describeBuild(outDir: string): void {
       const overlays = await mkdtemp(join(tmpdir(), 'pibond-overlays-'));
       const rebuildOut = await mkdtemp(join(tmpdir(), 'pibond-out-'));
       try {
-        await cp(join(repoRoot, 'overlays'), overlays, { recursive: true, verbatimSymlinks: true });
         await mkdir(join(overlays, '90-e2e', 'rootfs', 'etc'), { recursive: true });
         await writeFile(join(overlays, '90-e2e', 'rootfs', 'etc', 'pibond-e2e'), 'changed overlay\n');
         const result = await runPibond(['build', 'images/default.yaml', '--out', rebuildOut, '--overlays', overlays]);

@@ -10,7 +10,7 @@ export const overlays: Step = {
   title: 'Lay in the overlays',
   async run(ctx) {
     const { container } = requireContainer(ctx);
-    const entries = await collectOverlays(ctx.options.overlaysDir, ctx.def);
+    const entries = await collectOverlays(ctx.options.overlaysDirs, ctx.def);
     const archive = await packTar(entries, ctx.options.sourceDateEpoch);
     ctx.progress.sink(`overlay tar: ${entries.length} entries, ${archive.length} bytes`, 'stdout');
     await container.putArchive(archive, { path: paths.rootfs });

@@ -1,0 +1,41 @@
+/**
+ * The failover scenario against a real image, under QEMU (TCG here: several minutes). The lead's
+ * e2e entry calls describeFailover after the build, so a build and a boot never share the machine.
+ */
+import { describe, expect, it } from 'vitest';
+import { type FailoverTestResult, failoverTest } from '../../scripts/boot/failover-test.ts';
+import { formatFigures, formatVerdict } from '../../scripts/boot/report.ts';
+
+const scenarioTimeoutMs = 20 * 60_000;
+
+export function describeFailover(image: () => string): void {
+  describe('QEMU failover', { tags: ['slow'] }, () => {
+    let result: FailoverTestResult | undefined;
+
+    it(
+      'boots with two NICs, fails over to eth1 and back, ignores a lost backup, survives ten flaps',
+      async () => {
+        result = await failoverTest({
+          image: image(),
+          timeoutSeconds: scenarioTimeoutMs / 1000 - 60,
+          say: (message) => process.stderr.write(`[boot] ${message}\n`),
+        });
+        process.stderr.write(`${formatFigures(result.report)}\n${formatVerdict(result.report)}\nreport: ${result.reportFile}\n`);
+        const failed = result.report.checks.filter((check) => !check.ok);
+        expect(failed, result.report.serialLog ? `serial log: ${result.report.serialLog}` : undefined).toEqual([]);
+        expect(result.report.error).toBeUndefined();
+        expect(result.report.verdict).toBe('pass');
+      },
+      scenarioTimeoutMs,
+    );
+
+    it('measured boot-to-ready, failover and failback', () => {
+      // Figures, not timed assertions: a loaded CI machine must not fail the build on speed.
+      const figures = result?.report.figures;
+      expect(figures?.bootToReadySeconds).toBeGreaterThan(0);
+      expect(figures?.failoverMs).toBeGreaterThan(0);
+      expect(figures?.failbackMs).toBeGreaterThan(0);
+      expect(figures?.flaps).toHaveLength(10);
+    });
+  });
+}
