@@ -91,12 +91,12 @@ async function ensureBaseImage(docker: Docker, mirror: string, sink: LineSink, s
   } catch (err) {
     say(`No container registry answered (${firstLine(err)}); bootstrapping ${bootstrappedBase} from ${mirror} instead`);
   }
-  await bootstrapBase(docker, mirror, sink);
+  await bootstrapBase(docker, mirror, sink, say);
   return bootstrappedBase;
 }
 
 /** mmdebstrap | docker import: a minimal Debian with apt, made from the mirror alone (~15 s). */
-async function bootstrapBase(docker: Docker, mirror: string, sink: LineSink): Promise<void> {
+async function bootstrapBase(docker: Docker, mirror: string, sink: LineSink, say: (m: string) => void): Promise<void> {
   if (!existsSync('/usr/bin/mmdebstrap')) {
     if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) {
       throw new UserError(
@@ -104,8 +104,10 @@ async function bootstrapBase(docker: Docker, mirror: string, sink: LineSink): Pr
           `Install mmdebstrap (e.g. \`apt-get install mmdebstrap\`), or load a Debian bookworm image as ${registryBase} (\`docker load\`).`,
       );
     }
-    sink('installing mmdebstrap with apt-get to bootstrap the base image', 'stdout');
-    await $({ quiet: true, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })`apt-get install -y -qq mmdebstrap`;
+    say('Installing mmdebstrap with apt-get, to bootstrap the base image from the mirror');
+    const sh = $({ quiet: true, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    await sh`apt-get update -qq`;
+    await sh`apt-get install -y -qq mmdebstrap`;
   }
   const child = spawn('mmdebstrap', ['--variant=apt', '--quiet', 'bookworm', '-', mirror], { stdio: ['ignore', 'pipe', 'pipe'] });
   const errors = new LineSplitter(sink, 'stderr');

@@ -101,6 +101,20 @@ describe('collectOverlays', () => {
     expect(modes(await collectOverlays(await checkout(umask077), def))).toEqual(modes(await collectOverlays(await checkout(umask022), def)));
   });
 
+  it("merges a user's folder of overlays with the repo's in NN order, the later folder winning on equal names", async () => {
+    const user = await mkdtemp(join(tmpdir(), 'pibond-user-overlays-'));
+    temps.push(user);
+    for (const [path, content] of [['15-mine/rootfs/etc/motd', 'from 15\n'], ['20-second/rootfs/etc/issue', 'mine\n'], ['90-last/rootfs/etc/extra', 'x\n']]) {
+      await mkdir(dirname(join(user, path!)), { recursive: true });
+      await writeFile(join(user, path!), content!);
+    }
+    const entries = summary(await collectOverlays([await checkout(umask022), user], def));
+    // 20-second (repo) still replaces 15-mine's motd; the user's 20-second comes after the repo's.
+    expect(entries).toContain('etc/motd 644 from 20');
+    expect(entries).toContain('etc/issue 644 mine');
+    expect(entries).toContain('etc/extra 644 x');
+  });
+
   it('refuses an overlay folder outside the NN-name scheme', async () => {
     const root = await checkout(umask022);
     await mkdir(join(root, 'bond'));

@@ -27,6 +27,8 @@ export async function rootfsCacheKey(def: Definition): Promise<string> {
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 24);
 }
 
+const keptRootfsEntries = 3;
+
 export const rootfs: Step = {
   title: 'Root filesystem',
   async run(ctx) {
@@ -65,6 +67,8 @@ export const rootfs: Step = {
     }
     // Written under a temporary name: an interrupted save must not look like a cache entry.
     await sh(`mkdir -p ${paths.rootfsCache} && tar -c --numeric-owner --xattrs --xattrs-include='*' -C ${paths.rootfs} . | zstd -T0 -3 -q -o ${cached}.partial && mv ${cached}.partial ${cached}`);
+    // Each entry is ~220 MB: keep the newest few (another definition may still want its own).
+    await sh(`cd ${paths.rootfsCache} && ls -t -- *.tar.zst | tail -n +${keptRootfsEntries + 1} | xargs -r rm -f --`);
     ctx.rootfs = { key, fromCache: false };
   },
 };

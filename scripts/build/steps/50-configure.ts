@@ -13,6 +13,8 @@ export const configure: Step = {
         AUTHORIZED_KEYS: ctx.def.admin.authorized_keys.map((key) => `${key}\n`).join(''),
         TIMEZONE: ctx.def.timezone,
         LOCALE: ctx.def.locale,
+        // useradd and passwd date the accounts' last password change with it.
+        SOURCE_DATE_EPOCH: String(ctx.options.sourceDateEpoch),
       },
     });
   },
