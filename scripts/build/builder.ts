@@ -64,14 +64,19 @@ export async function ensureBuilderImage(docker: Docker, mirror: string, sink: L
   say(`Building the builder image ${tag} from ${base}`);
   const context = await packContext(await readRecipe());
   const stream = await docker.buildImage(context, { t: tag, buildargs: { BASE: base, MIRROR: mirror }, rm: true, forcerm: true });
-  const out = new LineSplitter(sink, 'stdout');
+  // apt's own complaint about the mirror comes before a long list of packages it then lacks.
+  const aptErrors: string[] = [];
+  const out = new LineSplitter((line, stream) => {
+    if (/^(W|E|Err):/.test(line.trim()) && aptErrors.length < 6) aptErrors.push(line.trim());
+    sink(line, stream);
+  }, 'stdout');
   await new Promise<void>((resolve, reject) => {
     docker.modem.followProgress(
       stream,
       (err) => (err ? reject(err) : resolve()),
       (event: { stream?: string; error?: string }) => {
         if (event.stream) out.write(event.stream);
-        if (event.error) reject(new UserError(`building the builder image failed: ${event.error}`));
+        if (event.error) reject(builderBuildFailed(mirror, aptErrors, out.tail));
       },
     );
   });
@@ -132,6 +137,15 @@ async function packContext(files: RecipeFile[]): Promise<NodeJS.ReadableStream> 
   pack.finalize();
   // dockerode wants a Node stream; tar-stream's pack is a streamx one.
   return pack.pipe(new PassThrough());
+}
+
+function builderBuildFailed(mirror: string, aptErrors: string[], tail: string[]): UserError {
+  if (aptErrors.some((line) => /Could not resolve|Failed to fetch|Temporary failure resolving|Unable to connect|Connection failed/i.test(line))) {
+    return new UserError(
+      `the Debian mirror ${mirror} could not be reached while building the builder image (field "mirror"). apt said:\n  ${aptErrors.join('\n  ')}`,
+    );
+  }
+  return new UserError(`building the builder image failed; its last lines:\n  ${[...aptErrors, ...tail].join('\n  ')}`);
 }
 
 function firstLine(err: unknown): string {
