@@ -33,7 +33,7 @@ export async function benchBondStatus(node = process.execPath): Promise<Record<s
   const script = join(dir, 'bond-status.js');
   writeFileSync(script, await bundle());
   // The node options the unit gives the service on the device, so the memory figure is the device's.
-  const nodeOptions = /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(unitFile, 'utf8'))?.[1] ?? '';
+  const nodeOptions = /^Environment="?NODE_OPTIONS=([^"\n]*)"?$/m.exec(readFileSync(unitFile, 'utf8'))?.[1] ?? '';
   const service = spawn(node, [script, 'serve', '--root', recordedRoot, '--listen', '127.0.0.1', '--port', '0'], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, NODE_OPTIONS: nodeOptions },

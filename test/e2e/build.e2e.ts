@@ -122,7 +122,7 @@ export function describeBuild(outDir: string): void {
       const section = (title: string) => text.split(`== ${title}\n`)[1]!.split('\n== ')[0]!;
       expect(section('interfaces')).toMatch(/auto bond0\s+iface bond0 inet dhcp/);
       expect(section('interfaces')).toMatch(/bond-primary eth0/);
-      expect(section('interfaces')).toMatch(/auto eth1\s+iface eth1 inet manual\s+bond-master bond0/);
+      expect(section('interfaces')).toMatch(/bond-slaves eth0 eth1/);
       expect(section('modules')).toContain('bonding');
       expect(section('ssh')).toContain('sshd_config');
       expect(section('ssh')).not.toMatch(/ssh_host_\w+_key/);
