@@ -4,6 +4,11 @@
  * own little router at 10.0.2.2 handing out 10.0.2.15, so NIC 0 plays the main (VDSL) router and
  * NIC 1 the backup (LTE) router, and a host port forwarded through one of them reaches the guest
  * only while the bond sends and receives on that NIC.
+ *
+ * Each NIC sits on its own PCIe root port, the virt board's hot-plug slot: QMP device_del and
+ * device_add can then pull a NIC out and plug it back in, the way a USB NIC leaves and comes back
+ * (its netdev disappears). Ports and NICs are added in order, so the guest still enumerates and
+ * names them eth0, eth1.
  */
 
 export interface Forward {
@@ -64,10 +69,37 @@ export function qemuArgs(spec: MachineSpec): string[] {
   spec.nics.forEach((nic, i) => {
     const forwards = nic.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
     args.push('-netdev', `user,id=net${i}${forwards}`);
-    args.push('-device', `virtio-net-pci,netdev=net${i},id=${nic.id},mac=${nic.mac},speed=${nic.speedMbps},duplex=full`);
+    args.push('-device', `pcie-root-port,id=${nicPort(i)},bus=pcie.0,chassis=${i + 1}`);
+    args.push('-device', deviceOption(nicDevice(nic, i)));
   });
   args.push('-qmp', `unix:${spec.qmpSocket},server=on,wait=off`);
   return args;
+}
+
+/** The root port NIC `index` is plugged into. */
+function nicPort(index: number): string {
+  return `rp${index + 1}`;
+}
+
+/**
+ * NIC `index` as a device: `driver` plus its properties, for -device and for QMP device_add alike,
+ * so a replugged NIC comes back exactly as it was (same id, MAC, network, port, speed).
+ */
+export function nicDevice(nic: Nic, index: number): { driver: string } & Record<string, string | number> {
+  return {
+    driver: 'virtio-net-pci',
+    netdev: `net${index}`,
+    id: nic.id,
+    mac: nic.mac,
+    speed: nic.speedMbps,
+    duplex: 'full',
+    bus: nicPort(index),
+  };
+}
+
+/** A device as -device's value: `driver,key=value,...`. */
+function deviceOption({ driver, ...properties }: { driver: string } & Record<string, string | number>): string {
+  return [driver, ...Object.entries(properties).map(([key, value]) => `${key}=${value}`)].join(',');
 }
 
 /**

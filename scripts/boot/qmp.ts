@@ -84,6 +84,36 @@ export class QmpClient {
     return this.execute<Record<string, never>>('set_link', { name: nic, up }).then(() => undefined);
   }
 
+  /**
+   * Pulls a device out, the way a USB NIC is pulled: device_del only asks the guest to let go (a
+   * PCIe hot-unplug waits for the guest's OS), so this resolves once QEMU reports DEVICE_DELETED
+   * for `id`, and rejects if that has not happened by `deadline` (ms since the epoch).
+   */
+  async unplug(id: string, deadline: number): Promise<void> {
+    let stop = () => {};
+    const deleted = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`QEMU reported no DEVICE_DELETED for ${id}: the guest did not let it go`)), Math.max(0, deadline - Date.now()));
+      const off = this.onEvent((event) => {
+        if (event.event === 'DEVICE_DELETED' && event.data?.['device'] === id) resolve();
+      });
+      stop = () => {
+        clearTimeout(timer);
+        off();
+      };
+    });
+    try {
+      await this.execute('device_del', { id });
+      await deleted;
+    } finally {
+      stop();
+    }
+  }
+
+  /** Plugs a device in: `driver` and its properties, as -device takes them. */
+  plug(device: { driver: string } & Record<string, string | number>): Promise<void> {
+    return this.execute<Record<string, never>>('device_add', device).then(() => undefined);
+  }
+
   /** Calls `listener` for every event; returns the function that stops it. */
   onEvent(listener: (event: QmpEvent) => void): () => void {
     this.listeners.add(listener);

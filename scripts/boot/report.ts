@@ -23,6 +23,7 @@ export function formatFigures(report: BootReport): string {
     const median = sorted[Math.floor(sorted.length / 2)];
     lines.push(`flap switches   ${flapTimes.length}: median ${median} ms, min ${sorted[0]} ms, max ${sorted.at(-1)} ms`);
   }
+  if (figures.reenslaveMs !== null) lines.push(`re-enslave      ${figures.reenslaveMs} ms after the backup NIC was plugged back in`);
   return lines.join('\n');
 }
 

@@ -2,7 +2,10 @@
  * The failover scenario: boot the image with two NICs, then pull and replug their cables through
  * QMP and watch the guest's status service (from the host, through each router's port forward)
  * follow: eth1 takes over when eth0 loses its link, eth0 takes back over when it returns, losing
- * the backup changes nothing, and ten flaps of eth0 are each seen and counted exactly once.
+ * the backup changes nothing, and ten flaps of eth0 are each seen and counted exactly once. Last,
+ * the backup NIC is pulled out altogether (QMP device_del: its netdev disappears, as a USB NIC's
+ * does) and plugged back in (device_add): the image must enslave it again, as the backup, and it
+ * must carry traffic when eth0 loses its link.
  *
  * "Reachable through router X only": a GET through NIC X's forward answers while one through the
  * other NIC's forward does not, since the bond drops what arrives on its backup slave.
@@ -19,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Docker } from '../lib/docker.ts';
 import { isUserError } from '../lib/errors.ts';
 import type { BootImage } from './image.ts';
+import { nicDevice } from './machine.ts';
 import { type BootSession, type RouterPorts, startBoot } from './session.ts';
 import { type BondState, type Status, bondIn, getEvents, getStatus } from './status-api.ts';
 import { connect } from 'node:net';
@@ -41,6 +45,8 @@ export interface Figures {
   failbackMs: number | null;
   /** The same two figures for every flap of the primary. */
   flaps: { failoverMs: number; failbackMs: number }[];
+  /** device_add of the backup NIC -> the service lists it as a slave again, up, as the backup. */
+  reenslaveMs: number | null;
 }
 
 export interface BootReport {
@@ -82,6 +88,13 @@ const probeTimeoutMs = 1500;
 const switchDeadlineMs = 10_000;
 const maxProbesInFlight = 16;
 const probeLifeMs = 250;
+/**
+ * A PCIe hot-unplug waits for the guest: its pciehp driver gives the attention button 5 s to be
+ * pressed again before it powers the slot off. A hot-plugged NIC is probed, named by the kernel and
+ * enslaved by udev and systemd, all emulated.
+ */
+const unplugDeadlineMs = 30_000;
+const replugDeadlineMs = 30_000;
 
 export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootReport> {
   const { image, say, signal } = opts;
@@ -95,7 +108,7 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
     diskId: image.manifest.diskId,
     startedAt: new Date().toISOString(),
     verdict: 'fail',
-    figures: { bootToReadySeconds: null, failoverMs: null, failbackMs: null, flaps: [] },
+    figures: { bootToReadySeconds: null, failoverMs: null, failbackMs: null, flaps: [], reenslaveMs: null },
     goals,
     goalsMet: { bootToReady: null, failover: null, failback: null },
     checks: [],
@@ -249,6 +262,56 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
       return banner;
     });
 
+    const backupNic = boot.nics[1];
+    if (!backupNic) throw new Error('the machine has no second NIC');
+
+    await check(`pull ${backup} out (device_del nic1): ${bondDef.name} runs on ${primary} alone`, async () => {
+      const started = performance.now();
+      await guarded(boot.qmp.unplug(backupNic.id, Date.now() + unplugDeadlineMs));
+      const deletedMs = Math.round(performance.now() - started);
+      const gone = await guarded(waitForBond(main.status, bondDef.name, (bond) => !slaveIn(bond, backup), signal, (bond) => {
+        if (bond.active_slave !== primary) throw new Error(`the active slave became ${bond.active_slave}`);
+      }));
+      const bond = currentBond(gone, bondDef.name);
+      const listed = (bond.slaves ?? []).map((s) => s.name);
+      if (listed.join(' ') !== primary) throw new Error(`${bondDef.name}'s slaves are ${listed.join(', ') || 'none'}, expected ${primary} alone`);
+      expectCount(bond.failovers, failovers);
+      await guarded(reachableOnly(main, lte, bondDef.name, primary, signal));
+      return `the guest let go of nic1 ${deletedMs} ms after device_del; slaves: ${listed.join(', ')}, ${primary} still active and answering`;
+    });
+
+    await check(`plug ${backup} back in (device_add nic1): it is enslaved again, as the backup`, async () => {
+      const started = performance.now();
+      await guarded(boot.qmp.plug(nicDevice(backupNic, 1)));
+      const back = await guarded(waitForBond(main.status, bondDef.name, (bond) => {
+        const slave = slaveIn(bond, backup);
+        return slave?.mii_status === 'up' && slave.state === 'backup';
+      }, signal, (bond) => {
+        if (bond.active_slave !== primary) throw new Error(`the active slave became ${bond.active_slave}`);
+      }, replugDeadlineMs));
+      report.figures.reenslaveMs = Math.round(performance.now() - started);
+      const bond = currentBond(back, bondDef.name);
+      expectCount(bond.failovers, failovers);
+      const slave = slaveIn(bond, backup);
+      return `${backup} enslaved, ${slave?.mii_status}${slave?.speed_mbps ? ` ${slave.speed_mbps} Mb/s` : ''}, ${slave?.state}, ${report.figures.reenslaveMs} ms after device_add; ${primary} still active`;
+    });
+
+    await check(`unplug ${primary} (set_link nic0 off): the re-enslaved ${backup} takes over`, async () => {
+      const change = await guarded(linkChange(boot, 'nic0', false, lte.status, bondDef.name, backup, signal));
+      expectCount(currentBond(change.status, bondDef.name).failovers, failovers + 1);
+      failovers += 1;
+      await guarded(reachableOnly(lte, main, bondDef.name, backup, signal));
+      return `the service reported ${backup} active ${change.ms} ms after set_link, answering through nic1 only`;
+    });
+
+    await check(`replug ${primary} (set_link nic0 on): it takes back over from the re-enslaved ${backup}`, async () => {
+      const change = await guarded(linkChange(boot, 'nic0', true, main.status, bondDef.name, primary, signal));
+      expectCount(currentBond(change.status, bondDef.name).failovers, failovers + 1);
+      failovers += 1;
+      await guarded(reachableOnly(main, lte, bondDef.name, primary, signal));
+      return `the service reported ${primary} active ${change.ms} ms after set_link, answering through nic0 only`;
+    });
+
     report.verdict = 'pass';
   } catch (err) {
     if (isUserError(err)) throw err;
@@ -371,21 +434,22 @@ export async function linkChange(
   }
 }
 
-/** Polls the status through `port` (every 50 ms, 10 s at most) until `done`; every answer goes past `each` first. */
+/** Polls the status through `port` (every 50 ms, 10 s unless told) until `done`; every answer goes past `each` first. */
 async function waitForBond(
   port: number,
   bond: string,
   done: (bond: BondState) => boolean,
   signal: AbortSignal | undefined,
   each: (bond: BondState) => void,
+  deadlineMs = switchDeadlineMs,
 ): Promise<Status> {
-  const deadline = Date.now() + switchDeadlineMs;
+  const deadline = Date.now() + deadlineMs;
   for (;;) {
     const status = await getStatus(port, probeTimeoutMs, signal);
     const state = currentBond(status, bond);
     each(state);
     if (done(state)) return status;
-    if (Date.now() > deadline) throw new Error(`no change within ${switchDeadlineMs / 1000} s; the service reports ${JSON.stringify(state)}`);
+    if (Date.now() > deadline) throw new Error(`no change within ${deadlineMs / 1000} s; the service reports ${JSON.stringify(state)}`);
     await sleep(50, undefined, { signal });
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { guestCmdline, machineNics, qemuArgs } from '../../scripts/boot/machine.ts';
+import { guestCmdline, machineNics, nicDevice, qemuArgs } from '../../scripts/boot/machine.ts';
 
 describe('qemuArgs', () => {
   const nics = machineNics(8080, [
@@ -37,9 +37,18 @@ describe('qemuArgs', () => {
       'user,id=net1,hostfwd=tcp:127.0.0.1:40003-:8080,hostfwd=tcp:127.0.0.1:40004-:22',
     ]);
     expect(after('-device').filter((d) => d.startsWith('virtio-net-pci'))).toEqual([
-      'virtio-net-pci,netdev=net0,id=nic0,mac=52:54:00:00:00:01,speed=1000,duplex=full',
-      'virtio-net-pci,netdev=net1,id=nic1,mac=52:54:00:00:00:02,speed=100,duplex=full',
+      'virtio-net-pci,netdev=net0,id=nic0,mac=52:54:00:00:00:01,speed=1000,duplex=full,bus=rp1',
+      'virtio-net-pci,netdev=net1,id=nic1,mac=52:54:00:00:00:02,speed=100,duplex=full,bus=rp2',
     ]);
+  });
+
+  it('puts each NIC on its own PCIe root port, declared before it, so it can be unplugged and plugged back', () => {
+    const devices = after('-device');
+    expect(devices.filter((d) => d.startsWith('pcie-root-port'))).toEqual([
+      'pcie-root-port,id=rp1,bus=pcie.0,chassis=1',
+      'pcie-root-port,id=rp2,bus=pcie.0,chassis=2',
+    ]);
+    expect(devices.indexOf('pcie-root-port,id=rp1,bus=pcie.0,chassis=1')).toBeLessThan(devices.findIndex((d) => d.includes('bus=rp1')));
   });
 
   it('opens a QMP server socket that does not wait for a client', () => {
@@ -49,6 +58,24 @@ describe('qemuArgs', () => {
   it('passes every value as one argument: nothing for a shell to split', () => {
     const withSpaces = qemuArgs({ ...{ kernel: 'k', initrd: 'i', disk: 'd', qmpSocket: 'q', nics: [] }, append: 'a b  c' });
     expect(withSpaces[withSpaces.indexOf('-append') + 1]).toBe('a b  c');
+  });
+});
+
+describe('nicDevice', () => {
+  it('is the NIC as QMP device_add takes it: the same properties as on the command line, numbers as numbers', () => {
+    const [, backup] = machineNics(8080, [
+      { status: 40001, ssh: 40002 },
+      { status: 40003, ssh: 40004 },
+    ]);
+    expect(nicDevice(backup!, 1)).toEqual({
+      driver: 'virtio-net-pci',
+      netdev: 'net1',
+      id: 'nic1',
+      mac: '52:54:00:00:00:02',
+      speed: 100,
+      duplex: 'full',
+      bus: 'rp2',
+    });
   });
 });
 

@@ -81,6 +81,38 @@ describe('QmpClient', () => {
     expect(qemu.received.at(-1)).toEqual({ execute: 'set_link', arguments: { name: 'nic0', up: false }, id: expect.any(String) });
   });
 
+  it('unplugs with device_del and resolves only once QEMU reports that device deleted', async () => {
+    await qemu.listen(join(dir, 'qmp.sock'));
+    client = await QmpClient.connect(join(dir, 'qmp.sock'), Date.now() + 2000);
+    let settled = false;
+    qemu.onCommand = (message, reply) => {
+      reply({ return: {}, id: message['id'] });
+      // The virtio backend goes first (no id), then the NIC itself, after the guest let go.
+      setTimeout(() => {
+        qemu.socket?.write('{"event": "DEVICE_DELETED", "data": {"path": "/machine/peripheral/nic1/virtio-backend"}}\r\n');
+        setTimeout(() => {
+          expect(settled).toBe(false);
+          qemu.socket?.write('{"event": "DEVICE_DELETED", "data": {"device": "nic1", "path": "/machine/peripheral/nic1"}}\r\n');
+        }, 20);
+      }, 20);
+    };
+    await client.unplug('nic1', Date.now() + 2000).then(() => (settled = true));
+    expect(qemu.received.at(-1)).toEqual({ execute: 'device_del', arguments: { id: 'nic1' }, id: expect.any(String) });
+  });
+
+  it('gives up on an unplug the guest never completes once the deadline passed', async () => {
+    await qemu.listen(join(dir, 'qmp.sock'));
+    client = await QmpClient.connect(join(dir, 'qmp.sock'), Date.now() + 2000);
+    await expect(client.unplug('nic1', Date.now() + 50)).rejects.toThrow(/no DEVICE_DELETED for nic1/);
+  });
+
+  it('plugs a device in with device_add, its properties as given', async () => {
+    await qemu.listen(join(dir, 'qmp.sock'));
+    client = await QmpClient.connect(join(dir, 'qmp.sock'), Date.now() + 2000);
+    await client.plug({ driver: 'virtio-net-pci', id: 'nic1', bus: 'rp2', speed: 100 });
+    expect(qemu.received.at(-1)).toEqual({ execute: 'device_add', arguments: { driver: 'virtio-net-pci', id: 'nic1', bus: 'rp2', speed: 100 }, id: expect.any(String) });
+  });
+
   it('matches answers to commands by id, whatever order they come in', async () => {
     const held: [Record<string, unknown>, (a: Record<string, unknown>) => void][] = [];
     qemu.onCommand = (message, reply) => {
