@@ -88,6 +88,7 @@ const probeTimeoutMs = 1500;
 const switchDeadlineMs = 10_000;
 const maxProbesInFlight = 16;
 const probeLifeMs = 250;
+const maxProbeLifeMs = 3000;
 /**
  * A PCIe hot-unplug waits for the guest: its pciehp driver gives the attention button 5 s to be
  * pressed again before it powers the slot off. A hot-plugged NIC is probed, named by the kernel and
@@ -413,7 +414,11 @@ export async function linkChange(
         }
         if (inFlight >= maxProbesInFlight) return;
         inFlight++;
-        getStatus(port, probeLifeMs, cancel.signal).then(
+        // Short-lived probes time the switch closely; on a loaded host the guest may answer
+        // only after seconds, so later probes are given longer to answer (up to 3 s): the time
+        // measured then includes that delay, and the check still sees the switch happen.
+        const life = Math.min(maxProbeLifeMs, Math.max(probeLifeMs, (performance.now() - started) / 2));
+        getStatus(port, life, cancel.signal).then(
           (status) => {
             inFlight--;
             if (bondIn(status, bond)?.active_slave !== expected) return;
