@@ -20,6 +20,9 @@ import { UserError } from '../lib/errors.ts';
 
 export const recipeDir = join(import.meta.dirname, 'builder');
 const registryBase = 'debian:bookworm-slim';
+
+/** What apt (alone or under mmdebstrap) says when the mirror cannot be reached or lacks the suite. */
+export const mirrorUnreachable = /Could not resolve|Failed to fetch|Temporary failure resolving|Connection failed|Unable to connect|404\s+Not Found/i;
 const bootstrappedBase = 'pibond-base:bookworm';
 
 interface RecipeFile {
@@ -140,7 +143,7 @@ async function packContext(files: RecipeFile[]): Promise<NodeJS.ReadableStream> 
 }
 
 function builderBuildFailed(mirror: string, aptErrors: string[], tail: string[]): UserError {
-  if (aptErrors.some((line) => /Could not resolve|Failed to fetch|Temporary failure resolving|Unable to connect|Connection failed/i.test(line))) {
+  if (aptErrors.some((line) => mirrorUnreachable.test(line))) {
     return new UserError(
       `the Debian mirror ${mirror} could not be reached while building the builder image (field "mirror"). apt said:\n  ${aptErrors.join('\n  ')}`,
     );

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { CommandFailed, execIn } from '../../lib/docker.ts';
 import type { Definition } from '../../lib/definition.ts';
 import { UserError } from '../../lib/errors.ts';
-import { recipeHash } from '../builder.ts';
+import { mirrorUnreachable, recipeHash } from '../builder.ts';
 import { type BuildContext, type Step, paths, requireContainer } from '../context.ts';
 import { initrdModules, packageList } from '../packages.ts';
 
@@ -85,7 +85,7 @@ export function explainBootstrapFailure(err: unknown, ctx: Pick<BuildContext, 'd
         `(components main, non-free-firmware). Check the spelling in the definition's "packages" field.`,
     );
   }
-  if (/Could not resolve|Failed to fetch|Temporary failure resolving|Connection failed|Unable to connect|404\s+Not Found/i.test(log)) {
+  if (mirrorUnreachable.test(log)) {
     return new UserError(
       `the Debian mirror ${ctx.def.mirror} could not be reached or does not serve ${ctx.def.base.suite} ` +
         `(field "mirror"). mmdebstrap said:\n  ${err.tail.slice(-5).join('\n  ')}`,

@@ -13,7 +13,7 @@ export const check: Step = {
       await execIn(
         docker,
         container,
-        ['bash', '-c', `exec ${paths.tools}/check-boot-chain ${paths.image(ctx.def.name)}`],
+        [`${paths.tools}/check-boot-chain`, paths.image(ctx.def.name)],
         {
           sink: (line, stream) => {
             ctx.progress.sink(line, stream);

@@ -24,28 +24,30 @@ export const outputs: Step = {
   async run(ctx) {
     const { docker, container } = requireContainer(ctx);
     const names = outputNames(ctx.def.name, ctx.def.disk.compression);
-    const lines: string[] = [];
-    const capture = (line: string, stream: 'stdout' | 'stderr') => {
-      ctx.progress.sink(line, stream);
-      if (stream === 'stdout') lines.push(line);
+    /** Runs a script in the container; returns its standard output's lines. */
+    const sh = async (script: string): Promise<string[]> => {
+      const lines: string[] = [];
+      await execIn(docker, container, ['bash', '-euo', 'pipefail', '-c', script], {
+        sink: (line, stream) => {
+          ctx.progress.sink(line, stream);
+          if (stream === 'stdout') lines.push(line);
+        },
+      });
+      return lines;
     };
-    const sh = (script: string) => execIn(docker, container, ['bash', '-euo', 'pipefail', '-c', script], { sink: capture });
 
     const started = Date.now();
     await sh(`cd /out && ${compressors[ctx.def.disk.compression].command(names.image)}`);
     const compressSeconds = (Date.now() - started) / 1000;
-    lines.length = 0;
-    await sh(`cd /out && sha256sum ${[names.image, names.compressed].filter(Boolean).join(' ')} > ${names.checksums} && cat ${names.checksums}`);
-    const checksums = Object.fromEntries(lines.map((l) => l.split(/\s+/)).map(([sum, file]) => [file, sum]));
-    lines.length = 0;
-    await sh(`dpkg-query --admindir=${paths.rootfs}/var/lib/dpkg -W -f '\${Package}\\t\${Version}\\t\${Architecture}\\n'`);
-    const packages = lines.filter((l) => l.includes('\t')).map((l) => {
+    const sums = await sh(`cd /out && sha256sum ${[names.image, names.compressed].filter(Boolean).join(' ')} > ${names.checksums} && cat ${names.checksums}`);
+    const checksums = Object.fromEntries(sums.map((l) => l.split(/\s+/)).map(([sum, file]) => [file, sum]));
+    const installed = await sh(`dpkg-query --admindir=${paths.rootfs}/var/lib/dpkg -W -f '\${Package}\\t\${Version}\\t\${Architecture}\\n'`);
+    const packages = installed.filter((l) => l.includes('\t')).map((l) => {
       const [name, version, architecture] = l.split('\t');
       return { name, version, architecture };
     });
-    lines.length = 0;
-    await sh(`du -sb --exclude=./proc --exclude=./sys ${paths.rootfs} | cut -f1; du -sb ${paths.rootfs}/usr/lib/modules | cut -f1; du -sb ${paths.rootfs}/boot | cut -f1`);
-    const [rootfsBytes, modulesBytes, bootBytes] = lines.map(Number);
+    const sizes = await sh(`du -sb --exclude=./proc --exclude=./sys ${paths.rootfs} | cut -f1; du -sb ${paths.rootfs}/usr/lib/modules | cut -f1; du -sb ${paths.rootfs}/boot | cut -f1`);
+    const [rootfsBytes, modulesBytes, bootBytes] = sizes.map(Number);
 
     const manifest = {
       name: ctx.def.name,
