@@ -16,7 +16,7 @@ type Command = (args: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   validate: async () => (await import('./validate.ts')).main,
-  build: async () => (await import('./build/cli.ts')).main,
+  build: async () => (await import('./image/cli.ts')).main,
   boot: async () => (await import('./boot/cli.ts')).main,
 };
 

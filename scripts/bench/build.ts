@@ -6,8 +6,8 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureBuilderImage } from '../build/builder.ts';
-import { build, defaultOverlaysDir } from '../build/index.ts';
+import { ensureBuilderImage } from '../builder/builder-image.ts';
+import { build, defaultOverlaysDir } from '../image/index.ts';
 import { loadDefinition } from '../lib/definition.ts';
 import { ensureDockerEngine } from '../lib/host.ts';
 import { Progress } from '../lib/log.ts';

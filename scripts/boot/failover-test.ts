@@ -4,7 +4,7 @@
  * overall deadline, write the report.
  */
 import { join, dirname } from 'node:path';
-import { ensureBuilderImage } from '../build/builder.ts';
+import { ensureBuilderImage } from '../builder/builder-image.ts';
 import type { Docker } from '../lib/docker.ts';
 import { ensureDockerEngine } from '../lib/host.ts';
 import { type BootImage, inspectImage } from './image.ts';

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ensureBuilderImage } from '../../scripts/build/builder.ts';
+import { ensureBuilderImage } from '../../scripts/builder/builder-image.ts';
 import { connectDocker, runContainer } from '../../scripts/lib/docker.ts';
 import { runPibond, startPibond } from './_pibond.ts';
 

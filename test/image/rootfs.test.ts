@@ -1,6 +1,6 @@
 /** The root filesystem's cache key and the plain-words explanation of mmdebstrap failures. */
 import { describe, expect, it } from 'vitest';
-import { explainBootstrapFailure, rootfsCacheKey } from '../../scripts/build/steps/30-rootfs.ts';
+import { explainBootstrapFailure, rootfsCacheKey } from '../../scripts/image/steps/30-rootfs.ts';
 import { parseDefinition } from '../../scripts/lib/definition.ts';
 import { CommandFailed } from '../../scripts/lib/docker.ts';
 import { UserError } from '../../scripts/lib/errors.ts';

@@ -3,8 +3,8 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { BuildOptions, Step } from '../../scripts/build/context.ts';
-import { build } from '../../scripts/build/index.ts';
+import type { BuildOptions, Step } from '../../scripts/image/context.ts';
+import { build } from '../../scripts/image/index.ts';
 import { Progress } from '../../scripts/lib/log.ts';
 
 const definitionFile = join(import.meta.dirname, '..', '..', 'images', 'default.yaml');

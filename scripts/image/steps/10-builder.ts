@@ -1,5 +1,5 @@
 /** The builder image, made from the recipe in the repo (only when the recipe changed). */
-import { ensureBuilderImage } from '../builder.ts';
+import { ensureBuilderImage } from '../../builder/builder-image.ts';
 import type { Step } from '../context.ts';
 
 export const builder: Step = {

@@ -18,7 +18,7 @@ import { $ } from 'zx';
 import { type Docker, type LineSink, LineSplitter, engineStatus, imageExists } from '../lib/docker.ts';
 import { UserError } from '../lib/errors.ts';
 
-export const recipeDir = join(import.meta.dirname, 'builder');
+export const recipeDir = join(import.meta.dirname, 'recipe');
 const registryBase = 'debian:bookworm-slim';
 
 /** What apt (alone or under mmdebstrap) says when the mirror cannot be reached or lacks the suite. */

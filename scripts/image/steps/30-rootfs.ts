@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { CommandFailed, execIn } from '../../lib/docker.ts';
 import type { Definition } from '../../lib/definition.ts';
 import { UserError } from '../../lib/errors.ts';
-import { mirrorUnreachable, recipeHash } from '../builder.ts';
+import { mirrorUnreachable, recipeHash } from '../../builder/builder-image.ts';
 import { type BuildContext, type Step, paths, requireContainer } from '../context.ts';
 import { initrdModules, packageList } from '../packages.ts';
 
