@@ -52,7 +52,11 @@ export async function poll<T>(attempt: () => Promise<T | undefined> | T | undefi
       lastProblem = (err as Error)?.message ?? String(err);
     }
     if (Date.now() >= deadline) throw new PollTimeout(options.what, options.timeoutMs, lastProblem);
-    await sleep(Math.min(options.intervalMs, Math.max(0, deadline - Date.now())), undefined, { signal });
+    await sleep(Math.min(options.intervalMs, Math.max(0, deadline - Date.now())), undefined, { signal }).catch((err: unknown) => {
+      // Abort with the caller's reason (Ctrl-C, a failed sibling), not the timer's generic AbortError.
+      signal?.throwIfAborted();
+      throw err;
+    });
   }
 }
 
