@@ -6,6 +6,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { UserError } from './errors.ts';
+import { bounded } from './poll.ts';
 
 export type { Docker };
 
@@ -143,6 +144,168 @@ export async function runContainer(docker: Docker, opts: RunOptions): Promise<vo
   } finally {
     await removeContainer(container);
   }
+}
+
+export interface StartOptions {
+  image: string;
+  cmd: string[];
+  name?: string;
+  env?: Record<string, string>;
+  labels?: Record<string, string>;
+  binds?: string[];
+  /** Anonymous volumes (container paths), removed with the container. */
+  volumes?: string[];
+  capAdd?: string[];
+  securityOpt?: string[];
+  networkMode?: string;
+  /** Host device paths, given to the container at the same path (e.g. /dev/kvm). */
+  devices?: string[];
+  /** A tiny init as PID 1, so signals reach the command and zombies are reaped. */
+  init?: boolean;
+  /**
+   * A TTY with stdin open: the output is the terminal's bytes as they are, and `write` sends keys.
+   * Otherwise stdin is closed and stdout and stderr are demuxed.
+   */
+  interactive?: boolean;
+  /** Receives the output one line at a time (from a TTY, every line counts as stdout). */
+  sink?: LineSink;
+  /** Receives the output as it comes: a TTY's bytes, or stdout and stderr merged after demuxing. */
+  onBytes?: (chunk: Buffer) => void;
+  /** Called with the container as soon as it exists, so an interrupt can remove it. */
+  onCreated?: (container: Docker.Container) => void;
+}
+
+/** A long-running container, attached before it started so none of its output is lost. */
+export interface RunningContainer {
+  readonly container: Docker.Container;
+  /**
+   * Settles when the container has ended and its output is drained; never rejects: a container
+   * removed under our feet has ended too (statusCode -1 when the engine could not say how).
+   */
+  readonly exited: Promise<{ statusCode: number }>;
+  /** The last lines of output, for error messages. */
+  tail(): string[];
+  /** Sends bytes to the command's stdin; only for an interactive container. */
+  write(chunk: Buffer | string): void;
+  /** Tells the container's TTY the terminal's size; a lost resize only misdraws, so it never throws. */
+  resize(size: { rows: number; columns: number }): Promise<void>;
+  /** Kills and removes the container; safe to call more than once, and waits for its end a bounded time. */
+  remove(): Promise<void>;
+}
+
+/** How long remove() waits for the container's end (its last output) after removal was asked. */
+const endAfterRemovalMs = 5000;
+
+/**
+ * Starts a container that keeps running (a build container, QEMU): create -> attach -> start, in
+ * that order, so the first bytes it prints are already being read. If attaching or starting
+ * fails, the container is removed before the error is thrown.
+ */
+export async function startContainer(docker: Docker, opts: StartOptions): Promise<RunningContainer> {
+  const interactive = opts.interactive ?? false;
+  const container = await docker.createContainer({
+    Image: opts.image,
+    Cmd: opts.cmd,
+    name: opts.name,
+    Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+    Labels: opts.labels,
+    Volumes: opts.volumes ? Object.fromEntries(opts.volumes.map((path) => [path, {}])) : undefined,
+    Tty: interactive,
+    OpenStdin: interactive,
+    StdinOnce: false,
+    AttachStdin: interactive,
+    AttachStdout: true,
+    AttachStderr: true,
+    HostConfig: {
+      Binds: opts.binds,
+      CapAdd: opts.capAdd,
+      SecurityOpt: opts.securityOpt,
+      NetworkMode: opts.networkMode,
+      Init: opts.init,
+      Devices: opts.devices?.map((path) => ({ PathOnHost: path, PathInContainer: path, CgroupPermissions: 'rwm' })),
+    },
+  });
+  opts.onCreated?.(container);
+  try {
+    const stream = (await container.attach({
+      stream: true,
+      stdin: interactive,
+      stdout: true,
+      stderr: true,
+      hijack: interactive,
+    })) as NodeJS.ReadWriteStream;
+    const output = readOutput(docker, stream, interactive, opts);
+    await container.start();
+    const exited = Promise.all([container.wait() as Promise<{ StatusCode: number }>, output.done]).then(
+      ([result]) => ({ statusCode: result.StatusCode }),
+      () => ({ statusCode: -1 }),
+    );
+    let removing: Promise<void> | undefined;
+    return {
+      container,
+      exited,
+      tail: output.tail,
+      write(chunk) {
+        if (!interactive) throw new Error('write: this container was started without stdin (interactive: false)');
+        stream.write(chunk);
+      },
+      async resize({ rows, columns }) {
+        await container.resize({ h: rows, w: columns }).catch(() => undefined);
+      },
+      remove() {
+        removing ??= (async () => {
+          try {
+            await removeContainer(container);
+          } finally {
+            await bounded(exited, endAfterRemovalMs, undefined);
+            // An attach stream the engine never closed must not keep the process alive.
+            (stream as unknown as { destroy?: () => void }).destroy?.();
+          }
+        })();
+        return removing;
+      },
+    };
+  } catch (err) {
+    // The attach's or start's failure is the one to report, not a removal's that may follow it.
+    await removeContainer(container).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Reads an attached stream to its end: into the sink's lines and the caller's byte handler. */
+function readOutput(
+  docker: Docker,
+  stream: NodeJS.ReadableStream,
+  tty: boolean,
+  opts: Pick<StartOptions, 'sink' | 'onBytes'>,
+): { done: Promise<void>; tail: () => string[] } {
+  const sink = opts.sink ?? (() => {});
+  const out = new LineSplitter(sink, 'stdout');
+  const err = new LineSplitter(sink, 'stderr');
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  // Always read, even with no one listening: an unread stream would stall the container's output.
+  stdout.on('data', (c: Buffer) => {
+    out.write(c);
+    opts.onBytes?.(c);
+  });
+  stderr.on('data', (c: Buffer) => {
+    err.write(c);
+    opts.onBytes?.(c);
+  });
+  // With a TTY the stream is the terminal's bytes as they are; without, Docker multiplexes it.
+  if (tty) stream.pipe(stdout);
+  else docker.modem.demuxStream(stream, stdout, stderr);
+  const done = new Promise<void>((resolve) => {
+    stream.on('end', resolve);
+    stream.on('close', resolve);
+    // A broken attach stream ends the output; the container's own end is told by wait().
+    stream.on('error', () => resolve());
+  }).then(() => {
+    out.end();
+    err.end();
+  });
+  return { done, tail: () => [...out.tail, ...err.tail].slice(-15) };
 }
 
 export interface ExecOptions {
