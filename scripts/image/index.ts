@@ -2,11 +2,14 @@
  * The build, as a table of contents: each step in a timed scope, every step verified before any
  * runs, cleanups in reverse order on every path (success, failure, Ctrl-C).
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { definitionHash, loadDefinition } from '../lib/definition.ts';
+import { UserError } from '../lib/errors.ts';
 import { diskLayout } from '../lib/layout.ts';
 import type { Progress } from '../lib/log.ts';
+import { CleanupStack } from './_cleanups.ts';
 import type { BuildContext, BuildOptions, Step } from './context.ts';
 import { host } from './steps/00-host.ts';
 import { builder } from './steps/10-builder.ts';
@@ -31,12 +34,12 @@ export interface BuildResult {
 }
 
 /**
- * Builds one definition. `signal` aborts it (Ctrl-C): the running step's container is removed,
- * which ends whatever runs in it, and the cleanups run as after any failure.
+ * Builds one definition. `signal` aborts it (Ctrl-C): the cleanups unwind at once, which removes
+ * the container and so ends whatever runs in it; the build's end then awaits that same unwinding.
  */
 export async function build(options: BuildOptions, progress: Progress, signal?: AbortSignal, plan: readonly Step[] = steps): Promise<BuildResult> {
   const def = await loadDefinition(options.definitionFile);
-  await mkdir(options.outDir, { recursive: true });
+  await prepareOutDir(options.outDir);
   const ctx: BuildContext = {
     def,
     definitionHash: definitionHash(def),
@@ -46,23 +49,36 @@ export async function build(options: BuildOptions, progress: Progress, signal?: 
     stagingDir: join(options.outDir, `.staging-${def.name}-${process.pid}`),
   };
   progress.logTo(join(options.outDir, `${def.name}.build.log`));
-  const cleanups: Step[] = [];
-  // Removing the container ends whatever runs in it, so the running step fails at once.
-  const onAbort = () => void Promise.all(cleanups.map((step) => step.cleanup?.(ctx))).catch(() => {});
+  const cleanups = new CleanupStack();
+  const onAbort = () => void cleanups.unwind();
   signal?.addEventListener('abort', onAbort, { once: true });
+  let failures;
   try {
     for (const step of plan) await step.verify?.(ctx);
     await mkdir(ctx.stagingDir, { recursive: true });
     for (const step of plan) {
       signal?.throwIfAborted();
-      if (step.cleanup) cleanups.push(step);
+      if (step.cleanup) cleanups.push(step.title, async () => step.cleanup?.(ctx));
       await progress.step(step.title, () => step.run(ctx));
     }
-    return { outputs: ctx.outputs ?? [], timings: progress.timings, rootfsFromCache: ctx.rootfs?.fromCache ?? false };
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    for (const step of cleanups.reverse()) await step.cleanup?.(ctx);
+    failures = await cleanups.unwind();
     await rm(ctx.stagingDir, { recursive: true, force: true });
+    for (const { name, error } of failures) progress.say(`Cleaning up after "${name}" failed: ${(error as Error)?.message ?? String(error)}`);
     await progress.close();
+  }
+  // Only a build whose steps all succeeded gets here: a cleanup that failed left something behind.
+  if (failures[0]) throw failures[0].error;
+  return { outputs: ctx.outputs ?? [], timings: progress.timings, rootfsFromCache: ctx.rootfs?.fromCache ?? false };
+}
+
+/** The output directory, made if need be; one we cannot write to is the user's to fix, before anything runs. */
+async function prepareOutDir(outDir: string): Promise<void> {
+  try {
+    await mkdir(outDir, { recursive: true });
+    await access(outDir, constants.W_OK);
+  } catch (err) {
+    throw new UserError(`cannot write to the output directory ${outDir} (--out): ${(err as Error).message}. Choose a directory you may write to.`);
   }
 }

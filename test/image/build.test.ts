@@ -79,4 +79,51 @@ describe('build', () => {
     expect(events).toContain('remove container');
     expect(events).not.toContain('run never');
   });
+
+  it('on abort in the middle, runs each cleanup exactly once, newest first, and the build awaits them', async () => {
+    const abort = new AbortController();
+    let release!: () => void;
+    const blocked = new Promise<void>((resolve) => (release = resolve));
+    const slowCleanup = (name: string, then?: () => void): Step => ({
+      title: name,
+      run: async () => void events.push(`run ${name}`),
+      cleanup: async () => {
+        events.push(`cleanup ${name} started`);
+        await new Promise((r) => setTimeout(r, 10));
+        events.push(`cleanup ${name} done`);
+        then?.();
+      },
+    });
+    // "container"'s cleanup ends the running step, as removing the container does.
+    const plan: Step[] = [slowCleanup('a'), slowCleanup('container', () => release()), { ...fakeStep('long', { wait: blocked, fail: true }), cleanup: async () => void events.push('cleanup long') }, fakeStep('never', { cleanup: true })];
+    const running = build(options(), quietProgress(), abort.signal, plan);
+    while (!events.includes('run long')) await new Promise((r) => setTimeout(r, 5));
+    abort.abort(new Error('interrupted'));
+    await expect(running).rejects.toThrow();
+    expect(events.filter((e) => e.startsWith('cleanup'))).toEqual([
+      'cleanup long',
+      'cleanup container started',
+      'cleanup container done',
+      'cleanup a started',
+      'cleanup a done',
+    ]);
+    expect(events).not.toContain('run never');
+  });
+
+  it('runs the cleanups once after success and after failure', async () => {
+    await build(options(), quietProgress(), undefined, [fakeStep('a', { cleanup: true }), fakeStep('b', { cleanup: true })]);
+    expect(events.filter((e) => e.startsWith('cleanup'))).toEqual(['cleanup b', 'cleanup a']);
+    events = [];
+    await expect(build(options(), quietProgress(), undefined, [fakeStep('a', { cleanup: true }), fakeStep('b', { cleanup: true, fail: true })])).rejects.toThrow('b failed');
+    expect(events.filter((e) => e.startsWith('cleanup'))).toEqual(['cleanup b', 'cleanup a']);
+  });
+
+  it('runs the other cleanups when one fails; the step\'s error is the one reported', async () => {
+    const failing: Step = { title: 'x', run: async () => {}, cleanup: async () => { throw new Error('x cleanup broke'); } };
+    await expect(build(options(), quietProgress(), undefined, [fakeStep('a', { cleanup: true }), failing, fakeStep('c', { fail: true })])).rejects.toThrow('c failed');
+    expect(events).toContain('cleanup a');
+    events = [];
+    await expect(build(options(), quietProgress(), undefined, [fakeStep('a', { cleanup: true }), failing])).rejects.toThrow('x cleanup broke');
+    expect(events).toContain('cleanup a');
+  });
 });
