@@ -334,6 +334,96 @@ export async function execIn(docker: Docker, container: Docker.Container, cmd: s
   if (ExitCode !== 0) throw new CommandFailed(cmd, ExitCode ?? -1, output.tail());
 }
 
+/** Unpacks a tar archive into a container's file system at `path` (which must exist there). */
+export async function putArchive(container: Docker.Container, archive: Buffer | NodeJS.ReadableStream, path: string): Promise<void> {
+  await container.putArchive(archive, { path });
+}
+
+/** The engine's own error in a build's, pull's or import's progress (a failed RUN, an unknown image). */
+export class EngineProgressError extends Error {
+  override name = 'EngineProgressError';
+  constructor(
+    message: string,
+    /** The last lines of output before the error. */
+    readonly tail: string[],
+  ) {
+    super(message);
+  }
+}
+
+interface ProgressEvent {
+  stream?: string;
+  status?: string;
+  error?: string;
+  errorDetail?: { message?: string };
+}
+
+/**
+ * Reads a progress stream to its end, the build's output lines going to `sink`. The engine reports
+ * a failure as an `error` event in a stream that otherwise ends normally (dockerode's
+ * followProgress does not treat it as one), so that event is what rejects.
+ */
+function followProgress(docker: Docker, stream: NodeJS.ReadableStream, sink: LineSink | undefined): Promise<void> {
+  const out = new LineSplitter(sink ?? (() => {}), 'stdout');
+  let failure: string | undefined;
+  return new Promise<void>((resolve, reject) => {
+    docker.modem.followProgress(
+      stream,
+      (err: Error | null) => {
+        out.end();
+        if (err) reject(err);
+        else if (failure !== undefined) reject(new EngineProgressError(failure, out.tail));
+        else resolve();
+      },
+      (event: ProgressEvent) => {
+        if (event.stream) out.write(event.stream);
+        if (event.error !== undefined) failure ??= event.errorDetail?.message ?? event.error;
+      },
+    );
+  });
+}
+
+export interface BuildOptions {
+  tag: string;
+  buildArgs?: Record<string, string>;
+}
+
+/**
+ * Builds an image from a tar build context, its output lines going to `sink`; a failed step is an
+ * EngineProgressError carrying the engine's message and the last lines.
+ */
+export async function buildImage(docker: Docker, context: NodeJS.ReadableStream, opts: BuildOptions, sink: LineSink): Promise<void> {
+  // rm/forcerm: a failed build leaves no intermediate containers behind.
+  const stream = await docker.buildImage(context, { t: opts.tag, buildargs: opts.buildArgs, rm: true, forcerm: true });
+  await followProgress(docker, stream, sink);
+}
+
+/** Pulls an image (`name:tag`) from its registry. */
+export async function pullImage(docker: Docker, name: string): Promise<void> {
+  const stream = await docker.pull(name);
+  await followProgress(docker, stream, undefined);
+}
+
+/** Makes an image `repo:tag` from a root file system tar (like `docker import`). */
+export async function importImage(docker: Docker, rootfsTar: NodeJS.ReadableStream, repo: string, tag: string): Promise<void> {
+  const stream = await docker.importImage(rootfsTar, { repo, tag });
+  await followProgress(docker, stream, undefined);
+}
+
+/** Removes an image; one that is not there is fine. */
+export async function removeImage(docker: Docker, name: string): Promise<void> {
+  try {
+    await docker.getImage(name).remove();
+  } catch (err) {
+    if (engineStatus(err) !== 404) throw err;
+  }
+}
+
+/** The containers (running or not) carrying these labels, each `key` or `key=value`. */
+export async function listContainers(docker: Docker, labels: string[]): Promise<Docker.ContainerInfo[]> {
+  return docker.listContainers({ all: true, filters: JSON.stringify({ label: labels }) });
+}
+
 /** Says plainly that no engine answered, and what to do about it. */
 export function dockerUnreachable(err: unknown): UserError {
   const reason = (err as Error)?.message ?? String(err);

@@ -1,92 +1,213 @@
-/** The Docker client's run and exec paths against a fake engine (the real one is in test/e2e). */
-import { PassThrough } from 'node:stream';
-import Docker from 'dockerode';
+/** The Docker client against the fake engine (the real one is in test/e2e): the order of calls, output, exits, cleanup. */
+import { Readable } from 'node:stream';
+import type Docker from 'dockerode';
 import { describe, expect, it } from 'vitest';
-import { CommandFailed, LineSplitter, execIn, removeContainer, runContainer } from '../../scripts/lib/docker.ts';
+import {
+  CommandFailed,
+  EngineProgressError,
+  LineSplitter,
+  buildImage,
+  execIn,
+  importImage,
+  listContainers,
+  pullImage,
+  putArchive,
+  removeContainer,
+  removeImage,
+  runContainer,
+  startContainer,
+} from '../../scripts/lib/docker.ts';
+import { type ContainerScript, FakeEngine, engineError } from './_fake-engine.ts';
 
-/** One frame of Docker's multiplexed stream: 1 = stdout, 2 = stderr. */
-function frame(stream: 1 | 2, text: string): Buffer {
-  const payload = Buffer.from(text);
-  const header = Buffer.alloc(8);
-  header[0] = stream;
-  header.writeUInt32BE(payload.length, 4);
-  return Buffer.concat([header, payload]);
-}
-
-function fakeEngine(statusCode: number, frames: Buffer[]) {
-  const calls: string[] = [];
-  const docker = new Docker({ socketPath: '/nonexistent' });
-  const output = new PassThrough();
-  const container = {
-    attach: async () => output,
-    start: async () => {
-      calls.push('start');
-      for (const f of frames) output.write(f);
-      output.end();
-    },
-    wait: async () => ({ StatusCode: statusCode }),
-    remove: async (opts: unknown) => void calls.push(`remove ${JSON.stringify(opts)}`),
-  };
-  docker.createContainer = (async (opts: Docker.ContainerCreateOptions) => {
-    calls.push(`create ${opts.Image} ${(opts.Cmd as string[]).join(' ')} tty=${opts.Tty}`);
-    return container;
-  }) as unknown as Docker['createContainer'];
-  return { docker, calls };
+function engineRunning(script: ContainerScript): FakeEngine {
+  return new FakeEngine({ container: () => script });
 }
 
 describe('runContainer', () => {
-  it('streams demuxed lines, then removes the container with its volumes', async () => {
-    const { docker, calls } = fakeEngine(0, [frame(1, 'hello\nwor'), frame(2, 'warn\n'), frame(1, 'ld\n')]);
+  it('attaches before it starts, streams demuxed lines, then removes the container with its volumes', async () => {
+    const engine = engineRunning({
+      output: [
+        ['stdout', 'hello\nwor'],
+        ['stderr', 'warn\n'],
+        ['stdout', 'ld\n'],
+      ],
+      exitCode: 0,
+    });
     const lines: string[] = [];
-    await runContainer(docker, { image: 'img', cmd: ['echo', 'hi'], sink: (line, stream) => lines.push(`${stream}: ${line}`) });
+    await runContainer(engine.docker, { image: 'img', cmd: ['echo', 'hi'], sink: (line, stream) => lines.push(`${stream}: ${line}`) });
     expect(lines).toEqual(['stdout: hello', 'stderr: warn', 'stdout: world']);
-    expect(calls).toEqual(['create img echo hi tty=false', 'start', 'remove {"force":true,"v":true}']);
+    // Attached after start, the output printed at start would be lost: the order is the contract.
+    expect(engine.calls).toEqual(['create', 'attach', 'start', 'wait', 'remove']);
+    expect(engine.container().opts).toMatchObject({ Image: 'img', Cmd: ['echo', 'hi'], Tty: false });
+    expect(engine.log.at(-1)?.args).toEqual({ force: true, v: true });
   });
 
   it('turns a non-zero exit into CommandFailed with the last lines, and still removes the container', async () => {
-    const { docker, calls } = fakeEngine(3, [frame(2, 'E: broken\n')]);
-    const err = await runContainer(docker, { image: 'img', cmd: ['false'], sink: () => {} }).catch((e: unknown) => e);
+    const engine = engineRunning({ output: [['stderr', 'E: broken\n']], exitCode: 3 });
+    const err = await runContainer(engine.docker, { image: 'img', cmd: ['false'], sink: () => {} }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CommandFailed);
     expect((err as CommandFailed).exitCode).toBe(3);
     expect((err as CommandFailed).tail).toEqual(['E: broken']);
     expect((err as Error).message).toBe('false exited with status 3; its last lines:\n  E: broken');
-    expect(calls.at(-1)).toMatch(/^remove/);
+    expect(engine.calls).toEqual(['create', 'attach', 'start', 'wait', 'remove']);
+  });
+
+  it.each(['attach', 'start'] as const)('removes the container when %s fails, and reports that failure', async (call) => {
+    const engine = engineRunning({ exitCode: 0, fail: { [call]: engineError(500, `${call} broke`) } });
+    await expect(runContainer(engine.docker, { image: 'img', cmd: ['true'], sink: () => {} })).rejects.toThrow(`${call} broke`);
+    expect(engine.calls.at(-1)).toBe('remove');
+    expect(engine.container().state).toBe('removed');
+  });
+
+  it('hands the container out as soon as it exists, so an interrupt can remove it', async () => {
+    const engine = engineRunning({ exitCode: 0 });
+    const seen: string[] = [];
+    await runContainer(engine.docker, { image: 'img', cmd: ['true'], sink: () => {}, onCreated: (c) => seen.push(`${c.id} after ${engine.calls.join(',')}`) });
+    expect(seen).toEqual(['fake0 after create']);
+  });
+});
+
+describe('startContainer', () => {
+  it('creates, attaches, then starts, with what a build or boot container needs', async () => {
+    const engine = engineRunning({ output: [['stdout', 'ready\n']] });
+    const lines: string[] = [];
+    const running = await startContainer(engine.docker, {
+      image: 'builder',
+      cmd: ['sleep', 'infinity'],
+      name: 'pibond-build-x',
+      labels: { 'org.pibond.role': 'build' },
+      binds: ['cache:/cache'],
+      volumes: ['/work'],
+      capAdd: ['SYS_ADMIN'],
+      securityOpt: ['seccomp=unconfined'],
+      networkMode: 'host',
+      devices: ['/dev/kvm'],
+      init: true,
+      sink: (line) => lines.push(line),
+    });
+    expect(engine.calls).toEqual(['create', 'attach', 'start', 'wait']);
+    expect(engine.container().opts).toMatchObject({
+      Image: 'builder',
+      name: 'pibond-build-x',
+      Labels: { 'org.pibond.role': 'build' },
+      Volumes: { '/work': {} },
+      Tty: false,
+      OpenStdin: false,
+      HostConfig: {
+        Binds: ['cache:/cache'],
+        CapAdd: ['SYS_ADMIN'],
+        SecurityOpt: ['seccomp=unconfined'],
+        NetworkMode: 'host',
+        Init: true,
+        Devices: [{ PathOnHost: '/dev/kvm', PathInContainer: '/dev/kvm', CgroupPermissions: 'rwm' }],
+      },
+    });
+    expect(lines).toEqual(['ready']);
+    await running.remove();
+    expect(engine.calls).toEqual(['create', 'attach', 'start', 'wait', 'remove']);
+    expect(await running.exited).toEqual({ statusCode: 137 });
+  });
+
+  it('settles `exited` with the exit status and the output drained', async () => {
+    const engine = engineRunning({ output: [['stderr', 'qemu: bad\n']], exitCode: 1 });
+    const running = await startContainer(engine.docker, { image: 'img', cmd: ['qemu'] });
+    expect(await running.exited).toEqual({ statusCode: 1 });
+    expect(running.tail()).toEqual(['qemu: bad']);
+    await running.remove();
+  });
+
+  it('counts a container removed under our feet as ended, never as a rejection', async () => {
+    const engine = engineRunning({ fail: { wait: engineError(404, 'no such container') } });
+    const running = await startContainer(engine.docker, { image: 'img', cmd: ['sleep', 'infinity'] });
+    expect(await running.exited).toEqual({ statusCode: -1 });
+    await running.remove();
+  });
+
+  it('removes once however often remove() is called, and accepts a container already gone', async () => {
+    const engine = engineRunning({});
+    const running = await startContainer(engine.docker, { image: 'img', cmd: ['sleep', 'infinity'] });
+    await Promise.all([running.remove(), running.remove()]);
+    await running.remove();
+    expect(engine.calls.filter((c) => c === 'remove')).toHaveLength(1);
+
+    const other = await startContainer(engine.docker, { image: 'img', cmd: ['sleep', 'infinity'] });
+    await removeContainer(other.container);
+    await expect(other.remove()).resolves.toBeUndefined();
+  });
+
+  it.each(['attach', 'start'] as const)('removes the container when %s fails, and reports that failure', async (call) => {
+    const engine = engineRunning({ fail: { [call]: engineError(500, `${call} broke`) } });
+    await expect(startContainer(engine.docker, { image: 'img', cmd: ['true'] })).rejects.toThrow(`${call} broke`);
+    expect(engine.calls.at(-1)).toBe('remove');
+    expect(engine.container().state).toBe('removed');
+  });
+
+  it('reports the attach failure even when the removal after it fails too', async () => {
+    const engine = engineRunning({ fail: { attach: engineError(500, 'attach broke'), remove: engineError(500, 'remove broke') } });
+    await expect(startContainer(engine.docker, { image: 'img', cmd: ['true'] })).rejects.toThrow('attach broke');
+  });
+
+  it('interactive: a TTY, raw bytes out, keys in, resizes passed on', async () => {
+    const engine = engineRunning({ output: [['stdout', 'login: ']] });
+    const bytes: string[] = [];
+    const lines: string[] = [];
+    const running = await startContainer(engine.docker, {
+      image: 'img',
+      cmd: ['qemu'],
+      interactive: true,
+      onBytes: (chunk) => bytes.push(chunk.toString()),
+      sink: (line) => lines.push(line),
+    });
+    expect(engine.container().opts).toMatchObject({ Tty: true, OpenStdin: true, AttachStdin: true });
+    expect(engine.log.find((c) => c.call === 'attach')?.args).toMatchObject({ stdin: true, hijack: true });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(bytes.join('')).toBe('login: ');
+    running.write('root\n');
+    expect(Buffer.concat(engine.container().stdin).toString()).toBe('root\n');
+    await running.resize({ rows: 40, columns: 120 });
+    expect(engine.log.find((c) => c.call === 'resize')?.args).toEqual({ h: 40, w: 120 });
+    await running.remove();
+    // The partial last line still reaches the sink when the output ends.
+    expect(lines).toEqual(['login: ']);
+  });
+
+  it('refuses to write to a container without stdin', async () => {
+    const engine = engineRunning({});
+    const running = await startContainer(engine.docker, { image: 'img', cmd: ['sleep', 'infinity'] });
+    expect(() => running.write('x')).toThrow(/without stdin/);
+    await running.remove();
   });
 });
 
 describe('execIn', () => {
-  function fakeContainer(exitCode: number, frames: Buffer[]) {
-    const created: unknown[] = [];
-    const container = {
-      exec: async (opts: unknown) => {
-        created.push(opts);
-        return {
-          start: async () => {
-            const s = new PassThrough();
-            for (const f of frames) s.write(f);
-            s.end();
-            return s;
-          },
-          inspect: async () => ({ ExitCode: exitCode }),
-        };
-      },
-    } as unknown as Docker.Container;
-    return { container, created };
+  async function runningEngine(exec: FakeEngine['options']['exec']) {
+    const engine = new FakeEngine({ container: () => ({}), exec });
+    const running = await startContainer(engine.docker, { image: 'img', cmd: ['sleep', 'infinity'] });
+    return { engine, running };
   }
 
   it('passes the environment and reports success', async () => {
-    const { container, created } = fakeContainer(0, [frame(1, 'ok\n')]);
+    const { engine, running } = await runningEngine(() => ({ output: [['stdout', 'ok\n']], exitCode: 0 }));
     const lines: string[] = [];
-    await execIn(new Docker({ socketPath: '/nonexistent' }), container, ['true'], { env: { A: '1' }, sink: (l) => lines.push(l) });
+    await execIn(engine.docker, running.container, ['true'], { env: { A: '1' }, sink: (l) => lines.push(l) });
     expect(lines).toEqual(['ok']);
-    expect(created[0]).toMatchObject({ Cmd: ['true'], Env: ['A=1'], Tty: false });
+    expect(engine.log.find((c) => c.call === 'exec')?.args).toMatchObject({ Cmd: ['true'], Env: ['A=1'], Tty: false });
+    expect(engine.calls.slice(-3)).toEqual(['exec', 'exec.start', 'exec.inspect']);
+    await running.remove();
   });
 
   it('fails on a non-zero exit code', async () => {
-    const { container } = fakeContainer(100, []);
-    await expect(execIn(new Docker({ socketPath: '/nonexistent' }), container, ['apt-get'], { sink: () => {} })).rejects.toThrow(
-      'apt-get exited with status 100',
-    );
+    const { engine, running } = await runningEngine(() => ({ exitCode: 100 }));
+    await expect(execIn(engine.docker, running.container, ['apt-get'], { sink: () => {} })).rejects.toThrow('apt-get exited with status 100');
+    await running.remove();
+  });
+
+  it('feeds stdin to the command', async () => {
+    const { engine, running } = await runningEngine((cmd, stdin) => ({ output: [['stdout', `${cmd[0]} read ${stdin?.toString()}\n`]] }));
+    const lines: string[] = [];
+    await execIn(engine.docker, running.container, ['cat'], { stdin: Readable.from([Buffer.from('abc')]), sink: (l) => lines.push(l) });
+    expect(lines).toEqual(['cat read abc']);
+    await running.remove();
   });
 });
 
@@ -96,6 +217,53 @@ describe('removeContainer', () => {
     await expect(removeContainer(gone)).resolves.toBeUndefined();
     const broken = { remove: async () => Promise.reject(Object.assign(new Error('engine down'), { statusCode: 500 })) } as unknown as Docker.Container;
     await expect(removeContainer(broken)).rejects.toThrow('engine down');
+  });
+});
+
+describe('images', () => {
+  it('buildImage sends the context, streams the build output and tags the image', async () => {
+    const engine = new FakeEngine();
+    const lines: string[] = [];
+    await buildImage(engine.docker, Readable.from([Buffer.from('context')]), { tag: 'b:1', buildArgs: { BASE: 'x' } }, (l) => lines.push(l));
+    expect(lines).toEqual(['Step 1/1 : FROM base', 'Successfully built']);
+    expect(engine.buildContexts[0]?.toString()).toBe('context');
+    expect(engine.log[0]?.args).toMatchObject({ t: 'b:1', buildargs: { BASE: 'x' }, rm: true, forcerm: true });
+    expect(engine.images.has('b:1')).toBe(true);
+  });
+
+  it("buildImage surfaces the engine's error event with the last lines", async () => {
+    const engine = new FakeEngine({
+      build: () => [{ stream: 'E: Unable to locate package qemu\n' }, { error: 'RUN apt-get install failed', errorDetail: { message: 'exit code 100' } }],
+    });
+    const err = await buildImage(engine.docker, Readable.from([Buffer.from('')]), { tag: 'b:1' }, () => {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EngineProgressError);
+    expect((err as EngineProgressError).message).toBe('exit code 100');
+    expect((err as EngineProgressError).tail).toEqual(['E: Unable to locate package qemu']);
+  });
+
+  it('pullImage, importImage and removeImage (absent is fine)', async () => {
+    const engine = new FakeEngine();
+    await pullImage(engine.docker, 'debian:bookworm-slim');
+    await importImage(engine.docker, Readable.from([Buffer.from('rootfs')]), 'pibond-base', 'bookworm');
+    expect([...engine.images]).toEqual(['debian:bookworm-slim', 'pibond-base:bookworm']);
+    await removeImage(engine.docker, 'pibond-base:bookworm');
+    await removeImage(engine.docker, 'pibond-base:bookworm');
+    expect([...engine.images]).toEqual(['debian:bookworm-slim']);
+    const offline = new FakeEngine({ pullError: engineError(500, 'registry unreachable') });
+    await expect(pullImage(offline.docker, 'debian:bookworm-slim')).rejects.toThrow('registry unreachable');
+  });
+});
+
+describe('putArchive and listContainers', () => {
+  it('puts an archive at a path, and finds containers by label', async () => {
+    const engine = new FakeEngine({ container: () => ({}) });
+    const build = await startContainer(engine.docker, { image: 'img', cmd: ['sleep', 'infinity'], labels: { 'org.pibond.role': 'build' } });
+    const boot = await startContainer(engine.docker, { image: 'img', cmd: ['sleep', 'infinity'], labels: { 'pibond.boot': 'default' } });
+    await putArchive(build.container, Buffer.from('tar'), '/work/rootfs');
+    expect(engine.container('fake0').archives).toEqual([{ path: '/work/rootfs', content: Buffer.from('tar') }]);
+    expect((await listContainers(engine.docker, ['org.pibond.role=build'])).map((c) => c.Id)).toEqual(['fake0']);
+    expect((await listContainers(engine.docker, ['pibond.boot'])).map((c) => c.Id)).toEqual(['fake1']);
+    await Promise.all([build.remove(), boot.remove()]);
   });
 });
 
