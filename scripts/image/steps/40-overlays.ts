@@ -2,6 +2,7 @@
  * The overlays: every overlays/NN-name tree (and its rendered templates) merged in order, packed
  * into a byte-reproducible tar and streamed into the container's root filesystem.
  */
+import { putArchive } from '../../lib/docker.ts';
 import { collectOverlays } from '../../lib/overlay.ts';
 import { packTar } from '../../lib/tar.ts';
 import { type Step, paths, requireContainer } from '../context.ts';
@@ -13,6 +14,6 @@ export const overlays: Step = {
     const entries = await collectOverlays(ctx.options.overlaysDirs, ctx.def);
     const archive = await packTar(entries, ctx.options.sourceDateEpoch);
     ctx.progress.sink(`overlay tar: ${entries.length} entries, ${archive.length} bytes`, 'stdout');
-    await container.putArchive(archive, { path: paths.rootfs });
+    await putArchive(container, archive, paths.rootfs);
   },
 };
