@@ -5,12 +5,7 @@
  */
 import type { Definition } from '../../scripts/lib/definition.ts';
 import { diskLayout } from '../../scripts/lib/layout.ts';
-
-export interface OverlayFile {
-  path: string;
-  content: string | Buffer;
-  mode: number;
-}
+import type { OverlayFile } from '../../scripts/lib/overlay.ts';
 
 export async function render(def: Definition): Promise<OverlayFile[]> {
   const layout = diskLayout(def);

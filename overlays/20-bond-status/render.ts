@@ -6,14 +6,10 @@
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import type { Definition } from '../../scripts/lib/definition.ts';
+import type { OverlayFile } from '../../scripts/lib/overlay.ts';
 import type { ConfigFile } from './src/config.ts';
 
-export interface OverlayFile {
-  /** Relative to the image root, no leading slash. */
-  path: string;
-  content: string | Buffer;
-  mode: number;
-}
+export type { OverlayFile };
 
 export const bundlePath = 'usr/lib/pibond/bond-status.js';
 export const configPath = 'etc/pibond/bond-status.json';

@@ -10,46 +10,50 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import tar from 'tar-stream';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
 import { $ } from 'zx';
-import { type Docker, type LineSink, LineSplitter, engineStatus, imageExists } from '../lib/docker.ts';
+import {
+  type Docker,
+  type LineSink,
+  EngineProgressError,
+  LineSplitter,
+  buildImage,
+  imageExists,
+  importImage,
+  pullImage,
+  removeImage,
+} from '../lib/docker.ts';
 import { UserError } from '../lib/errors.ts';
+import { DEFAULT_SOURCE_DATE_EPOCH, type TarEntry, packTar, readTree } from '../lib/tar.ts';
 
 export const recipeDir = join(import.meta.dirname, 'recipe');
 const registryBase = 'debian:bookworm-slim';
 
 /** What apt (alone or under mmdebstrap) says when the mirror cannot be reached or lacks the suite. */
 export const mirrorUnreachable = /Could not resolve|Failed to fetch|Temporary failure resolving|Connection failed|Unable to connect|404\s+Not Found/i;
-const bootstrappedBase = 'pibond-base:bookworm';
+const bootstrapped = { repo: 'pibond-base', tag: 'bookworm' };
+const bootstrappedBase = `${bootstrapped.repo}:${bootstrapped.tag}`;
 
-interface RecipeFile {
-  path: string;
-  content: Buffer;
-  mode: number;
+/** zx from this checkout's node_modules: the container cannot count on reaching npm, and zx 8 needs nothing else. */
+const zxDir = dirname(createRequire(import.meta.url).resolve('zx/package.json'));
+
+/** The build context: the recipe's tree, and zx (as zx/) for the in-container scripts. */
+async function readRecipe(): Promise<TarEntry[]> {
+  const zx = (await readTree(zxDir)).map((entry) => ({ ...entry, path: `zx/${entry.path}` }));
+  return [...(await readTree(recipeDir)), { type: 'directory', path: 'zx', mode: 0o755 }, ...zx];
 }
 
-async function readRecipe(): Promise<RecipeFile[]> {
-  const files: RecipeFile[] = [];
-  async function walk(rel: string): Promise<void> {
-    for (const name of (await readdir(join(recipeDir, rel))).sort()) {
-      const path = rel ? `${rel}/${name}` : name;
-      const info = await stat(join(recipeDir, path));
-      if (info.isDirectory()) await walk(path);
-      else files.push({ path, content: await readFile(join(recipeDir, path)), mode: info.mode & 0o111 ? 0o755 : 0o644 });
-    }
-  }
-  await walk('');
-  return files;
-}
-
-/** A hash of the recipe's files (those `include` accepts), and the mirror they install from. */
+/** A hash of the build context's files and symlinks (those `include` accepts), and the mirror they install from. */
 export async function recipeHash(mirror: string, include: (path: string) => boolean = () => true): Promise<string> {
   const hash = createHash('sha256').update(mirror);
-  for (const file of await readRecipe()) {
-    if (include(file.path)) hash.update(`${file.path}\0${file.mode}\0`).update(file.content);
+  for (const entry of await readRecipe()) {
+    if (!include(entry.path)) continue;
+    // Directories are implied by the paths. A file's line is the one the hash always had, so this
+    // code changing does not retag the builder (nor the root filesystems cached under its hash).
+    if (entry.type === 'file') hash.update(`${entry.path}\0${entry.mode}\0`).update(entry.content);
+    else if (entry.type === 'symlink') hash.update(`${entry.path}\0symlink\0${entry.target}\0`);
   }
   return hash.digest('hex').slice(0, 16);
 }
@@ -65,26 +69,24 @@ export async function ensureBuilderImage(docker: Docker, mirror: string, sink: L
   if (await imageExists(docker, tag)) return tag;
   const base = await ensureBaseImage(docker, mirror, sink, say);
   say(`Building the builder image ${tag} from ${base}`);
-  const context = await packContext(await readRecipe());
-  const stream = await docker.buildImage(context, { t: tag, buildargs: { BASE: base, MIRROR: mirror }, rm: true, forcerm: true });
+  // The context's bytes do not name the image (the recipe hash does), so any fixed epoch will do.
+  const context = Readable.from([await packTar(await readRecipe(), DEFAULT_SOURCE_DATE_EPOCH)]);
   // apt's own complaint about the mirror comes before a long list of packages it then lacks.
   const aptErrors: string[] = [];
-  const out = new LineSplitter((line, stream) => {
+  const tail: string[] = [];
+  const collect: LineSink = (line, stream) => {
     if (/^(W|E|Err):/.test(line.trim()) && aptErrors.length < 6) aptErrors.push(line.trim());
+    tail.push(line);
+    if (tail.length > 15) tail.shift();
     sink(line, stream);
-  }, 'stdout');
-  await new Promise<void>((resolve, reject) => {
-    docker.modem.followProgress(
-      stream,
-      (err) => (err ? reject(err) : resolve()),
-      (event: { stream?: string; error?: string }) => {
-        if (event.stream) out.write(event.stream);
-        if (event.error) reject(builderBuildFailed(mirror, aptErrors, out.tail));
-      },
-    );
-  });
-  out.end();
-  if (!(await imageExists(docker, tag))) throw new UserError(`building the builder image failed; its log is above:\n  ${out.tail.join('\n  ')}`);
+  };
+  try {
+    await buildImage(docker, context, { tag, buildArgs: { BASE: base, MIRROR: mirror } }, collect);
+  } catch (err) {
+    if (err instanceof EngineProgressError) throw builderBuildFailed(mirror, aptErrors, [...err.tail, err.message]);
+    throw err;
+  }
+  if (!(await imageExists(docker, tag))) throw new UserError(`building the builder image failed; its log is above:\n  ${tail.join('\n  ')}`);
   return tag;
 }
 
@@ -93,8 +95,7 @@ async function ensureBaseImage(docker: Docker, mirror: string, sink: LineSink, s
   if (await imageExists(docker, registryBase)) return registryBase;
   try {
     say(`Pulling ${registryBase}`);
-    const stream = await docker.pull(registryBase);
-    await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve())));
+    await pullImage(docker, registryBase);
     return registryBase;
   } catch (err) {
     say(`No container registry answered (${firstLine(err)}); bootstrapping ${bootstrappedBase} from ${mirror} instead`);
@@ -121,25 +122,13 @@ async function bootstrapBase(docker: Docker, mirror: string, sink: LineSink, say
   const errors = new LineSplitter(sink, 'stderr');
   child.stderr.on('data', (c: Buffer) => errors.write(c));
   const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
-  const [repo, tag] = bootstrappedBase.split(':');
-  const stream = await docker.importImage(child.stdout, { repo, tag });
-  await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve())));
+  await importImage(docker, child.stdout, bootstrapped.repo, bootstrapped.tag);
   const code = await exited;
   errors.end();
   if (code !== 0) {
-    await docker.getImage(bootstrappedBase).remove().catch((err: unknown) => {
-      if (engineStatus(err) !== 404) throw err;
-    });
+    await removeImage(docker, bootstrappedBase);
     throw new UserError(`bootstrapping the base image from ${mirror} failed (mmdebstrap exit ${code}):\n  ${errors.tail.join('\n  ')}`);
   }
-}
-
-async function packContext(files: RecipeFile[]): Promise<NodeJS.ReadableStream> {
-  const pack = tar.pack();
-  for (const file of files) pack.entry({ name: file.path, mode: file.mode, mtime: new Date(0), uid: 0, gid: 0 }, file.content);
-  pack.finalize();
-  // dockerode wants a Node stream; tar-stream's pack is a streamx one.
-  return pack.pipe(new PassThrough());
 }
 
 function builderBuildFailed(mirror: string, aptErrors: string[], tail: string[]): UserError {

@@ -3,6 +3,8 @@
  * the files' mtimes, the umask or the order readdir returned them in. Nothing about the host
  * reaches the archive: owners are root, modes are explicit, every mtime is SOURCE_DATE_EPOCH.
  */
+import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pack } from 'tar-stream';
 import { UserError } from './errors.ts';
 
@@ -52,6 +54,36 @@ export async function packTar(entries: readonly TarEntry[], sourceDateEpoch: num
   tar.finalize();
   await done;
   return Buffer.concat(chunks);
+}
+
+/**
+ * A directory tree on disk as entries, relative to `root`, each directory's names in sorted order
+ * (depth first, so a directory comes right before its contents). Only what an image needs
+ * survives: files keep just their exec bit (0755 or 0644), directories are 0755, symlinks stay
+ * symlinks. Owner, mtime and the umask the tree was checked out with are dropped, so they cannot
+ * make two builds differ. Anything else (a socket, a device) is refused with its path.
+ */
+export async function readTree(root: string): Promise<TarEntry[]> {
+  const entries: TarEntry[] = [];
+  async function walk(dir: string, prefix: string): Promise<void> {
+    for (const name of (await readdir(dir)).sort()) {
+      const source = join(dir, name);
+      const path = prefix ? `${prefix}/${name}` : name;
+      const stats = await lstat(source);
+      if (stats.isSymbolicLink()) {
+        entries.push({ type: 'symlink', path, target: await readlink(source) });
+      } else if (stats.isDirectory()) {
+        entries.push({ type: 'directory', path, mode: 0o755 });
+        await walk(source, path);
+      } else if (stats.isFile()) {
+        entries.push({ type: 'file', path, content: await readFile(source), mode: stats.mode & 0o111 ? 0o755 : 0o644 });
+      } else {
+        throw new UserError(`${source}: only files, directories and symlinks can go into an image`);
+      }
+    }
+  }
+  await walk(root, '');
+  return entries;
 }
 
 /** The entries by path (later ones replacing earlier ones), each missing parent added as 0755. */

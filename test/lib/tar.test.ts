@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
-import { DEFAULT_SOURCE_DATE_EPOCH, packTar, sourceDateEpochFrom, type TarEntry } from '../../scripts/lib/tar.ts';
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_SOURCE_DATE_EPOCH, packTar, readTree, sourceDateEpochFrom, type TarEntry } from '../../scripts/lib/tar.ts';
 import { listTar } from './_tar-entries.ts';
 
 const epoch = 1_700_000_000;
@@ -75,6 +79,49 @@ describe('packTar', () => {
         epoch,
       ),
     ).rejects.toThrow('etc/motd needs etc to be a directory, but it is a file');
+  });
+});
+
+describe('readTree', () => {
+  const temps: string[] = [];
+  afterEach(async () => {
+    await Promise.all(temps.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+  });
+
+  async function tree(): Promise<string> {
+    const root = await mkdtemp(join(tmpdir(), 'pibond-tree-'));
+    temps.push(root);
+    // Created out of order, with a umask-077 look: neither may show in what readTree returns.
+    await mkdir(join(root, 'bin'), { mode: 0o700 });
+    await writeFile(join(root, 'bin/run'), '#!/bin/sh\n', { mode: 0o700 });
+    await writeFile(join(root, 'Dockerfile'), 'FROM x\n', { mode: 0o600 });
+    await writeFile(join(root, 'a-b'), 'dash\n', { mode: 0o644 });
+    await mkdir(join(root, 'a'));
+    await writeFile(join(root, 'a/z'), 'z\n');
+    await symlink('../bin/run', join(root, 'a/link'));
+    return root;
+  }
+
+  it('walks depth first, each directory sorted, keeping only the exec bit and symlinks as links', async () => {
+    const root = await tree();
+    const listed = (await readTree(root)).map((e) =>
+      e.type === 'symlink' ? `${e.path} -> ${e.target}` : `${e.path}${e.type === 'directory' ? '/' : ''} ${e.mode.toString(8)}`,
+    );
+    expect(listed).toEqual(['Dockerfile 644', 'a/ 755', 'a/link -> ../bin/run', 'a/z 644', 'a-b 644', 'bin/ 755', 'bin/run 755']);
+  });
+
+  it('packs to the same bytes whatever the checkout (the one walker for overlays and the builder recipe)', async () => {
+    const first = await packTar(await readTree(await tree()), DEFAULT_SOURCE_DATE_EPOCH);
+    const other = await tree();
+    await chmod(join(other, 'Dockerfile'), 0o664);
+    await chmod(join(other, 'bin'), 0o775);
+    expect((await packTar(await readTree(other), DEFAULT_SOURCE_DATE_EPOCH)).equals(first)).toBe(true);
+  });
+
+  it('refuses what an image cannot hold, naming it', async () => {
+    const root = await tree();
+    execFileSync('mkfifo', [join(root, 'pipe')]);
+    await expect(readTree(root)).rejects.toThrow(`${join(root, 'pipe')}: only files, directories and symlinks can go into an image`);
   });
 });
 
