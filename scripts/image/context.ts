@@ -2,8 +2,12 @@
  * What the build's steps share. Built once from the typed definition and the CLI's options;
  * steps read it and add what they produce (the builder image, the container, the cache key...).
  */
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { recipeDir } from '../builder/builder-image.ts';
 import type { Definition } from '../lib/definition.ts';
-import type { Docker } from '../lib/docker.ts';
+import { type Docker, type LineSink, execIn } from '../lib/docker.ts';
 import type { DiskLayout } from '../lib/layout.ts';
 import type { Progress } from '../lib/log.ts';
 
@@ -57,4 +61,44 @@ export const paths = {
 export function requireContainer(ctx: BuildContext): { docker: Docker; container: Docker.Container } {
   if (!ctx.docker || !ctx.container) throw new Error('the build container is not running (a step ran out of order)');
   return { docker: ctx.docker, container: ctx.container };
+}
+
+/** The in-container scripts a step runs (scripts/builder/recipe/bin, installed in paths.tools). */
+export type Tool =
+  | 'register-binfmt.mjs'
+  | 'bootstrap-rootfs'
+  | 'rootfs-cache.mjs'
+  | 'configure-rootfs.mjs'
+  | 'assemble-disk.mjs'
+  | 'check-boot-chain.mjs'
+  | 'outputs.mjs';
+
+/**
+ * Runs one in-container script; an object argument goes as one JSON argument (typed input, no
+ * environment strings). Every line goes to the build log (and `sink`); returns standard output's
+ * lines. A non-zero exit is a CommandFailed carrying the exit code and the last lines.
+ */
+export async function runTool(ctx: BuildContext, tool: Tool, args: readonly (string | object)[], sink?: LineSink): Promise<string[]> {
+  const { docker, container } = requireContainer(ctx);
+  const stdout: string[] = [];
+  const cmd = [`${paths.tools}/${tool}`, ...args.map((arg) => (typeof arg === 'string' ? arg : JSON.stringify(arg)))];
+  await execIn(docker, container, cmd, {
+    sink: (line, stream) => {
+      ctx.progress.sink(line, stream);
+      sink?.(line, stream);
+      if (stream === 'stdout') stdout.push(line);
+    },
+  });
+  return stdout;
+}
+
+/** A step's verify: the scripts it runs are in the builder's recipe (a rename there fails here, not minutes in). */
+export async function verifyTools(...tools: Tool[]): Promise<void> {
+  for (const tool of tools) {
+    try {
+      await access(join(recipeDir, 'bin', tool), constants.X_OK);
+    } catch {
+      throw new Error(`the builder recipe lacks the executable bin/${tool} (${recipeDir})`);
+    }
+  }
 }

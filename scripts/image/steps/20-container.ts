@@ -3,8 +3,9 @@
  * removed with it. The named volume pibond-cache keeps downloaded packages and cached root
  * filesystems between builds; the staging directory is bind-mounted as /out.
  */
-import { execIn, removeContainer, startContainer } from '../../lib/docker.ts';
-import { type Step, paths } from '../context.ts';
+import { removeContainer, startContainer } from '../../lib/docker.ts';
+import { UserError } from '../../lib/errors.ts';
+import { type Step, paths, runTool, verifyTools } from '../context.ts';
 
 // mmdebstrap mounts /proc and /dev in the chroot, and binfmt_misc is registered from here:
 // that needs CAP_SYS_ADMIN without AppArmor's and seccomp's mount rules. Not --privileged: that
@@ -14,8 +15,21 @@ const buildPrivileges = {
   securityOpt: ['apparmor=unconfined', 'seccomp=unconfined'],
 };
 
+/** What Docker accepts as a volume name. */
+const volumeName = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+
 export const container: Step = {
   title: 'Start the build container',
+  async verify(ctx) {
+    if (!volumeName.test(ctx.options.cacheVolume)) {
+      throw new UserError(
+        `--cache-volume "${ctx.options.cacheVolume}" is not a Docker volume name: it must be two or more letters, digits, "_", "." or "-", starting with a letter or digit (like pibond-cache)`,
+      );
+    }
+    // The staging directory is bind-mounted as "HOST:/out": a colon in it would split the mount.
+    if (ctx.stagingDir.includes(':')) throw new UserError(`--out ${ctx.options.outDir}: the output directory's path must not contain ":" (Docker reads it as a mount separator)`);
+    await verifyTools('register-binfmt.mjs');
+  },
   async run(ctx) {
     if (!ctx.docker || !ctx.builderImage) throw new Error('no builder image (the builder step did not run)');
     const running = await startContainer(ctx.docker, {
@@ -33,7 +47,7 @@ export const container: Step = {
     });
     ctx.container = running.container;
     const arch = ctx.def.base.architecture === 'arm64' ? 'aarch64' : 'arm';
-    await execIn(ctx.docker, ctx.container, [`${paths.tools}/register-binfmt`, arch], { sink: ctx.progress.sink });
+    await runTool(ctx, 'register-binfmt.mjs', [arch]);
   },
   async cleanup(ctx) {
     if (ctx.container) await removeContainer(ctx.container);

@@ -8,7 +8,7 @@ import { CommandFailed, execIn } from '../../lib/docker.ts';
 import type { Definition } from '../../lib/definition.ts';
 import { UserError } from '../../lib/errors.ts';
 import { mirrorUnreachable, recipeHash } from '../../builder/builder-image.ts';
-import { type BuildContext, type Step, paths, requireContainer } from '../context.ts';
+import { type BuildContext, type Step, paths, requireContainer, runTool, verifyTools } from '../context.ts';
 import { initrdModules, packageList } from '../packages.ts';
 
 /** The builder files a root filesystem depends on: the image's tools and the bootstrap script. */
@@ -27,26 +27,30 @@ export async function rootfsCacheKey(def: Definition): Promise<string> {
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 24);
 }
 
+/** Each cache entry is ~220 MB: keep the newest few (another definition may still want its own). */
 const keptRootfsEntries = 3;
+/** rootfs-cache.mjs restore's exit code when there is no entry for the key. */
+export const notCached = 3;
 
 export const rootfs: Step = {
   title: 'Root filesystem',
+  async verify() {
+    await verifyTools('rootfs-cache.mjs', 'bootstrap-rootfs');
+  },
   async run(ctx) {
     const { docker, container } = requireContainer(ctx);
     const key = await rootfsCacheKey(ctx.def);
-    const cached = `${paths.rootfsCache}/${key}.tar.zst`;
+    const entry = { entry: `${paths.rootfsCache}/${key}.tar.zst`, rootfs: paths.rootfs };
     const sink = ctx.progress.sink;
-    const sh = (script: string, env: Record<string, string> = {}) => execIn(docker, container, ['bash', '-euo', 'pipefail', '-c', script], { sink, env });
 
     if (ctx.options.cache) {
       try {
-        await sh(`test -f ${cached}`);
-        ctx.progress.say(`Reusing the cached root filesystem ${key}`);
-        await sh(`mkdir -p ${paths.rootfs} && zstd -dc ${cached} | tar -x --numeric-owner --xattrs --xattrs-include='*' -C ${paths.rootfs}`);
+        await runTool(ctx, 'rootfs-cache.mjs', ['restore', entry]);
+        ctx.progress.say(`Reused the cached root filesystem ${key}`);
         ctx.rootfs = { key, fromCache: true };
         return;
       } catch (err) {
-        if (!(err instanceof CommandFailed)) throw err;
+        if (!(err instanceof CommandFailed && err.exitCode === notCached)) throw err;
       }
     }
     ctx.progress.say(`Bootstrapping Debian ${ctx.def.base.suite} ${ctx.def.base.architecture} from ${ctx.def.mirror} (a cold build: several minutes)`);
@@ -65,10 +69,7 @@ export const rootfs: Step = {
     } catch (err) {
       throw explainBootstrapFailure(err, ctx);
     }
-    // Written under a temporary name: an interrupted save must not look like a cache entry.
-    await sh(`mkdir -p ${paths.rootfsCache} && tar -c --numeric-owner --xattrs --xattrs-include='*' -C ${paths.rootfs} . | zstd -T0 -3 -q -o ${cached}.partial && mv ${cached}.partial ${cached}`);
-    // Each entry is ~220 MB: keep the newest few (another definition may still want its own).
-    await sh(`cd ${paths.rootfsCache} && ls -t -- *.tar.zst | tail -n +${keptRootfsEntries + 1} | xargs -r rm -f --`);
+    await runTool(ctx, 'rootfs-cache.mjs', ['save', { ...entry, keep: keptRootfsEntries }]);
     ctx.rootfs = { key, fromCache: false };
   },
 };

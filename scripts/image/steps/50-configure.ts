@@ -1,21 +1,31 @@
 /** The admin account, time zone and locale; per-device secrets and ids removed for first boot. */
-import { execIn } from '../../lib/docker.ts';
-import { type Step, paths, requireContainer } from '../context.ts';
+import { UserError } from '../../lib/errors.ts';
+import { type Step, paths, runTool, verifyTools } from '../context.ts';
+
+/** Accounts Debian's base packages make: an admin by one of these names would take over a system account. */
+const systemAccounts = new Set([
+  'root', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp', 'proxy', 'www-data', 'backup',
+  'list', 'irc', 'gnats', 'nobody', '_apt', 'messagebus', 'sshd', 'systemd-network', 'systemd-resolve', 'systemd-timesync',
+]);
 
 export const configure: Step = {
   title: 'Configure the system',
+  async verify(ctx) {
+    if (systemAccounts.has(ctx.def.admin.name)) {
+      throw new UserError(`admin.name "${ctx.def.admin.name}" is a system account of Debian's; choose another name, like pi or admin (field "admin.name")`);
+    }
+    await verifyTools('configure-rootfs.mjs');
+  },
   async run(ctx) {
-    const { docker, container } = requireContainer(ctx);
-    await execIn(docker, container, [`${paths.tools}/configure-rootfs`, paths.rootfs], {
-      sink: ctx.progress.sink,
-      env: {
-        ADMIN_USER: ctx.def.admin.name,
-        AUTHORIZED_KEYS: ctx.def.admin.authorized_keys.map((key) => `${key}\n`).join(''),
-        TIMEZONE: ctx.def.timezone,
-        LOCALE: ctx.def.locale,
-        // useradd and passwd date the accounts' last password change with it.
-        SOURCE_DATE_EPOCH: String(ctx.options.sourceDateEpoch),
+    await runTool(ctx, 'configure-rootfs.mjs', [
+      {
+        root: paths.rootfs,
+        adminUser: ctx.def.admin.name,
+        authorizedKeys: ctx.def.admin.authorized_keys,
+        timezone: ctx.def.timezone,
+        locale: ctx.def.locale,
+        sourceDateEpoch: ctx.options.sourceDateEpoch,
       },
-    });
+    ]);
   },
 };

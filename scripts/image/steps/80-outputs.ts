@@ -4,50 +4,35 @@
  */
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execIn } from '../../lib/docker.ts';
-import { type BuildContext, type Step, paths, requireContainer } from '../context.ts';
+import { type BuildContext, type Step, paths, runTool, verifyTools } from '../context.ts';
 
-const compressors = {
-  zstd: { suffix: '.zst', command: (file: string) => `zstd -T0 -10 --sparse -q -f ${file}` },
-  xz: { suffix: '.xz', command: (file: string) => `xz -T0 -6 -k -f ${file}` },
-  none: { suffix: '', command: () => 'true' },
-} as const;
+const suffixes = { zstd: '.zst', xz: '.xz', none: '' } as const;
 
-export function outputNames(name: string, compression: keyof typeof compressors) {
+export function outputNames(name: string, compression: keyof typeof suffixes) {
   const image = `${name}.img`;
-  const compressed = compression === 'none' ? undefined : `${image}${compressors[compression].suffix}`;
+  const compressed = compression === 'none' ? undefined : `${image}${suffixes[compression]}`;
   return { image, compressed, checksums: `${image}.sha256`, manifest: `${name}.manifest.json` };
+}
+
+/** What outputs.mjs prints as its last line. */
+export interface OutputsReport {
+  compressSeconds: number;
+  checksums: Record<string, string>;
+  packages: { name: string; version: string; architecture: string }[];
+  sizes: { rootfsBytes: number; kernelModulesBytes: number; bootBytes: number };
 }
 
 export const outputs: Step = {
   title: 'Compress, checksum and write the manifest',
+  async verify() {
+    await verifyTools('outputs.mjs');
+  },
   async run(ctx) {
-    const { docker, container } = requireContainer(ctx);
     const names = outputNames(ctx.def.name, ctx.def.disk.compression);
-    /** Runs a script in the container; returns its standard output's lines. */
-    const sh = async (script: string): Promise<string[]> => {
-      const lines: string[] = [];
-      await execIn(docker, container, ['bash', '-euo', 'pipefail', '-c', script], {
-        sink: (line, stream) => {
-          ctx.progress.sink(line, stream);
-          if (stream === 'stdout') lines.push(line);
-        },
-      });
-      return lines;
-    };
-
-    const started = Date.now();
-    await sh(`cd /out && ${compressors[ctx.def.disk.compression].command(names.image)}`);
-    const compressSeconds = (Date.now() - started) / 1000;
-    const sums = await sh(`cd /out && sha256sum ${[names.image, names.compressed].filter(Boolean).join(' ')} > ${names.checksums} && cat ${names.checksums}`);
-    const checksums = Object.fromEntries(sums.map((l) => l.split(/\s+/)).map(([sum, file]) => [file, sum]));
-    const installed = await sh(`dpkg-query --admindir=${paths.rootfs}/var/lib/dpkg -W -f '\${Package}\\t\${Version}\\t\${Architecture}\\n'`);
-    const packages = installed.filter((l) => l.includes('\t')).map((l) => {
-      const [name, version, architecture] = l.split('\t');
-      return { name, version, architecture };
-    });
-    const sizes = await sh(`du -sb --exclude=./proc --exclude=./sys ${paths.rootfs} | cut -f1; du -sb ${paths.rootfs}/usr/lib/modules | cut -f1; du -sb ${paths.rootfs}/boot | cut -f1`);
-    const [rootfsBytes, modulesBytes, bootBytes] = sizes.map(Number);
+    const lines = await runTool(ctx, 'outputs.mjs', [
+      { dir: '/out', image: names.image, compression: ctx.def.disk.compression, checksums: names.checksums, root: paths.rootfs },
+    ]);
+    const report = parseOutputsReport(lines);
 
     const manifest = {
       name: ctx.def.name,
@@ -58,14 +43,21 @@ export const outputs: Step = {
       rootfsCache: ctx.rootfs,
       diskId: ctx.layout.diskId,
       sourceDateEpoch: ctx.options.sourceDateEpoch,
-      files: await describeFiles(ctx, names, checksums),
-      sizes: { rootfsBytes, kernelModulesBytes: modulesBytes, bootBytes },
-      packages,
-      steps: [...ctx.progress.timings, { name: 'Compress', seconds: compressSeconds }],
+      files: await describeFiles(ctx, names, report.checksums),
+      sizes: report.sizes,
+      packages: report.packages,
+      steps: [...ctx.progress.timings, { name: 'Compress', seconds: report.compressSeconds }],
     };
     await writeFile(join(ctx.stagingDir, names.manifest), `${JSON.stringify(manifest, null, 2)}\n`);
   },
 };
+
+/** The script's report: its last line of standard output, one JSON object. */
+export function parseOutputsReport(lines: readonly string[]): OutputsReport {
+  const last = lines.findLast((line) => line.startsWith('{'));
+  if (!last) throw new Error(`outputs.mjs printed no report; its output ended:\n  ${lines.slice(-5).join('\n  ')}`);
+  return JSON.parse(last) as OutputsReport;
+}
 
 async function describeFiles(ctx: BuildContext, names: ReturnType<typeof outputNames>, checksums: Record<string, string | undefined>) {
   const files: Record<string, { bytes: number; sha256?: string }> = {};

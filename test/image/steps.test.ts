@@ -1,0 +1,348 @@
+/**
+ * Steps 20-90 against the fake Docker engine: what each runs in the container, with which typed
+ * input, what it makes of the exit codes, and what its verify refuses before anything runs.
+ */
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { BuildContext, Step } from '../../scripts/image/context.ts';
+import { paths } from '../../scripts/image/context.ts';
+import { build } from '../../scripts/image/index.ts';
+import { container } from '../../scripts/image/steps/20-container.ts';
+import { notCached, rootfs } from '../../scripts/image/steps/30-rootfs.ts';
+import { overlays } from '../../scripts/image/steps/40-overlays.ts';
+import { configure } from '../../scripts/image/steps/50-configure.ts';
+import { disk } from '../../scripts/image/steps/60-disk.ts';
+import { check } from '../../scripts/image/steps/70-check.ts';
+import { outputs } from '../../scripts/image/steps/80-outputs.ts';
+import { publish } from '../../scripts/image/steps/90-publish.ts';
+import { parseDefinition } from '../../scripts/lib/definition.ts';
+import { CommandFailed } from '../../scripts/lib/docker.ts';
+import { UserError } from '../../scripts/lib/errors.ts';
+import { diskLayout } from '../../scripts/lib/layout.ts';
+import { Progress } from '../../scripts/lib/log.ts';
+import { type ExecScript, FakeEngine } from '../lib/_fake-engine.ts';
+import { listTar } from '../lib/_tar-entries.ts';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pibond-steps-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function quietProgress(): Progress {
+  return new Progress({ live: false, verbose: false, stream: { write: () => true } as unknown as NodeJS.WriteStream });
+}
+
+const defaultYaml = 'name: t\nadmin: {name: pi, authorized_keys: ["ssh-ed25519 AAAA me@laptop"]}\n';
+
+/** A context as the steps before 20 leave it, on a fake engine. */
+async function context(engine: FakeEngine, yaml = defaultYaml, options: Partial<BuildContext['options']> = {}): Promise<BuildContext> {
+  const def = parseDefinition(yaml, 't.yaml');
+  const outDir = join(dir, 'out');
+  const stagingDir = join(outDir, '.staging');
+  await mkdir(stagingDir, { recursive: true });
+  return {
+    def,
+    definitionHash: 'hash',
+    options: { definitionFile: 't.yaml', outDir, cache: true, cacheVolume: 'pibond-cache', overlaysDirs: [], sourceDateEpoch: 1704067200, ...options },
+    layout: diskLayout(def),
+    progress: quietProgress(),
+    stagingDir,
+    docker: engine.docker,
+    builderImage: 'pibond-builder:test',
+  };
+}
+
+/** A fake engine whose build container runs until removed; each exec answers through `exec`. */
+function engineWith(exec: (tool: string, args: string[]) => ExecScript = () => ({})) {
+  const execs: { tool: string; args: string[] }[] = [];
+  const engine = new FakeEngine({
+    container: () => ({}),
+    exec: (cmd) => {
+      const [path = '', ...args] = cmd;
+      const tool = path.slice(`${paths.tools}/`.length);
+      execs.push({ tool, args });
+      return exec(tool, args);
+    },
+  });
+  return { engine, execs };
+}
+
+/** The context with the build container running (step 20 done). */
+async function running(engine: FakeEngine, yaml?: string, options?: Partial<BuildContext['options']>): Promise<BuildContext> {
+  const ctx = await context(engine, yaml, options);
+  await container.run(ctx);
+  return ctx;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('20-container', () => {
+  it('creates the container with only the privileges the build needs, starts it, registers binfmt, and removes it on cleanup', async () => {
+    const { engine, execs } = engineWith();
+    const ctx = await running(engine);
+    const created = engine.container().opts;
+    expect(created.HostConfig?.CapAdd).toEqual(['SYS_ADMIN']);
+    expect(created.HostConfig?.Privileged).toBeFalsy();
+    expect(created.HostConfig?.SecurityOpt).toEqual(['apparmor=unconfined', 'seccomp=unconfined']);
+    expect(created.HostConfig?.Binds).toEqual([`pibond-cache:${paths.cache}`, `${ctx.stagingDir}:/out`]);
+    expect(execs).toEqual([{ tool: 'register-binfmt.mjs', args: ['aarch64'] }]);
+    expect(engine.calls.slice(0, 3)).toEqual(['create', 'attach', 'start']);
+
+    await container.cleanup?.(ctx);
+    expect(engine.container().state).toBe('removed');
+    await container.cleanup?.(ctx); // a second cleanup (already gone) is no error
+  });
+
+  it('refuses a cache volume name Docker would refuse, naming the option', async () => {
+    const { engine } = engineWith();
+    const err = await rejection(container.verify!(await context(engine, defaultYaml, { cacheVolume: 'my cache' })));
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/^--cache-volume "my cache" is not a Docker volume name/);
+    expect(engine.calls).toEqual([]);
+  });
+});
+
+describe('30-rootfs', () => {
+  const cacheEntry = (args: string[]) => JSON.parse(args[1] ?? '{}') as { entry: string; rootfs: string; keep?: number };
+
+  it('restores from the cache when the entry is there, and bootstraps nothing', async () => {
+    const { engine, execs } = engineWith();
+    const ctx = await running(engine);
+    await rootfs.run(ctx);
+    const tools = execs.slice(1);
+    expect(tools.map((e) => [e.tool, e.args[0]])).toEqual([['rootfs-cache.mjs', 'restore']]);
+    expect(cacheEntry(tools[0]!.args)).toEqual({ entry: expect.stringMatching(/^\/cache\/rootfs\/[0-9a-f]{24}\.tar\.zst$/), rootfs: paths.rootfs });
+    expect(ctx.rootfs).toEqual({ key: expect.any(String), fromCache: true });
+  });
+
+  it('bootstraps when there is no entry (exit 3), then saves it keeping the newest three', async () => {
+    const { engine, execs } = engineWith((tool, args) => (tool === 'rootfs-cache.mjs' && args[0] === 'restore' ? { exitCode: notCached } : {}));
+    const ctx = await running(engine);
+    await rootfs.run(ctx);
+    expect(execs.slice(1).map((e) => [e.tool, e.args[0]])).toEqual([
+      ['rootfs-cache.mjs', 'restore'],
+      ['bootstrap-rootfs', paths.rootfs],
+      ['rootfs-cache.mjs', 'save'],
+    ]);
+    expect(cacheEntry(execs[3]!.args).keep).toBe(3);
+    expect(ctx.rootfs?.fromCache).toBe(false);
+  });
+
+  it('with --no-cache, bootstraps without looking in the cache', async () => {
+    const { engine, execs } = engineWith();
+    await rootfs.run(await running(engine, defaultYaml, { cache: false }));
+    expect(execs.slice(1).map((e) => e.tool)).toEqual(['bootstrap-rootfs', 'rootfs-cache.mjs']);
+  });
+
+  it('a restore that fails otherwise is an error, not a reason to bootstrap', async () => {
+    const { engine, execs } = engineWith((tool) => (tool === 'rootfs-cache.mjs' ? { exitCode: 2, output: [['stderr', 'zstd: corrupted\n']] } : {}));
+    const err = await rejection(rootfs.run(await running(engine)));
+    expect(err).toBeInstanceOf(CommandFailed);
+    expect(execs.map((e) => e.tool)).not.toContain('bootstrap-rootfs');
+  });
+
+  it('explains a failed bootstrap in the definition\'s words, and saves nothing', async () => {
+    const { engine, execs } = engineWith((tool) =>
+      tool === 'rootfs-cache.mjs' ? { exitCode: notCached } : tool === 'bootstrap-rootfs' ? { exitCode: 1, output: [['stderr', 'E: Unable to locate package curlx\n']] } : {},
+    );
+    const err = await rejection(rootfs.run(await running(engine, `${defaultYaml}packages: [curlx]\n`)));
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/^package "curlx" is not in/);
+    expect(execs.filter((e) => e.args[0] === 'save')).toEqual([]);
+  });
+});
+
+describe('40-overlays', () => {
+  async function overlayTree(name: string, files: Record<string, string>): Promise<string> {
+    const root = join(dir, name);
+    for (const [path, content] of Object.entries(files)) {
+      await mkdir(join(root, path, '..'), { recursive: true });
+      await writeFile(join(root, path), content);
+    }
+    return root;
+  }
+
+  it('streams one tar of the merged overlays into the root filesystem', async () => {
+    const mine = await overlayTree('mine', { '50-my-app/rootfs/etc/hello': 'hi\n' });
+    const { engine } = engineWith();
+    const ctx = await running(engine, defaultYaml, { overlaysDirs: [mine] });
+    await overlays.verify!(ctx);
+    await overlays.run(ctx);
+    const [archive] = engine.container().archives;
+    expect(archive?.path).toBe(paths.rootfs);
+    const entries = await listTar(archive!.content);
+    expect(entries.map((e) => e.name)).toEqual(['etc', 'etc/hello']);
+    expect(entries[1]?.content).toBe('hi\n');
+  });
+
+  it('refuses a missing --overlays folder, naming it', async () => {
+    const { engine } = engineWith();
+    const err = await rejection(overlays.verify!(await context(engine, defaultYaml, { overlaysDirs: [join(dir, 'overlayz')] })));
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toBe(`--overlays ${join(dir, 'overlayz')}: no such directory; it must be a folder of NN-name overlay trees, like DIR/50-my-app/rootfs/etc/...`);
+  });
+
+  it('refuses an overlay folder outside the NN-name scheme and a render.ts without render()', async () => {
+    const { engine } = engineWith();
+    const misnamed = await overlayTree('misnamed', { 'my-app/rootfs/etc/x': '' });
+    expect((await rejection(overlays.verify!(await context(engine, defaultYaml, { overlaysDirs: [misnamed] })))).message).toMatch(/must be named NN-name.*got my-app/);
+    const noRender = await overlayTree('norender', { '50-app/render.ts': 'export const x = 1;\n' });
+    const err = await rejection(overlays.verify!(await context(engine, defaultYaml, { overlaysDirs: [noRender] })));
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toBe(`${join(noRender, '50-app', 'render.ts')} must export async function render(def: Definition); it exports x`);
+  });
+
+  it('a mistyped --overlays path stops the build in verify, before any step runs', async () => {
+    const events: string[] = [];
+    const recording = (title: string): Step => ({ title, run: async () => void events.push(`run ${title}`) });
+    const outDir = join(dir, 'out');
+    const err = await rejection(
+      build(
+        { definitionFile: join(import.meta.dirname, '..', '..', 'images', 'default.yaml'), outDir, cache: true, cacheVolume: 'pibond-cache', overlaysDirs: [join(dir, 'overlays-typo')], sourceDateEpoch: 0 },
+        quietProgress(),
+        undefined,
+        [recording('host'), recording('rootfs'), overlays, recording('publish')],
+      ),
+    );
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toContain(`--overlays ${join(dir, 'overlays-typo')}: no such directory`);
+    expect(events).toEqual([]);
+  });
+});
+
+describe('50-configure', () => {
+  it('runs configure-rootfs.mjs with the account, keys, zone, locale and timestamp as one JSON input', async () => {
+    const { engine, execs } = engineWith();
+    await configure.run(await running(engine, `${defaultYaml}timezone: Europe/Berlin\nlocale: de_DE.UTF-8\n`));
+    expect(execs[1]?.tool).toBe('configure-rootfs.mjs');
+    expect(JSON.parse(execs[1]!.args[0]!)).toEqual({
+      root: paths.rootfs,
+      adminUser: 'pi',
+      authorizedKeys: ['ssh-ed25519 AAAA me@laptop'],
+      timezone: 'Europe/Berlin',
+      locale: 'de_DE.UTF-8',
+      sourceDateEpoch: 1704067200,
+    });
+  });
+
+  it('refuses an admin named after a system account', async () => {
+    const { engine } = engineWith();
+    const err = await rejection(configure.verify!(await context(engine, 'name: t\nadmin: {name: root}\n')));
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/^admin\.name "root" is a system account/);
+  });
+});
+
+describe('60-disk', () => {
+  it('runs assemble-disk.mjs with the layout and a command line naming the root by PARTUUID', async () => {
+    const { engine, execs } = engineWith();
+    const ctx = await running(engine);
+    await disk.run(ctx);
+    const input = JSON.parse(execs[1]!.args[0]!) as Record<string, unknown>;
+    expect(execs[1]?.tool).toBe('assemble-disk.mjs');
+    expect(input).toMatchObject({
+      root: paths.rootfs,
+      image: '/out/t.img',
+      diskId: ctx.layout.diskId,
+      bootStart: 8192,
+      rootSectors: ctx.layout.rootSectors,
+      totalSectors: 4194304,
+      sourceDateEpoch: 1704067200,
+    });
+    expect(input['cmdline']).toContain(`root=PARTUUID=${ctx.layout.diskId}-02 `);
+  });
+
+  it('refuses a disk whose root partition cannot hold the root filesystem, before anything runs', async () => {
+    const { engine } = engineWith();
+    const err = await rejection(disk.verify!(await context(engine, `${defaultYaml}disk: {size: 768MiB}\n`)));
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/^disk\.size leaves 508 MiB for the root partition.*at least 1284MiB\.$/);
+  });
+});
+
+describe('70-check', () => {
+  it('passes the image, the tree and the modules the initrd must hold', async () => {
+    const { engine, execs } = engineWith(() => ({ output: [['stdout', 'self-check: boot chain OK (11 modules in the initrd)\n']] }));
+    await check.run(await running(engine));
+    expect(JSON.parse(execs[1]!.args[0]!)).toMatchObject({ image: '/out/t.img', root: paths.rootfs, requiredModules: expect.arrayContaining(['mmc_block', 'ext4']) });
+  });
+
+  it('turns the self-check\'s problems (exit 1) into one UserError listing them', async () => {
+    const { engine } = engineWith((tool) =>
+      tool === 'check-boot-chain.mjs'
+        ? { exitCode: 1, output: [['stderr', 'self-check: config.txt names no kernel\nself-check: the initrd lacks module mmc_block, and the kernel does not have it built in\n']] }
+        : {},
+    );
+    const err = await rejection(check.run(await running(engine)));
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toBe(
+      'the image would not boot; the self-check found:\n  config.txt names no kernel\n  the initrd lacks module mmc_block, and the kernel does not have it built in',
+    );
+  });
+
+  it('a failure without a self-check line is a bug, reported whole', async () => {
+    const { engine } = engineWith((tool) => (tool === 'check-boot-chain.mjs' ? { exitCode: 127, output: [['stderr', 'node: not found\n']] } : {}));
+    const err = await rejection(check.run(await running(engine)));
+    expect(err).toBeInstanceOf(CommandFailed);
+    expect((err as CommandFailed).exitCode).toBe(127);
+  });
+});
+
+describe('80-outputs', () => {
+  it('runs outputs.mjs and writes the manifest from its report', async () => {
+    const report = {
+      compressSeconds: 1.5,
+      checksums: { 't.img': 'a'.repeat(64), 't.img.zst': 'b'.repeat(64) },
+      packages: [{ name: 'bash', version: '5.2', architecture: 'arm64' }],
+      sizes: { rootfsBytes: 3, kernelModulesBytes: 2, bootBytes: 1 },
+    };
+    const { engine, execs } = engineWith((tool) => (tool === 'outputs.mjs' ? { output: [['stderr', '$ zstd ...\n'], ['stdout', `${JSON.stringify(report)}\n`]] } : {}));
+    const ctx = await running(engine);
+    for (const file of ['t.img', 't.img.zst', 't.img.sha256']) await writeFile(join(ctx.stagingDir, file), file);
+    await outputs.run(ctx);
+    expect(JSON.parse(execs[1]!.args[0]!)).toEqual({ dir: '/out', image: 't.img', compression: 'zstd', checksums: 't.img.sha256', root: paths.rootfs });
+    const manifest = JSON.parse(await readFile(join(ctx.stagingDir, 't.manifest.json'), 'utf8'));
+    expect(manifest.files).toEqual({
+      't.img': { bytes: 5, sha256: 'a'.repeat(64) },
+      't.img.zst': { bytes: 9, sha256: 'b'.repeat(64) },
+      't.img.sha256': { bytes: 12 },
+    });
+    expect(manifest.packages).toEqual(report.packages);
+    expect(manifest.sizes).toEqual(report.sizes);
+    expect(manifest.steps.at(-1)).toEqual({ name: 'Compress', seconds: 1.5 });
+  });
+});
+
+describe('90-publish', () => {
+  it('renames every staged output into the output directory, the manifest last', async () => {
+    const { engine } = engineWith();
+    const ctx = await context(engine);
+    for (const file of ['t.img', 't.img.zst', 't.img.sha256', 't.manifest.json']) await writeFile(join(ctx.stagingDir, file), file);
+    await publish.verify!(ctx);
+    await publish.run(ctx);
+    expect(ctx.outputs).toEqual(['t.img', 't.img.zst', 't.img.sha256', 't.manifest.json'].map((f) => join(ctx.options.outDir, f)));
+    expect(await readdir(ctx.stagingDir)).toEqual([]);
+    expect(await readFile(join(ctx.options.outDir, 't.img'), 'utf8')).toBe('t.img');
+  });
+
+  it('refuses, before anything runs, an output path taken by a directory', async () => {
+    const { engine } = engineWith();
+    const ctx = await context(engine);
+    await mkdir(join(ctx.options.outDir, 't.img'));
+    const err = await rejection(publish.verify!(ctx));
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toBe(`${join(ctx.options.outDir, 't.img')} is in the way of an output (it is not a file): move it away or choose another --out`);
+  });
+});
