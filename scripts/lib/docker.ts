@@ -46,6 +46,11 @@ export async function imageExists(docker: Docker, name: string): Promise<boolean
   }
 }
 
+/** The container with this id or name, for removing one that listContainers found. */
+export function containerById(docker: Docker, id: string): Docker.Container {
+  return docker.getContainer(id);
+}
+
 /** Removes a container and its anonymous volumes, whatever state it is in; absent is fine. */
 export async function removeContainer(container: Docker.Container): Promise<void> {
   try {
@@ -195,6 +200,8 @@ export interface RunningContainer {
 
 /** How long remove() waits for the container's end (its last output) after removal was asked. */
 const endAfterRemovalMs = 5000;
+/** How long remove() waits for the engine to answer the removal: a cleanup must not hang forever. */
+const removalMs = 30_000;
 
 /**
  * Starts a container that keeps running (a build container, QEMU): create -> attach -> start, in
@@ -255,7 +262,10 @@ export async function startContainer(docker: Docker, opts: StartOptions): Promis
       remove() {
         removing ??= (async () => {
           try {
-            await removeContainer(container);
+            const removed = await bounded(removeContainer(container).then(() => true), removalMs, false);
+            if (!removed) {
+              throw new Error(`the Docker engine did not remove container ${container.id} within ${removalMs / 1000} s; remove it with: docker rm -f ${container.id}`);
+            }
           } finally {
             await bounded(exited, endAfterRemovalMs, undefined);
             // An attach stream the engine never closed must not keep the process alive.

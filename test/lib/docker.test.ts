@@ -7,6 +7,7 @@ import {
   EngineProgressError,
   LineSplitter,
   buildImage,
+  containerById,
   execIn,
   importImage,
   listContainers,
@@ -133,6 +134,15 @@ describe('startContainer', () => {
     const other = await startContainer(engine.docker, { image: 'img', cmd: ['sleep', 'infinity'] });
     await removeContainer(other.container);
     await expect(other.remove()).resolves.toBeUndefined();
+  });
+
+  it('finds a container by id, as listContainers reports it', async () => {
+    const engine = engineRunning({});
+    const running = await startContainer(engine.docker, { image: 'img', cmd: ['sleep', 'infinity'], labels: { 'pibond.boot': 'x' } });
+    const [info] = await listContainers(engine.docker, ['pibond.boot']);
+    await removeContainer(containerById(engine.docker, info!.Id));
+    expect(engine.container().state).toBe('removed');
+    await running.remove();
   });
 
   it.each(['attach', 'start'] as const)('removes the container when %s fails, and reports that failure', async (call) => {
