@@ -1,14 +1,14 @@
 /**
  * The emulated machine: QEMU's `virt` board with the image as a virtio disk (behind a copy-on-write
  * overlay) and two virtio NICs, each on its own user-mode network. Each user-mode network is its
- * own little router at 10.0.2.2 handing out 10.0.2.15, so NIC 0 plays the main (VDSL) router and
- * NIC 1 the backup (LTE) router, and a host port forwarded through one of them reaches the guest
- * only while the bond sends and receives on that NIC.
+ * own little router at 10.0.2.2 handing out 10.0.2.15: the primary slave's NIC is on the main (VDSL)
+ * router's network, the backup's on the backup (LTE) router's, and a host port forwarded through one
+ * of them reaches the guest only while the bond sends and receives on that NIC.
  *
  * Each NIC sits on its own PCIe root port, the virt board's hot-plug slot: QMP device_del and
  * device_add can then pull a NIC out and plug it back in, the way a USB NIC leaves and comes back
  * (its netdev disappears). Ports and NICs are added in order, so the guest still enumerates and
- * names them eth0, eth1.
+ * names them eth0, eth1 (see slaveNics for which slave gets which NIC).
  */
 
 export interface Forward {
@@ -17,11 +17,24 @@ export interface Forward {
   guestPort: number;
 }
 
-export interface Nic {
-  /** The QMP name for set_link: nic0, nic1. */
+/** A slave as the definition lists it: its name and, when pinned, the permanent MAC of its NIC. */
+export interface SlaveDefinition {
+  name: string;
+  mac?: string;
+}
+
+/** Which QEMU NIC plays which slave of the bond. */
+export interface SlaveNic {
+  slave: string;
+  /** The primary's NIC is on the main router's network, every other slave's on the backup router's. */
+  role: 'primary' | 'backup';
+  /** QMP's name for it (set_link, device_del): nic0, nic1, in the order the guest finds them. */
   id: string;
   mac: string;
   speedMbps: number;
+}
+
+export interface Nic extends SlaveNic {
   forwards: Forward[];
 }
 
@@ -37,19 +50,68 @@ export interface MachineSpec {
   memoryMiB?: number;
 }
 
-/** The guest-side ports each router forwards: the status service and SSH. */
-export function machineNics(statusPort: number, hostPorts: { status: number; ssh: number }[]): Nic[] {
-  const speeds = [1000, 100];
-  return hostPorts.map((ports, i) => ({
-    id: `nic${i}`,
-    mac: `52:54:00:00:00:${String(i + 1).padStart(2, '0')}`,
-    // Ethernet to the main router, a slower link to the LTE one: the guest reports what we say.
-    speedMbps: speeds[i] ?? 100,
-    forwards: [
-      { hostPort: ports.status, guestPort: statusPort },
-      { hostPort: ports.ssh, guestPort: 22 },
-    ],
-  }));
+/** The MACs QEMU's NICs get unless the definition pins one: 52:54:00:00:00:01, :02, ... */
+const generatedMac = (n: number) => `52:54:00:00:00:${n.toString(16).padStart(2, '0')}`;
+
+/**
+ * The bond's slaves as NICs, in the order QEMU adds them. A slave pinned to a MAC gets a NIC with
+ * that MAC, so the guest's .link file names it; it may sit anywhere. An unpinned slave keeps the
+ * kernel's name, ethN for the Nth NIC found, so ethN is put Nth. The primary is `bond.primary`,
+ * wherever it is listed.
+ */
+export function slaveNics(bond: { slaves: SlaveDefinition[]; primary: string }): SlaveNic[] {
+  const order: (SlaveDefinition | undefined)[] = bond.slaves.map(() => undefined);
+  const elsewhere: SlaveDefinition[] = [];
+  for (const slave of bond.slaves) {
+    const n = slave.mac === undefined ? kernelIndex(slave.name) : undefined;
+    if (n !== undefined && n < order.length && !order[n]) order[n] = slave;
+    else elsewhere.push(slave);
+  }
+  for (const slave of elsewhere) order[order.indexOf(undefined)] = slave;
+
+  const taken = new Set(bond.slaves.flatMap((s) => (s.mac ? [s.mac.toLowerCase()] : [])));
+  let next = 1;
+  const freeMac = () => {
+    while (taken.has(generatedMac(next))) next++;
+    taken.add(generatedMac(next));
+    return generatedMac(next);
+  };
+  return order.map((slave, i) => {
+    if (!slave) throw new Error('unreachable: every slave has a place');
+    const role = slave.name === bond.primary ? 'primary' : 'backup';
+    return {
+      slave: slave.name,
+      role,
+      id: `nic${i}`,
+      mac: slave.mac?.toLowerCase() ?? freeMac(),
+      // Ethernet to the main router, a slower link to the LTE one: the guest reports what we say.
+      speedMbps: role === 'primary' ? 1000 : 100,
+    };
+  });
+}
+
+/** 1 for eth1: the place a NIC must have for the kernel to give it that name. */
+function kernelIndex(name: string): number | undefined {
+  const match = /^eth(\d+)$/.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * The NICs with their routers' forwards (each router forwards the status service and SSH): the
+ * router whose `nic` is a NIC's id carries that NIC's traffic.
+ */
+export function machineNics(statusPort: number, slaves: SlaveNic[], routers: { nic: string; status: number; ssh: number }[]): Nic[] {
+  return slaves.map((slave) => {
+    const ports = routers.find((router) => router.nic === slave.id);
+    if (!ports) throw new Error(`the test bed has ${routers.length} routers, none for ${slave.id} (slave ${slave.slave})`);
+    return {
+      ...slave,
+      forwards: [
+        { hostPort: ports.status, guestPort: statusPort },
+        { hostPort: ports.ssh, guestPort: 22 },
+      ],
+    };
+  });
 }
 
 /** qemu-system-aarch64's argv (without the program name). */

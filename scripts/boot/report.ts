@@ -1,7 +1,53 @@
 /** The failover report: its figures for people (printed) and whole for machines (JSON). */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { BootReport } from './scenario.ts';
+
+export const goals = { bootToReadySeconds: 45, failoverMs: 300, failbackMs: 300 };
+
+/** One check as it ran: the report's `checks` rows. */
+export interface CheckResult {
+  name: string;
+  ok: boolean;
+  detail: string;
+  seconds: number;
+}
+
+export interface Figures {
+  /** QEMU started -> the status service answered through the primary router. */
+  bootToReadySeconds: number | null;
+  /** set_link off on the primary's NIC -> the service reports the backup slave active. */
+  failoverMs: number | null;
+  /** set_link on on the primary's NIC -> the service reports the primary active again. */
+  failbackMs: number | null;
+  /** The same two figures for every flap of the primary. */
+  flaps: { failoverMs: number; failbackMs: number }[];
+  /** device_add of the backup NIC -> the service lists it as a slave again, up, as the backup. */
+  reenslaveMs: number | null;
+}
+
+export interface GoalsMet {
+  bootToReady: boolean | null;
+  failover: boolean | null;
+  failback: boolean | null;
+}
+
+export interface BootReport {
+  image: string;
+  name: string;
+  diskId: string;
+  startedAt: string;
+  verdict: 'pass' | 'fail';
+  figures: Figures;
+  goals: typeof goals;
+  goalsMet: GoalsMet;
+  checks: CheckResult[];
+  error?: string;
+  /** The guest kernel's bonding messages from the serial console (the first 40). */
+  bondingLog: string[];
+  /** Where the whole serial log was kept, when the run failed. */
+  serialLog?: string;
+  ports?: { nic: string; status: number; ssh: number }[];
+}
 
 export async function writeReport(report: BootReport, file: string): Promise<void> {
   await mkdir(dirname(file), { recursive: true });

@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Docker, CommandFailed, removeContainer, runContainer } from '../lib/docker.ts';
 import { UserError } from '../lib/errors.ts';
 import { type BootImage, bootFilesFrom, notPibond } from './image.ts';
-import { type Nic, guestCmdline, machineNics, qemuArgs } from './machine.ts';
+import { type Nic, guestCmdline, machineNics, qemuArgs, slaveNics } from './machine.ts';
 import { freePorts } from './ports.ts';
 import { QmpClient } from './qmp.ts';
 import { type Status, getStatus } from './status-api.ts';
@@ -150,7 +150,8 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
     const boot = await prepareBootFiles(docker, opts.builderImage, image, binds, workDir);
     const ports = await freePorts(4);
     const routers: RouterPorts[] = [0, 1].map((i) => ({ nic: `nic${i}`, status: ports[2 * i] ?? 0, ssh: ports[2 * i + 1] ?? 0 }));
-    const nics = machineNics(image.manifest.definition.value.status_service.port, routers);
+    const { bond, status_service } = image.manifest.definition.value;
+    const nics = machineNics(status_service.port, slaveNics(bond), routers);
     const args = qemuArgs({
       kernel: `${inside.run}/boot/${boot.kernel}`,
       initrd: `${inside.run}/boot/${boot.initrd}`,

@@ -1,11 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { guestCmdline, machineNics, nicDevice, qemuArgs } from '../../scripts/boot/machine.ts';
+import { guestCmdline, machineNics, nicDevice, qemuArgs, slaveNics } from '../../scripts/boot/machine.ts';
+
+const defaultBond = { slaves: [{ name: 'eth0' }, { name: 'eth1' }], primary: 'eth0' };
+const routers = [
+  { nic: 'nic0', status: 40001, ssh: 40002 },
+  { nic: 'nic1', status: 40003, ssh: 40004 },
+];
 
 describe('qemuArgs', () => {
-  const nics = machineNics(8080, [
-    { status: 40001, ssh: 40002 },
-    { status: 40003, ssh: 40004 },
-  ]);
+  const nics = machineNics(8080, slaveNics(defaultBond), routers);
   const args = qemuArgs({
     kernel: '/run/pibond/boot/vmlinuz-6.1.0-50-arm64',
     initrd: '/run/pibond/boot/initrd.img-6.1.0-50-arm64',
@@ -63,10 +66,7 @@ describe('qemuArgs', () => {
 
 describe('nicDevice', () => {
   it('is the NIC as QMP device_add takes it: the same properties as on the command line, numbers as numbers', () => {
-    const [, backup] = machineNics(8080, [
-      { status: 40001, ssh: 40002 },
-      { status: 40003, ssh: 40004 },
-    ]);
+    const [, backup] = machineNics(8080, slaveNics(defaultBond), routers);
     expect(nicDevice(backup!, 1)).toEqual({
       driver: 'virtio-net-pci',
       netdev: 'net1',
@@ -76,6 +76,71 @@ describe('nicDevice', () => {
       duplex: 'full',
       bus: 'rp2',
     });
+  });
+});
+
+describe('slaveNics', () => {
+  it('plays the default bond as before: eth0 on nic0, the primary, at 1000 Mb/s; eth1 on nic1, the backup, at 100', () => {
+    expect(slaveNics(defaultBond)).toEqual([
+      { slave: 'eth0', role: 'primary', id: 'nic0', mac: '52:54:00:00:00:01', speedMbps: 1000 },
+      { slave: 'eth1', role: 'backup', id: 'nic1', mac: '52:54:00:00:00:02', speedMbps: 100 },
+    ]);
+  });
+
+  it('takes the primary from bond.primary, even when it is the second slave', () => {
+    expect(slaveNics({ ...defaultBond, primary: 'eth1' })).toEqual([
+      { slave: 'eth0', role: 'backup', id: 'nic0', mac: '52:54:00:00:00:01', speedMbps: 100 },
+      { slave: 'eth1', role: 'primary', id: 'nic1', mac: '52:54:00:00:00:02', speedMbps: 1000 },
+    ]);
+  });
+
+  it('puts an unpinned ethN Nth, whatever order the definition lists them in, since the kernel names NICs in the order it finds them', () => {
+    const nics = slaveNics({ slaves: [{ name: 'eth1' }, { name: 'eth0' }], primary: 'eth1' });
+    expect(nics.map((n) => [n.id, n.slave, n.role])).toEqual([
+      ['nic0', 'eth0', 'backup'],
+      ['nic1', 'eth1', 'primary'],
+    ]);
+  });
+
+  it("gives a pinned slave's NIC the pinned MAC, so the guest's .link names it, and keeps generated MACs clear of it", () => {
+    const nics = slaveNics({
+      slaves: [
+        { name: 'lan0', mac: '52:54:00:00:00:01' },
+        { name: 'lan1', mac: 'DC:A6:32:12:34:56' },
+      ],
+      primary: 'lan1',
+    });
+    expect(nics).toEqual([
+      { slave: 'lan0', role: 'backup', id: 'nic0', mac: '52:54:00:00:00:01', speedMbps: 100 },
+      { slave: 'lan1', role: 'primary', id: 'nic1', mac: 'dc:a6:32:12:34:56', speedMbps: 1000 },
+    ]);
+    const mixed = slaveNics({ slaves: [{ name: 'eth0' }, { name: 'wan', mac: '52:54:00:00:00:01' }], primary: 'wan' });
+    expect(mixed.map((n) => [n.id, n.slave, n.mac])).toEqual([
+      ['nic0', 'eth0', '52:54:00:00:00:02'],
+      ['nic1', 'wan', '52:54:00:00:00:01'],
+    ]);
+  });
+});
+
+describe('machineNics', () => {
+  it("forwards the status service and SSH through the router on each slave's NIC", () => {
+    const nics = machineNics(8080, slaveNics({ ...defaultBond, primary: 'eth1' }), routers);
+    expect(nics[1]).toEqual({
+      slave: 'eth1',
+      role: 'primary',
+      id: 'nic1',
+      mac: '52:54:00:00:00:02',
+      speedMbps: 1000,
+      forwards: [
+        { hostPort: 40003, guestPort: 8080 },
+        { hostPort: 40004, guestPort: 22 },
+      ],
+    });
+  });
+
+  it('refuses a slave the test bed has no router for', () => {
+    const three = slaveNics({ slaves: [{ name: 'eth0' }, { name: 'eth1' }, { name: 'eth2' }], primary: 'eth0' });
+    expect(() => machineNics(8080, three, routers)).toThrow('the test bed has 2 routers, none for nic2 (slave eth2)');
   });
 });
 

@@ -1,0 +1,148 @@
+/**
+ * A guest without QEMU: an active-backup bond in a few lines, behind the probes' interface, on a
+ * clock that moves only when a probe says time passes. Like the real test bed, the service answers
+ * only through the router of the active slave (the bond drops what arrives on its backup).
+ */
+import { NoChange, type Probes, type WatchOptions } from '../../scripts/boot/probes.ts';
+import type { BondState, FailoverEvent, Status } from '../../scripts/boot/status-api.ts';
+
+interface FakeSlave {
+  name: string;
+  up: boolean;
+  present: boolean;
+}
+
+export interface FakeGuestOptions {
+  bond?: string;
+  primary: string;
+  backup: string;
+  /** How long the nth switch (from 1) takes, as the timed probe measures it. */
+  switchMs?: (n: number) => number;
+  /** A buggy service: switches it does not count (by switch number, from 1). */
+  uncounted?: number[];
+}
+
+export class FakeGuest implements Probes {
+  /** Every probe call, in order: `setLink eth0 off`, `status via eth0`, ... */
+  readonly calls: string[] = [];
+  clock = 0;
+  failovers = 0;
+  readonly log: FailoverEvent[] = [];
+  active: string;
+  private readonly slaves: FakeSlave[];
+  private switches = 0;
+  private readonly bondName: string;
+
+  constructor(private readonly opts: FakeGuestOptions) {
+    this.bondName = opts.bond ?? 'bond0';
+    this.active = opts.primary;
+    this.slaves = [opts.primary, opts.backup].map((name) => ({ name, up: true, present: true }));
+  }
+
+  async bond(through: string): Promise<BondState> {
+    return this.answer(through);
+  }
+
+  async status(through: string): Promise<Status> {
+    this.calls.push(`status via ${through}`);
+    return { uptime_seconds: 40 + this.clock / 1000, bonds: [this.answer(through)] };
+  }
+
+  async events(through: string): Promise<FailoverEvent[]> {
+    this.calls.push(`events via ${through}`);
+    this.answer(through);
+    return [...this.log];
+  }
+
+  async ready(through: string): Promise<{ bond: BondState; seconds: number }> {
+    this.calls.push(`ready via ${through}`);
+    this.clock += 31_240;
+    return { bond: this.answer(through), seconds: 31.24 };
+  }
+
+  async reachableOnly(through: string, active: string): Promise<string> {
+    this.calls.push(`reachableOnly via ${through}`);
+    const bond = this.answer(through);
+    if (bond.active_slave !== active) throw new Error(`reports ${bond.active_slave} active, not ${active}`);
+    return `${through} answers`;
+  }
+
+  async setLink(slave: string, up: boolean): Promise<void> {
+    this.calls.push(`setLink ${slave} ${up ? 'on' : 'off'}`);
+    this.slave(slave).up = up;
+    this.reselect(up ? 'link_up' : 'link_down');
+  }
+
+  async timedSwitch(slave: string, up: boolean, active: string): Promise<{ ms: number; bond: BondState }> {
+    await this.setLink(slave, up);
+    const ms = this.opts.switchMs?.(this.switches) ?? 120;
+    this.clock += ms;
+    const bond = this.answer(active);
+    if (bond.active_slave !== active) throw new Error(`the service did not report ${active} active`);
+    return { ms, bond };
+  }
+
+  async watch(through: string, done: (bond: BondState) => boolean, opts: WatchOptions = {}): Promise<BondState> {
+    this.calls.push(`watch via ${through}`);
+    const bond = this.answer(through);
+    opts.each?.(bond);
+    if (done(bond)) return bond;
+    this.clock += opts.timeoutMs ?? 10_000;
+    throw new NoChange(bond, opts.timeoutMs ?? 10_000);
+  }
+
+  async unplug(slave: string): Promise<void> {
+    this.calls.push(`unplug ${slave}`);
+    this.clock += 5200;
+    this.slave(slave).present = false;
+    this.reselect('link_down');
+  }
+
+  async replug(slave: string): Promise<void> {
+    this.calls.push(`replug ${slave}`);
+    this.clock += 950;
+    Object.assign(this.slave(slave), { present: true, up: true });
+    this.reselect('link_up');
+  }
+
+  async sshBanner(through: string): Promise<string> {
+    this.calls.push(`ssh via ${through}`);
+    this.answer(through);
+    return 'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3';
+  }
+
+  now(): number {
+    return this.clock;
+  }
+
+  private slave(name: string): FakeSlave {
+    const slave = this.slaves.find((s) => s.name === name);
+    if (!slave) throw new Error(`no slave ${name}`);
+    return slave;
+  }
+
+  /** primary_reselect always: the primary whenever its link is up, else any slave that is up. */
+  private reselect(cause: string): void {
+    const usable = (s: FakeSlave) => s.present && s.up;
+    const primary = this.slave(this.opts.primary);
+    const next = usable(primary) ? primary.name : (this.slaves.find(usable)?.name ?? this.active);
+    if (next === this.active) return;
+    this.log.push({ time: `t+${this.clock}`, bond: this.bondName, from: this.active, to: next, cause });
+    this.active = next;
+    this.switches++;
+    if (!this.opts.uncounted?.includes(this.switches)) this.failovers++;
+  }
+
+  /** The bond's state, if the service can be reached through `through`'s router. */
+  private answer(through: string): BondState {
+    if (through !== this.active) throw new Error(`no answer through ${through}'s router`);
+    return {
+      name: this.bondName,
+      active_slave: this.active,
+      failovers: this.failovers,
+      slaves: this.slaves
+        .filter((s) => s.present)
+        .map((s) => ({ name: s.name, mii_status: s.up ? 'up' : 'down', state: s.name === this.active ? 'active' : 'backup', speed_mbps: s.name === this.opts.primary ? 1000 : 100 })),
+    };
+  }
+}
