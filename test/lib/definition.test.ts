@@ -1,6 +1,10 @@
+import { Buffer } from 'node:buffer';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DefinitionError, loadDefinition, parseDefinition } from '../../scripts/lib/definition.ts';
+import { UserError } from '../../scripts/lib/errors.ts';
 
 const fixtures = join(import.meta.dirname, '../fixtures/definitions');
 
@@ -149,5 +153,137 @@ describe('parseDefinition', () => {
     const def = await loadDefinition(join(fixtures, 'static.yaml'));
     expect(def.network.addressing).toEqual({ method: 'static', address: '192.168.1.50/24', gateway: '192.168.1.1', dns: ['192.168.1.1', '9.9.9.9'] });
     expect(def.bond).toMatchObject({ updelay: 200, downdelay: 100, primary_reselect: 'better', fail_over_mac: 'active' });
+  });
+});
+
+describe('input that once crashed the validator or slipped past it is one clear problem', () => {
+  /** The lines a user sees, or the thrown error itself when it is not the expected kind. */
+  const lines = (source: string) => {
+    try {
+      parseDefinition(source, 'x.yaml');
+      return [];
+    } catch (err) {
+      if (err instanceof UserError) return err.message.split('\n');
+      throw err;
+    }
+  };
+  const cases: [what: string, source: string, lines: string[]][] = [
+    [
+      'an alias bomb (billion laughs)',
+      'name: x\nbond:\n  a: &a [1, 1, 1, 1, 1, 1, 1, 1]\n  b: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n  c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n  d: [*c, *c, *c, *c, *c, *c, *c, *c]\n',
+      [
+        'x.yaml: line 6, column 7: too many YAML aliases: *c alone stands for 585 values, past yaml\'s limit of 100 alias uses; definitions do not need aliases this large (got "  d: [*c, *c, *c, *c, *c, *c, *c, *c]")',
+      ],
+    ],
+    [
+      'more aliases than yaml expands, each of them small',
+      `name: x\nbond: {a: &a 1}\npackages: [${Array(100).fill('*a, ').join('')}\n  *a]\n`,
+      ['x.yaml: line 4, column 3: too many YAML aliases: 101, past yaml\'s limit of 100 alias uses; definitions do not need aliases this large (got "  *a]")'],
+    ],
+    ['an alias to no anchor', 'name: *nowhere\n', ['x.yaml: line 1, column 7: the alias *nowhere has no anchor &nowhere before it (got "name: *nowhere")']],
+    [
+      'an alias inside its own anchor',
+      'name: x\nextra: &self\n  again: *self\n',
+      ['x.yaml: line 3, column 10: the alias *self is inside its own anchor &self, so its value would never end (got "  again: *self")'],
+    ],
+    [
+      'a tag for binary data',
+      'name: !!binary aGVsbG8=\n',
+      ['x.yaml: line 1, column 16: the YAML tag !!binary is not allowed; a definition holds plain text, numbers, true or false, lists and mappings (got "name: !!binary aGVsbG8=")'],
+    ],
+    [
+      'a tag no one knows',
+      'name: !python/object:os.system x\n',
+      ['x.yaml: line 1, column 32: the YAML tag !python/object:os.system is not allowed; a definition holds plain text, numbers, true or false, lists and mappings (got "name: !python/object:os.system x")'],
+    ],
+    [
+      'YAML 1.1, where yes is true and << merges',
+      '%YAML 1.1\n---\nname: x\n<<: {hostname: yes}\n',
+      ['x.yaml: line 1, column 1: YAML 1.1: a definition is YAML 1.2 (where yes and no are text, not true and false), so remove this line (got "%YAML 1.1")'],
+    ],
+    [
+      'a list as a key',
+      'name: x\n? [a, b]\n: 1\n',
+      ['x.yaml: line 2, column 3: a key must be a plain name, not a list, a mapping or an alias (got "? [a, b]")'],
+    ],
+    [
+      'two documents',
+      'name: x\n---\nname: y\n',
+      ['x.yaml: line 2, column 1: a second YAML document; a definition is one document, so this file needs no "---" line (got "---")'],
+    ],
+    [
+      'flow lists nested thousands deep',
+      `name: x\nbond: ${'['.repeat(3000)}${']'.repeat(3000)}\n`,
+      // Where the parser gives up depends on the stack size, so the column is not part of the promise.
+      [expect.stringMatching(/^x\.yaml: line 2, column \d+: the YAML nests too deeply to read; a definition nests a few levels at most \(got "bond: \[\[\[/) as unknown as string],
+    ],
+    ['a NUL character', 'name: x\0y\n', ['x.yaml: line 1, column 8: a NUL character; a definition is plain UTF-8 text (is this file UTF-16, or binary?) (got "name: x\\u0000y")']],
+    ['a number past any double', 'name: x\nstatus_service: {port: 1e400}\n', ['x.yaml: status_service.port: must be a port from 1 to 65535 (got Infinity)']],
+    ['a number past 2^53, once reported twice', 'name: x\nstatus_service: {port: 1e29}\n', ['x.yaml: status_service.port: must be a port from 1 to 65535 (got 1e+29)']],
+    [
+      'a document that is a list',
+      '- name: x\n',
+      ['x.yaml: (top level): must be a mapping with the keys name, base, mirror, packages, hostname, timezone, locale, admin, bond, network, status_service, disk (got [{"name":"x"}])'],
+    ],
+    [
+      'a key that would set a prototype',
+      'name: x\nbond:\n  __proto__: {name: eth0}\n',
+      ['x.yaml: bond.__proto__: unknown key; allowed keys: name, mode, slaves, primary, miimon, updelay, downdelay, primary_reselect, fail_over_mac (got {"name":"eth0"})'],
+    ],
+    ['a byte order mark', '\uFEFFname: x\n', []],
+  ];
+
+  it.each(cases)('%s', (_what, source, expected) => {
+    expect(lines(source)).toEqual(expected);
+  });
+
+  it('leaves Object.prototype alone whatever the keys', () => {
+    lines('name: x\n__proto__: {polluted: true}\nconstructor: {prototype: {polluted: true}}\n');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  describe('files that are no definition', () => {
+    let scratch: string;
+    beforeAll(async () => {
+      scratch = await mkdtemp(join(tmpdir(), 'pibond-definition-'));
+    });
+    afterAll(async () => {
+      await rm(scratch, { recursive: true, force: true });
+    });
+
+    const load = async (file: string) => {
+      try {
+        await loadDefinition(file);
+        return [];
+      } catch (err) {
+        if (err instanceof UserError) return err.message.split('\n').map((line) => line.replaceAll(file, 'F'));
+        throw err;
+      }
+    };
+
+    it('a directory', async () => {
+      expect(await load(fixtures)).toEqual(['F: is a directory; name a definition file, like images/default.yaml']);
+    });
+
+    it('a file over 1 MiB, however it starts', async () => {
+      const file = join(scratch, 'huge.yaml');
+      await writeFile(file, `name: x\n# ${'x'.repeat(1024 ** 2)}\n`);
+      expect(await load(file)).toEqual(['F: is larger than 1 MiB; a definition is a few dozen lines of YAML']);
+    });
+
+    it('Latin-1 and UTF-16 text', async () => {
+      expect(await load(join(fixtures, 'broken-latin1.yaml'))).toEqual([
+        'F: line 2, column 10: not UTF-8 text; save the definition as UTF-8 (was it written as Latin-1 or UTF-16?) (got "name: caf\uFFFD")',
+      ]);
+      const file = join(scratch, 'utf16.yaml');
+      await writeFile(file, Buffer.from('\uFEFFname: x\n', 'utf16le'));
+      expect(await load(file)).toEqual([expect.stringMatching(/^F: line 1, column 1: not UTF-8 text;/)]);
+    });
+
+    it('UTF-8 with a byte order mark is fine', async () => {
+      const file = join(scratch, 'bom.yaml');
+      await writeFile(file, '\uFEFFname: x\n');
+      expect(await load(file)).toEqual([]);
+    });
   });
 });

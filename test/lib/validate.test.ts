@@ -40,6 +40,33 @@ describe('pibond validate', () => {
     ]);
   });
 
+  it('reports an alias bomb as one line naming the file, not as a crash', async () => {
+    const bomb = 'test/fixtures/definitions/broken-alias-bomb.yaml';
+    const result = await pibond('validate', bomb);
+    expect(result).toEqual({
+      code: 1,
+      stdout:
+        `${bomb}: line 12, column 16: too many YAML aliases: *lol7 alone stands for 48427561 values, past yaml's limit of 100 alias uses; ` +
+        'definitions do not need aliases this large (got "  lol8: &lol8 [*lol7, *lol7, *lol7, *lol7, *lol7, *lol7, *lol7, *lol7, *lol7]")\n',
+      stderr: '',
+    });
+  });
+
+  it('reports files that are no YAML definition at all one line each, and goes on to the next', async () => {
+    const fixtures = 'test/fixtures/definitions';
+    const result = await pibond('validate', `${fixtures}/broken-alias-loop.yaml`, `${fixtures}/broken-latin1.yaml`, `${fixtures}/broken-tag.yaml`, fixtures, 'images/default.yaml');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe('');
+    expect(result.stdout.split('\n')).toEqual([
+      `${fixtures}/broken-alias-loop.yaml: line 4, column 12: the alias *bond is inside its own anchor &bond, so its value would never end (got "  slaves: [*bond]")`,
+      `${fixtures}/broken-latin1.yaml: line 2, column 10: not UTF-8 text; save the definition as UTF-8 (was it written as Latin-1 or UTF-16?) (got "name: caf\uFFFD")`,
+      `${fixtures}/broken-tag.yaml: line 2, column 16: the YAML tag !!binary is not allowed; a definition holds plain text, numbers, true or false, lists and mappings (got "name: !!binary cGlib25k")`,
+      `${fixtures}: is a directory; name a definition file, like images/default.yaml`,
+      'images/default.yaml: ok',
+      '',
+    ]);
+  });
+
   it('exits 2 with the usage when no file is named', async () => {
     const result = await pibond('validate');
     expect(result.code).toBe(2);

@@ -1,0 +1,224 @@
+/**
+ * The schema of an image definition, and the `Definition` type that the build and boot code see.
+ *
+ * Every schema carries its own message saying what is allowed, so a user reads
+ * "must be a port from 1 to 65535", never zod's "Too big: expected number to be <=65535".
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+/**
+ * zod skips a refinement as soon as any field below it has failed, so a file with a typo and a
+ * primary that is not a slave would need two runs to show both. Cross-field checks run with this
+ * option anyway, and guard themselves against fields that are not (yet) well-formed.
+ */
+const evenWhenFieldsFailed = { when: () => true };
+
+/** A mapping whose keys are fixed: any other key is a typo and an error, never silently ignored. */
+function section<Shape extends z.ZodRawShape>(shape: Shape) {
+  const keys = Object.keys(shape).join(', ');
+  return z.strictObject(shape, {
+    error: (issue) => (issue.code === 'invalid_type' ? `must be a mapping with the keys ${keys}` : undefined),
+  });
+}
+
+function text(pattern: RegExp, message: string) {
+  return z.string({ error: message }).regex(pattern);
+}
+
+function wholeNumber(min: number, max: number, message: string) {
+  return z.int({ error: message }).min(min).max(max);
+}
+
+function oneOf<const Values extends readonly [string, ...string[]]>(values: Values) {
+  return z.enum(values, { error: `must be one of: ${values.join(', ')}` });
+}
+
+function listOf<Item extends z.ZodType>(item: Item, message: string) {
+  return z.array(item, { error: message });
+}
+
+const macAddress = text(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, 'must be a MAC address like 52:54:00:00:00:01').transform((mac) =>
+  mac.toLowerCase(),
+);
+
+/** Linux interface names: 1 to 15 characters, no slash, colon or white space. */
+const interfaceName = text(/^[A-Za-z0-9_.-]{1,15}$/, 'must be an interface name of 1 to 15 letters, digits, "_", "." or "-"');
+
+const ipAddress = z.string({ error: 'must be an IPv4 or IPv6 address like 192.168.1.1' }).refine((s) => isIP(s) !== 0);
+
+const addressWithPrefix = z
+  .string({ error: 'must be an address with a prefix length, like 192.168.1.2/24' })
+  .refine((s) => {
+    const [ip, prefix, extra] = s.split('/');
+    if (ip === undefined || prefix === undefined || extra !== undefined || !/^\d{1,3}$/.test(prefix)) return false;
+    const family = isIP(ip);
+    const length = Number(prefix);
+    return (family === 4 && length <= 32) || (family === 6 && length <= 128);
+  });
+
+const port = wholeNumber(1, 65535, 'must be a port from 1 to 65535');
+
+const sizeMessage = 'must be a size like 2GiB or 1536MiB, or a whole number of bytes';
+/** Sizes like "2GiB", "1536MiB" or a number of bytes; returned in bytes. */
+const size = z.union([z.int({ error: sizeMessage }).positive(), z.string()], { error: sizeMessage }).transform((value, ctx) => {
+  if (typeof value === 'number') return value;
+  const match = /^(\d+)\s*(MiB|GiB|M|G)$/.exec(value);
+  if (!match) {
+    ctx.addIssue({ code: 'custom', message: sizeMessage });
+    return z.NEVER;
+  }
+  const unit = match[2]?.startsWith('G') ? 1024 ** 3 : 1024 ** 2;
+  return Number(match[1]) * unit;
+});
+
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+
+const slave = section({
+  /** The interface name the bond enslaves (eth0, eth1 on Raspberry Pi OS naming). */
+  name: interfaceName,
+  /** Optional: pin the name to the NIC with this permanent MAC (a systemd .link renames it). */
+  mac: macAddress.optional(),
+});
+
+const bond = section({
+  name: interfaceName.default('bond0'),
+  mode: oneOf(['active-backup']).default('active-backup'),
+  slaves: listOf(slave, 'must be a list of slaves, each a mapping with a name and an optional mac').default([
+    { name: 'eth0' },
+    { name: 'eth1' },
+  ]),
+  primary: interfaceName.default('eth0'),
+  miimon: wholeNumber(1, 10_000, 'must be a whole number of milliseconds from 1 to 10000').default(100),
+  updelay: wholeNumber(0, 60_000, 'must be a whole number of milliseconds from 0 to 60000').default(0),
+  downdelay: wholeNumber(0, 60_000, 'must be a whole number of milliseconds from 0 to 60000').default(0),
+  primary_reselect: oneOf(['always', 'better', 'failure']).default('always'),
+  fail_over_mac: oneOf(['none', 'active', 'follow']).default('none'),
+}).superRefine(checkBond, evenWhenFieldsFailed);
+
+const addressing = z.discriminatedUnion(
+  'method',
+  [
+    section({ method: z.literal('dhcp') }),
+    section({
+      method: z.literal('static'),
+      address: addressWithPrefix,
+      gateway: ipAddress.optional(),
+      dns: listOf(ipAddress, 'must be a list of IP addresses').default([]),
+    }).superRefine(checkGateway, evenWhenFieldsFailed),
+  ],
+  {
+    // Its issues are typed as union issues, but a value that is no mapping at all raises invalid_type.
+    error: (issue) =>
+      (issue.code as string) === 'invalid_type' ? 'must be a mapping with method: dhcp or static' : 'must be one of: dhcp, static',
+  },
+);
+
+const disk = section({
+  size: size.default(2 * GiB),
+  boot_size: size.default(256 * MiB),
+  compression: oneOf(['zstd', 'xz', 'none']).default('zstd'),
+}).superRefine(checkDisk, evenWhenFieldsFailed);
+
+export const definitionSchema = section({
+  /** Names the outputs: out/<name>.img. */
+  name: text(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1 to 63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit'),
+  base: section({
+    distribution: oneOf(['debian']).default('debian'),
+    suite: oneOf(['bookworm']).default('bookworm'),
+    architecture: oneOf(['arm64']).default('arm64'),
+  }).default({ distribution: 'debian', suite: 'bookworm', architecture: 'arm64' }),
+  mirror: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).default('http://deb.debian.org/debian'),
+  packages: listOf(text(/^[a-z0-9][a-z0-9+.-]+$/, 'must be a Debian package name like vim or tcpdump'), 'must be a list of Debian package names').default([]),
+  hostname: text(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'must be a host name: letters, digits and "-", at most 63').default('pibond'),
+  timezone: text(/^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+)*$/, 'must be a zone like Europe/Berlin').default('Etc/UTC'),
+  locale: text(/^[A-Za-z_]+\.UTF-8$/, 'must be a UTF-8 locale like en_GB.UTF-8 or C.UTF-8').default('C.UTF-8'),
+  admin: section({
+    name: text(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name: lower-case letters, digits, "_" or "-", at most 32').default('pi'),
+    authorized_keys: listOf(
+      text(/^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$/, 'must be an SSH public key line like "ssh-ed25519 AAAA... me@laptop"'),
+      'must be a list of SSH public key lines',
+    ).default([]),
+  }).default({ name: 'pi', authorized_keys: [] }),
+  bond: bond.default(bond.parse({})),
+  network: section({
+    stack: oneOf(['ifupdown']).default('ifupdown'),
+    addressing: addressing.default({ method: 'dhcp' }),
+  }).default({ stack: 'ifupdown', addressing: { method: 'dhcp' } }),
+  status_service: section({
+    listen: ipAddress.default('0.0.0.0'),
+    port: port.default(8080),
+  }).default({ listen: '0.0.0.0', port: 8080 }),
+  disk: disk.default({ size: 2 * GiB, boot_size: 256 * MiB, compression: 'zstd' }),
+});
+
+/** A validated image definition: the only shape of configuration the build and boot code see. */
+export type Definition = z.output<typeof definitionSchema>;
+
+type RefinementContext = z.core.$RefinementCtx<unknown>;
+
+/** The bond's rules that span fields. `bond` may hold fields that failed their own checks. */
+function checkBond(bond: unknown, ctx: RefinementContext): void {
+  if (!isMapping(bond)) return;
+  const failed = (field: string) => failedItself(ctx, field);
+  if (!Array.isArray(bond.slaves) || failed('slaves')) return;
+  const slaves = bond.slaves.filter(isMapping);
+  const names = slaves.map((s) => s.name).filter((name): name is string => typeof name === 'string');
+  const distinctNames = [...new Set(names)].join(', ');
+  // Comparing the primary with the slaves means something only when every slave has a name.
+  const everySlaveNamed = names.length === bond.slaves.length;
+
+  if (bond.mode === 'active-backup' && bond.slaves.length < 2) {
+    ctx.addIssue({ code: 'custom', path: ['slaves'], message: 'active-backup needs at least two slaves: a primary and a backup' });
+  }
+  names.forEach((name, i) => {
+    if (names.indexOf(name) !== i) ctx.addIssue({ code: 'custom', path: ['slaves', i, 'name'], message: 'is already another slave; each slave must be listed once' });
+  });
+  const macs = slaves.map((s) => s.mac);
+  macs.forEach((mac, i) => {
+    if (typeof mac === 'string' && macs.indexOf(mac) !== i) {
+      ctx.addIssue({ code: 'custom', path: ['slaves', i, 'mac'], message: 'is already the MAC of another slave; each NIC must be listed once' });
+    }
+  });
+  if (typeof bond.primary === 'string' && !failed('primary') && everySlaveNamed && !names.includes(bond.primary)) {
+    ctx.addIssue({ code: 'custom', path: ['primary'], message: `must be one of the slaves: ${distinctNames}` });
+  }
+  if (typeof bond.name === 'string' && !failed('name') && names.includes(bond.name)) {
+    ctx.addIssue({ code: 'custom', path: ['name'], message: `must differ from every slave name (${distinctNames})` });
+  }
+  // The kernel rounds a delay down to a multiple of miimon, and says so only in dmesg.
+  for (const delay of ['updelay', 'downdelay'] as const) {
+    const value = bond[delay];
+    if (typeof bond.miimon === 'number' && !failed('miimon') && typeof value === 'number' && !failed(delay) && value % bond.miimon !== 0) {
+      ctx.addIssue({ code: 'custom', path: [delay], message: `must be a multiple of miimon (${bond.miimon})` });
+    }
+  }
+}
+
+/** One stanza (`inet` or `inet6`) carries the address and the gateway, so they share a family. */
+function checkGateway(addressing: unknown, ctx: RefinementContext): void {
+  if (!isMapping(addressing) || typeof addressing.address !== 'string' || typeof addressing.gateway !== 'string') return;
+  if (failedItself(ctx, 'address') || failedItself(ctx, 'gateway')) return;
+  const family = isIP(addressing.address.split('/')[0] ?? '');
+  if (isIP(addressing.gateway) !== family) {
+    ctx.addIssue({ code: 'custom', path: ['gateway'], message: `must be an IPv${family} address, like the address ${addressing.address}` });
+  }
+}
+
+function checkDisk(disk: unknown, ctx: RefinementContext): void {
+  if (!isMapping(disk) || typeof disk.size !== 'number' || typeof disk.boot_size !== 'number') return;
+  if (failedItself(ctx, 'size') || failedItself(ctx, 'boot_size')) return;
+  if (disk.boot_size + 256 * MiB > disk.size) {
+    ctx.addIssue({ code: 'custom', path: ['size'], message: 'must leave at least 256MiB for the root partition after boot_size' });
+  }
+}
+
+/** A field that failed its own check has been reported already; a second message on it is noise. */
+function failedItself(ctx: RefinementContext, field: string): boolean {
+  return ctx.issues.some((issue) => issue.path?.length === 1 && issue.path[0] === field);
+}
+
+export function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
