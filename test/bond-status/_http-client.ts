@@ -11,9 +11,10 @@ export interface Answer {
   body: string;
 }
 
-export function request(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<Answer> {
+/** `localAddress` picks the client's source address, e.g. 127.0.0.2 to be another machine on loopback. */
+export function request(url: string, method = 'GET', headers: Record<string, string> = {}, localAddress?: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+    const req = httpRequest(url, { method, headers, agent: false, localAddress }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
@@ -32,9 +33,8 @@ export async function json<T>(url: string): Promise<T> {
 }
 
 /** Sends `text` as is and collects everything until the server closes (or `timeoutMs` passes). */
-export function raw(url: string, text: string, timeoutMs = 3000): Promise<{ status: number; text: string; elapsedMs: number }> {
+export function raw(url: string, text: string, timeoutMs = 3000): Promise<{ status: number; text: string }> {
   const { hostname, port } = new URL(url);
-  const started = Date.now();
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname);
     let received = '';
@@ -48,7 +48,7 @@ export function raw(url: string, text: string, timeoutMs = 3000): Promise<{ stat
     socket.on('error', () => {});
     socket.on('close', () => {
       clearTimeout(timer);
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1] ?? 0), text: received, elapsedMs: Date.now() - started });
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1] ?? 0), text: received });
     });
     socket.write(text);
   });

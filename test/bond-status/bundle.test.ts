@@ -118,7 +118,7 @@ describe('the bundle under plain node', () => {
     writeFileSync(config, JSON.stringify({ listen: '127.0.0.1', port: Number(port), bonds: ['bond0'] }));
     const { code, stdout } = await run(['status', '--root', root, '--config', config]);
     expect(code).toBe(0);
-    expect(stdout).toContain('bond0: active-backup, MII up, polled every 100 ms');
+    expect(stdout).toContain('bond0: active-backup, MII up, MII polled every 100 ms');
     expect(stdout).toContain('active slave: eth1    primary: eth0 (reselect always)');
     expect(stdout).toMatch(/failovers since the service started: 1, last \d+ s ago: eth0 -> eth1 \(link_down\)/);
     expect(stdout).toMatch(/^ {5}eth0 +backup +down +no +unknown +unknown +1 +52:54:00:00:00:01$/m);

@@ -1,15 +1,18 @@
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { detectFailovers, failoverCause } from '../../overlays/20-bond-status/src/failover.ts';
+import { silentJournal } from '../../overlays/20-bond-status/src/journal.ts';
 import { BondMonitor } from '../../overlays/20-bond-status/src/monitor.ts';
 import type { BondStatus, SlaveStatus } from '../../overlays/20-bond-status/src/read-bonds.ts';
-import { eth0, eth1, healthyBond, makeFakeRoot, writeBonds } from './fake-root.ts';
+import { eth0, eth1, healthyBond, makeFakeRoot, procReport, writeBonds, writeInPlace, type FakeBond } from './fake-root.ts';
 
 function slave(name: string, mii: string, failures = 0): SlaveStatus {
   return { name, mii_status: mii, carrier: mii === 'up', speed_mbps: 1000, duplex: 'full', link_failure_count: failures, perm_hwaddr: null, state: null, operstate: null };
 }
 
 function bond(active: string | null, slaves: SlaveStatus[], primary: string | null = 'eth0'): BondStatus {
-  return { name: 'bond0', mode: 'active-backup', mii_status: active ? 'up' : 'down', miimon_ms: 100, primary, primary_reselect: 'always', active_slave: active, slaves };
+  return { name: 'bond0', mode: 'active-backup', mii_status: active ? 'up' : 'down', miimon_ms: 100, primary, primary_reselect: 'always', active_slave: active, arp_interval_ms: null, arp_targets: [], slaves };
 }
 
 describe('failoverCause', () => {
@@ -94,5 +97,44 @@ describe('BondMonitor', () => {
     monitor.poll();
     monitor.poll();
     expect(lines).toEqual(['<3>bond0 does not exist (no /proc/net/bonding/bond0)', '<6>bond0: readable again']);
+  });
+
+  it('loses no failover and makes none up when a read in between fails or comes back torn', () => {
+    // Cable out, cable back, over and over, the report rewritten in place each time; between two
+    // states the monitor reads it once mid-rewrite: empty, cut at each line end, cut mid-line, or
+    // not a file at all for a moment. Every change of state must be exactly one event, rightly caused.
+    const down: FakeBond = { ...healthyBond, active: 'eth1', slaves: [{ ...eth0, mii: 'down', speed: null, duplex: null }, eth1] };
+    const root = makeFakeRoot([healthyBond]);
+    const monitor = new BondMonitor({ root, journal: silentJournal, eventCapacity: 10_000 });
+    const proc = 'proc/net/bonding/bond0';
+    const report = (state: FakeBond, failures: number) => procReport({ ...state, slaves: state.slaves.map((s) => (s.name === 'eth0' ? { ...s, failures } : s)) });
+    const lineEnds = [...report(down, 0).matchAll(/\n/g)].map((match) => (match.index ?? 0) + 1);
+    const cuts = [0, ...lineEnds.flatMap((end) => [end - 3, end])];
+    const seen: string[] = [];
+    const expected: string[] = [];
+    const poll = () => seen.push(...monitor.poll().map((e) => `${e.from}->${e.to} ${e.cause}`));
+    let failures = 0;
+    for (const [i, cut] of cuts.entries()) {
+      for (const next of [down, healthyBond]) {
+        if (next === down) failures++;
+        const full = report(next, failures);
+        if (i % 10 === 9) {
+          // A read that fails outright: a directory where the report should be.
+          rmSync(join(root, proc));
+          mkdirSync(join(root, proc));
+          poll();
+          rmSync(join(root, proc), { recursive: true });
+        } else {
+          writeInPlace(root, proc, full.slice(0, cut));
+          poll();
+        }
+        writeInPlace(root, proc, full);
+        poll();
+        expected.push(next === down ? 'eth0->eth1 link_down' : 'eth1->eth0 primary_back');
+      }
+    }
+    expect(expected.length).toBeGreaterThanOrEqual(60);
+    expect(seen).toEqual(expected);
+    expect(monitor.history('bond0').failovers).toBe(expected.length);
   });
 });

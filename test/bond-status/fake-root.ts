@@ -1,12 +1,15 @@
 /**
  * A fake /proc and /sys for bond-status, written from a small model of the bonds, so a test can
- * play a failover by writing the next state. Files are written to a temporary name and renamed into
- * place: the kernel's files are never seen half-written, and a polling reader must not see ours so.
+ * play a failover by writing the next state. writeBonds writes each file to a temporary name and
+ * renames it into place, so a polling reader never sees it half-written; writeInPlace and makeFifo
+ * are for the tests that want exactly that, or worse.
  */
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { onTestFinished } from 'vitest';
+import { poll } from '../../scripts/lib/poll.ts';
 
 export interface FakeSlave {
   name: string;
@@ -29,6 +32,12 @@ export interface FakeBond {
 export const eth0: FakeSlave = { name: 'eth0', mii: 'up', speed: 1000, duplex: 'full', failures: 0, mac: '52:54:00:00:00:01' };
 export const eth1: FakeSlave = { name: 'eth1', mii: 'up', speed: 100, duplex: 'full', failures: 0, mac: '52:54:00:00:00:02' };
 export const healthyBond: FakeBond = { name: 'bond0', primary: 'eth0', reselect: 'always', active: 'eth0', miimon: 100, slaves: [eth0, eth1] };
+
+/** A bond of `count` slaves eth0, eth1, ...: for the limits. */
+export function bondWithSlaves(count: number): FakeBond {
+  const slaves = Array.from({ length: count }, (_, i): FakeSlave => ({ ...eth1, name: `eth${i}`, mac: `52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` }));
+  return { ...healthyBond, slaves };
+}
 
 /** A temporary root, removed when the current test ends, whatever its outcome. */
 export function makeFakeRoot(bonds: readonly FakeBond[] = [healthyBond]): string {
@@ -82,13 +91,33 @@ export function writeBonds(root: string, bonds: readonly FakeBond[]): void {
   }
 }
 
-/** Waits until `check` returns a value (not undefined), polling every 5 ms; fails after the deadline. */
-export async function waitFor<T>(what: string, check: () => T | undefined | Promise<T | undefined>, deadlineMs = 2000): Promise<T> {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+/** Overwrites a file where it is (truncate, then write), as an editor or a careless writer does. */
+export function writeInPlace(root: string, path: string, content: string): void {
+  writeFileSync(join(root, path), content);
+}
+
+/**
+ * Puts a FIFO where a file of the fake root was. A reader that opens it blocking waits for a writer
+ * forever, freezing its whole thread, test runner included: so a guard keeps offering a writer,
+ * and such a reader reads "not a bonding report" and fails its assertion instead of hanging.
+ * A reader that refuses FIFOs never opens one for long, and the guard mostly waits. Killed at the
+ * end of the test.
+ */
+export function makeFifo(root: string, path: string): void {
+  const file = join(root, path);
+  rmSync(file, { force: true });
+  mkdirSync(dirname(file), { recursive: true });
+  execFileSync('mkfifo', [file]);
+  const guard = spawn('sh', ['-c', 'while :; do echo "not a bonding report" > "$0" 2>/dev/null; sleep 0.2; done', file], { stdio: 'ignore' });
+  onTestFinished(() => {
+    guard.kill('SIGKILL');
+  });
+}
+
+/**
+ * Retries `check` every 5 ms until it returns a value (not undefined): the project's poll(), with a
+ * deadline that is liveness on a busy test machine, never a claim about how fast.
+ */
+export function waitFor<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+  return poll(check, { what, timeoutMs, intervalMs: 5 });
 }

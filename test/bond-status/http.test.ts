@@ -1,13 +1,15 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { FailoverEvent } from '../../overlays/20-bond-status/src/failover.ts';
-import type { HttpLimits } from '../../overlays/20-bond-status/src/http.ts';
+import { defaultLimits, type HttpLimits } from '../../overlays/20-bond-status/src/http.ts';
 import { silentJournal } from '../../overlays/20-bond-status/src/journal.ts';
+import { describeLinkMonitor } from '../../overlays/20-bond-status/src/link-monitor.ts';
 import { startService } from '../../overlays/20-bond-status/src/service.ts';
 import type { StatusDocument } from '../../overlays/20-bond-status/src/status.ts';
 import { json, openEventStream, raw, request } from './_http-client.ts';
-import { eth0, eth1, healthyBond, makeFakeRoot, waitFor, writeBonds, type FakeBond } from './fake-root.ts';
+import { bondWithSlaves, eth0, eth1, healthyBond, makeFakeRoot, makeFifo, procReport, waitFor, writeBonds, type FakeBond } from './fake-root.ts';
 
 async function serve(bonds: FakeBond[] = [healthyBond], limits: Partial<HttpLimits> = {}) {
   const root = makeFakeRoot(bonds);
@@ -36,6 +38,8 @@ describe('GET /api/status', () => {
         primary: 'eth0',
         primary_reselect: 'always',
         active_slave: 'eth0',
+        arp_interval_ms: null,
+        arp_targets: [],
         failovers: 0,
         last_failover: null,
         seconds_since_last_failover: null,
@@ -74,7 +78,7 @@ describe('GET /api/status', () => {
 });
 
 describe('a failover played on the fake files', () => {
-  it('is seen within 100 ms in /api/status, /api/events, the event stream and /metrics, and so is the way back', async () => {
+  it('is seen in /api/status, /api/events, the event stream and /metrics, and so is the way back', async () => {
     const { root, url } = await serve();
     const stream = await openEventStream(`${url}/api/events/stream`);
     onTestFinished(() => stream.close());
@@ -86,10 +90,13 @@ describe('a failover played on the fake files', () => {
       const doc = await json<StatusDocument>(`${url}/api/status`);
       return doc.bonds[0]?.active_slave === 'eth1' ? doc : undefined;
     });
+    const seen = Date.now();
     const failover = status.bonds[0]?.last_failover;
     expect(failover).toMatchObject({ bond: 'bond0', from: 'eth0', to: 'eth1', cause: 'link_down' });
-    // The event carries the time it was noticed: that is the 100 ms promise.
-    expect(Date.parse(failover?.time ?? '') - pulled).toBeLessThan(100);
+    // The event carries the time it was noticed: after the cable was pulled, before we looked.
+    // (How soon is the benchmark's and the QEMU test's to measure, not a unit test's on a busy machine.)
+    expect(Date.parse(failover?.time ?? '')).toBeGreaterThanOrEqual(pulled);
+    expect(Date.parse(failover?.time ?? '')).toBeLessThanOrEqual(seen);
     expect(status.bonds[0]).toMatchObject({ failovers: 1, seconds_since_last_failover: expect.any(Number) });
     expect(status.bonds[0]?.slaves?.map((s) => [s.name, s.state, s.mii_status])).toEqual([
       ['eth0', 'backup', 'down'],
@@ -225,9 +232,9 @@ describe('requests that must be refused', () => {
 
   it('a client that never finishes its headers is cut off at the headers timeout', async () => {
     const { url } = await serve([healthyBond], { headersTimeoutMs: 300, requestTimeoutMs: 300, timeoutCheckMs: 50 });
-    const answer = await raw(url, 'GET /api/status HTTP/1.1\r\nHost: x\r\n', 3000);
+    // No time limit asserted: the 408 itself says the server, not our deadline, ended it.
+    const answer = await raw(url, 'GET /api/status HTTP/1.1\r\nHost: x\r\n', 5000);
     expect(answer.status).toBe(408);
-    expect(answer.elapsedMs).toBeLessThan(2000);
   });
 
   it('event streams beyond the limit are refused with 503', async () => {
@@ -244,5 +251,99 @@ describe('requests that must be refused', () => {
     onTestFinished(() => stream.close());
     await waitFor('two heartbeats', () => (stream.comments.filter((c) => c === 'heartbeat').length >= 2 ? true : undefined));
     expect(stream.events).toEqual([]);
+  });
+});
+
+describe('what others on the LAN cannot do to the service', () => {
+  it('300 slow connections from one machine do not lock another out: past its share they are closed at once, the rest time out', { timeout: 20_000 }, async () => {
+    const { url } = await serve();
+    const port = Number(new URL(url).port);
+    const share = defaultLimits.maxConnectionsPerClient;
+    const slow: Socket[] = [];
+    const closedBy = new Map<Socket, string>();
+    const trickle = setInterval(() => {
+      for (const socket of slow) if (!closedBy.has(socket)) socket.write('x');
+    }, 500);
+    onTestFinished(() => {
+      clearInterval(trickle);
+      for (const socket of slow) socket.destroy();
+    });
+    await Promise.all(
+      Array.from({ length: 300 }, () => new Promise<void>((resolve) => {
+        const socket = connect({ port, host: '127.0.0.1', localAddress: '127.0.0.1' });
+        slow.push(socket);
+        let received = '';
+        socket.setEncoding('latin1');
+        socket.on('data', (chunk: string) => (received += chunk));
+        socket.on('error', () => {});
+        socket.on('close', () => {
+          closedBy.set(socket, received.slice(0, 12));
+          resolve();
+        });
+        // A request whose headers never end, a byte at a time.
+        socket.once('connect', () => {
+          socket.write('GET /api/status HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+          resolve();
+        });
+      })),
+    );
+
+    // Another machine's first try is answered (5 s: liveness on a busy test machine, not a timing claim).
+    const answer = await Promise.race([
+      request(`${url}/api/status`, 'GET', {}, '127.0.0.2'),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 5 s')), 5000)),
+    ]);
+    expect(answer.status).toBe(200);
+    expect((JSON.parse(answer.body) as StatusDocument).bonds[0]?.active_slave).toBe('eth0');
+
+    // The slow machine kept only its share, and those are cut off by the headers timeout (408).
+    await waitFor('the connections past the share closed', () => (closedBy.size >= 300 - share ? true : undefined));
+    expect(slow.length - closedBy.size).toBeLessThanOrEqual(share);
+    await waitFor('the rest timed out', () => (closedBy.size === 300 ? true : undefined), 15_000);
+    expect([...closedBy.values()].filter((start) => start === 'HTTP/1.1 408')).toHaveLength(share);
+  });
+
+  it('a 20,000-slave report is refused with a note, and the service keeps answering', async () => {
+    const { root, url } = await serve();
+    writeFileSync(join(root, 'proc/net/bonding/bond0'), procReport(bondWithSlaves(20_000)));
+    const doc = await waitFor('the refusal in /api/status', async () => {
+      const status = await json<StatusDocument>(`${url}/api/status`);
+      return status.bonds[0]?.error ? status : undefined;
+    });
+    expect(doc.bonds).toEqual([
+      { name: 'bond0', error: '/proc/net/bonding/bond0: refused: larger than 32768 bytes', failovers: 0, last_failover: null, seconds_since_last_failover: null },
+    ]);
+    const answers = await Promise.all(['/healthz', '/api/status', '/metrics', '/'].map((path) => request(`${url}${path}`)));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+    // Bounded: the answers hold a refusal, not 20,000 slaves.
+    expect(answers[1]?.body.length).toBeLessThan(1024);
+    expect(answers[2]?.body).not.toContain('slave="eth1"');
+  });
+
+  it('a FIFO in /proc/net/bonding is refused and reported, and the service keeps answering', async () => {
+    const { root, url } = await serve();
+    makeFifo(root, 'proc/net/bonding/bond0');
+    const doc = await waitFor('the refusal in /api/status', async () => {
+      const status = await json<StatusDocument>(`${url}/api/status`);
+      return status.bonds[0]?.error ? status : undefined;
+    });
+    expect(doc.bonds[0]?.error).toBe('/proc/net/bonding/bond0: refused: not a regular file');
+    expect((await request(`${url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('a bond on the ARP monitor', () => {
+  it('reports its ARP interval and targets, and the page describes the monitor with the terminal\'s words', async () => {
+    const { root, url } = await serve();
+    writeFileSync(join(root, 'proc/net/bonding/bond0'), readFileSync(join(import.meta.dirname, 'fixtures/proc/arp-monitor.txt')));
+    const bond = await waitFor('the ARP monitor in /api/status', async () => {
+      const status = await json<StatusDocument>(`${url}/api/status`);
+      return status.bonds[0]?.arp_interval_ms ? status.bonds[0] : undefined;
+    });
+    expect([bond.miimon_ms, bond.arp_interval_ms, bond.arp_targets]).toEqual([0, 1000, ['192.168.1.1', '192.168.1.254']]);
+    const page = (await request(`${url}/`)).body;
+    expect(page).toContain(`const describeLinkMonitor = ${describeLinkMonitor.toString()};`);
+    expect(page).toContain('describeLinkMonitor(b)');
+    expect(page).not.toContain('show(b.miimon_ms)');
   });
 });

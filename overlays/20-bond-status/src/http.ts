@@ -5,11 +5,18 @@
  *
  * Limits, because the service runs on a small appliance that may sit on an open LAN: node's parser
  * answers 431 to headers over maxHeaderSize, we answer 414 to long URLs; a client that dribbles its
- * headers or request is cut off by headersTimeout/requestTimeout; idle keep-alive sockets close after
- * keepAliveTimeout; event streams are capped in number, and a stream whose reader stops reading is
- * dropped once its backlog passes a bound instead of buffering without end.
+ * headers or request, or connects and says nothing, is cut off by headersTimeout/requestTimeout;
+ * idle keep-alive sockets close after keepAliveTimeout; event streams are capped in number, and a
+ * stream whose reader stops reading is dropped once its backlog passes a bound instead of buffering
+ * without end.
+ *
+ * Connections are capped per client address as well as in total: with only the total, one machine
+ * holding a few hundred slow connections (slowloris) filled it, and every other client was turned
+ * away until the timeouts freed a slot, for seconds at a time. A client past its share has its new
+ * connection closed at once; the others never notice.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FailoverEvent } from './failover.ts';
 import { metricsContentType, renderMetrics } from './metrics.ts';
 import type { BondMonitor } from './monitor.ts';
@@ -24,7 +31,10 @@ export interface HttpLimits {
   keepAliveTimeoutMs: number;
   /** How often node checks the two timeouts above; its default of 30 s would let a slow client linger. */
   timeoutCheckMs: number;
+  /** Over all clients: what node itself enforces (server.maxConnections). */
   maxConnections: number;
+  /** Per remote address; a browser uses 6 and an event stream, the benchmark 16. */
+  maxConnectionsPerClient: number;
   maxStreams: number;
   heartbeatMs: number;
   maxStreamBacklogBytes: number;
@@ -33,11 +43,13 @@ export interface HttpLimits {
 export const defaultLimits: HttpLimits = {
   maxUrlBytes: 2048,
   maxHeaderBytes: 8192,
-  headersTimeoutMs: 5_000,
-  requestTimeoutMs: 10_000,
+  // A LAN client sends its few hundred bytes of request at once; 3 s leaves room for lost packets.
+  headersTimeoutMs: 3_000,
+  requestTimeoutMs: 5_000,
   keepAliveTimeoutMs: 5_000,
-  timeoutCheckMs: 1_000,
+  timeoutCheckMs: 500,
   maxConnections: 256,
+  maxConnectionsPerClient: 32,
   maxStreams: 32,
   heartbeatMs: 15_000,
   maxStreamBacklogBytes: 64 * 1024,
@@ -111,6 +123,22 @@ export function createStatusServer(monitor: BondMonitor, overrides: Partial<Http
   );
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   server.maxConnections = limits.maxConnections;
+
+  const connectionsByClient = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const client = socket.remoteAddress ?? '';
+    const open = connectionsByClient.get(client) ?? 0;
+    if (open >= limits.maxConnectionsPerClient) {
+      socket.destroy();
+      return;
+    }
+    connectionsByClient.set(client, open + 1);
+    socket.once('close', () => {
+      const left = (connectionsByClient.get(client) ?? 1) - 1;
+      if (left > 0) connectionsByClient.set(client, left);
+      else connectionsByClient.delete(client);
+    });
+  });
 
   function route(req: IncomingMessage, res: ServerResponse): void {
     const target = req.url ?? '';

@@ -7,11 +7,16 @@
  * Polling rather than netlink: 20 small reads a second are cheap, need no extra address family in
  * the unit's sandbox, and work the same against a fake tree in tests. A 50 ms period keeps a
  * failover visible well within the 100 ms the API promises.
+ *
+ * A failover is a change between the last two GOOD readings of a bond, not the last two reads: a
+ * read that fails or comes back torn in between says nothing about the active slave, and comparing
+ * across it would lose the failover that happened meanwhile. Only a bond that no longer exists is
+ * forgotten, so one that is created anew is not taken for a failover.
  */
 import { performance } from 'node:perf_hooks';
 import { detectFailovers, type FailoverEvent } from './failover.ts';
 import type { Journal } from './journal.ts';
-import { bondName, readBonds, type BondReading } from './read-bonds.ts';
+import { bondName, readBonds, type BondReading, type BondsReport, type BondStatus } from './read-bonds.ts';
 
 export interface BondHistory {
   failovers: number;
@@ -34,16 +39,20 @@ type FailoverListener = (event: FailoverEvent) => void;
 
 export class BondMonitor {
   readonly startedAt = performance.now();
-  private snapshot: BondReading[];
+  private snapshot: BondsReport;
+  /** Each bond's last good reading: what the next good one is compared with. */
+  private readonly lastGood = new Map<string, BondStatus>();
   private readonly events: FailoverEvent[] = [];
   private readonly histories = new Map<string, BondHistory>();
   private readonly listeners = new Set<FailoverListener>();
   private readonly errors = new Map<string, string>();
+  private journalledNote: string | null = null;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: MonitorOptions) {
     this.snapshot = readBonds(options.root, options.expectedBonds);
-    this.journalErrors(this.snapshot);
+    this.remember(this.snapshot.readings);
+    this.journalErrors(this.snapshot.readings);
   }
 
   start(): void {
@@ -58,15 +67,22 @@ export class BondMonitor {
   /** One read and comparison; the timer calls it, tests may too. */
   poll(): FailoverEvent[] {
     const next = readBonds(this.options.root, this.options.expectedBonds);
-    const events = detectFailovers(this.snapshot, next, new Date());
+    const before = [...this.lastGood.values()].map((bond): BondReading => ({ ok: true, bond }));
+    const events = detectFailovers(before, next.readings, new Date());
     this.snapshot = next;
-    this.journalErrors(next);
+    this.remember(next.readings);
+    this.journalErrors(next.readings);
     for (const event of events) this.record(event);
     return events;
   }
 
   bonds(): readonly BondReading[] {
-    return this.snapshot;
+    return this.snapshot.readings;
+  }
+
+  /** Why some bonds were left out of the last read, if they were (see readLimits). */
+  note(): string | null {
+    return this.snapshot.note;
   }
 
   /** Oldest first. */
@@ -105,8 +121,21 @@ export class BondMonitor {
     for (const listener of this.listeners) listener(event);
   }
 
+  private remember(readings: readonly BondReading[]): void {
+    const listed = new Set<string>();
+    for (const reading of readings) {
+      if (reading.ok) this.lastGood.set(reading.bond.name, reading.bond);
+      else if (reading.missing) this.lastGood.delete(reading.name);
+      listed.add(bondName(reading));
+    }
+    for (const name of this.lastGood.keys()) if (!listed.has(name)) this.lastGood.delete(name);
+  }
+
   /** A bond that cannot be read is logged when that starts and when it ends, not 20 times a second. */
   private journalErrors(readings: readonly BondReading[]): void {
+    const note = this.snapshot.note;
+    if (note !== null && note !== this.journalledNote) this.options.journal.warning(note);
+    this.journalledNote = note;
     const seen = new Set<string>();
     for (const reading of readings) {
       const name = bondName(reading);

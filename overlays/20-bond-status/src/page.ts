@@ -4,6 +4,7 @@
  * stream and re-reads /api/status every second (MII and carrier changes are not events) and at
  * every failover. All values go in through textContent, never as HTML.
  */
+import { describeLinkMonitor } from './link-monitor.ts';
 export const pageContentSecurityPolicy = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 export const page = `<!doctype html>
@@ -32,6 +33,8 @@ export const page = `<!doctype html>
 <script>
 "use strict";
 const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = String(text); if (cls) e.className = cls; return e; };
+// The terminal's own wording, from link-monitor.ts.
+const describeLinkMonitor = ${describeLinkMonitor.toString()};
 const show = (v) => v === null || v === undefined ? "-" : v;
 function row(cells, cls) { const tr = el("tr", undefined, cls); for (const c of cells) tr.append(c instanceof Node ? c : el("td", show(c))); return tr; }
 function status(text) { return el("td", show(text), text === "up" ? "up" : text === null ? "" : "down"); }
@@ -39,12 +42,13 @@ function renderBonds(doc) {
   document.getElementById("uptime").textContent = "(service up " + Math.round(doc.uptime_seconds) + " s)";
   const root = document.getElementById("bonds");
   root.replaceChildren();
+  if (doc.note) root.append(el("p", "Note: " + doc.note, "error"));
   if (doc.bonds.length === 0) root.append(el("p", "No bonds found.", "muted"));
   for (const b of doc.bonds) {
     root.append(el("h2", b.name));
     if (b.error) { root.append(el("p", b.error, "error")); continue; }
     const since = b.seconds_since_last_failover === null ? "never" : Math.round(b.seconds_since_last_failover) + " s ago";
-    root.append(el("p", b.mode + ", MII " + show(b.mii_status) + ", every " + show(b.miimon_ms) + " ms; primary " + show(b.primary) +
+    root.append(el("p", b.mode + ", MII " + show(b.mii_status) + ", " + describeLinkMonitor(b) + "; primary " + show(b.primary) +
       " (reselect " + show(b.primary_reselect) + "); active slave " + show(b.active_slave) + "; failovers " + b.failovers + ", last " + since));
     const table = el("table");
     table.append(row(["slave", "state", "MII", "carrier", "speed", "duplex", "link failures", "MAC"].map((h) => el("th", h))));

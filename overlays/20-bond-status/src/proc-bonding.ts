@@ -6,6 +6,11 @@
  * monitor, 802.3ad blocks, no Speed/Duplex on old kernels), so every value is found by its label,
  * never by its position. Anything that does not fit comes back as an error value: this runs in a
  * service that must keep answering while a bond is being torn down or half written.
+ *
+ * A report read while it was being written is refused rather than half believed: one that stops
+ * mid-line, or a mode that has an active slave without its `Currently Active Slave` line, would
+ * otherwise read as "no active slave" or as a slave named `et` and make up a failover. Reports are
+ * bounded too (slaves, line length), so a runaway file costs the service a refusal, not its memory.
  */
 
 export interface ProcSlave {
@@ -42,10 +47,19 @@ export interface ProcBond {
 
 export type ProcParseResult = { ok: true; bond: ProcBond } | { ok: false; error: string };
 
+/** More than any real bond has (the Pi's has two); a report past these is refused whole. */
+export const procLimits = {
+  maxSlaves: 16,
+  /** The longest real lines are the ARP and NS target lists: 16 IPv6 targets fit in 700 characters. */
+  maxLineLength: 1024,
+} as const;
+
 const header = 'Ethernet Channel Bonding Driver';
 const slaveMiiStatuses = new Set(['up', 'going down', 'down', 'going back']);
 /** What the kernel accepts as an interface name, minus what could wander out of a sysfs path. */
 const interfaceName = /^[^\s/:]{1,15}$/;
+/** The modes in which the kernel prints Primary Slave and Currently Active Slave (bond_uses_primary). */
+const modesWithActiveSlave = new Set(['fault-tolerance (active-backup)', 'transmit load balancing', 'adaptive load balancing']);
 
 class Malformed extends Error {}
 
@@ -62,6 +76,10 @@ function parse(text: string): ProcBond {
   const lines = text.split('\n').map((line) => line.replace(/\r$/, ''));
   const first = lines.find((line) => line.trim() !== '');
   if (first === undefined) throw new Malformed('empty bonding report');
+  // The kernel ends every line, the last one too: a report without it was read while being written.
+  if (!text.endsWith('\n')) throw new Malformed('torn report: it stops mid-line (read while being written)');
+  const long = lines.find((line) => line.length > procLimits.maxLineLength);
+  if (long !== undefined) throw new Malformed(`refused: a line of ${long.length} characters, over the limit of ${procLimits.maxLineLength}`);
   if (!first.startsWith(`${header}:`)) throw new Malformed(`not a bonding report: first line is ${JSON.stringify(first.slice(0, 80))}`);
 
   const bond: ProcBond = {
@@ -81,6 +99,7 @@ function parse(text: string): ProcBond {
     slaves: [],
   };
   let slave: ProcSlave | null = null;
+  let sawActiveSlave = false;
 
   for (const line of lines.slice(lines.indexOf(first) + 1)) {
     // Indented lines are the nested 802.3ad details ("details actor lacp pdu:"): nothing we report.
@@ -94,16 +113,19 @@ function parse(text: string): ProcBond {
     if (label === 'Slave Interface') {
       if (!interfaceName.test(value)) throw new Malformed(`Slave Interface: not an interface name: ${JSON.stringify(value)}`);
       if (bond.slaves.some((s) => s.name === value)) throw new Malformed(`Slave Interface: ${value} is listed twice`);
+      if (bond.slaves.length >= procLimits.maxSlaves) throw new Malformed(`refused: more than ${procLimits.maxSlaves} slaves`);
       slave = { name: value, miiStatus: null, speedMbps: null, duplex: null, linkFailureCount: null, permHwaddr: null };
       bond.slaves.push(slave);
     } else if (slave) {
       readSlaveLine(slave, label, value);
     } else {
+      if (label === 'Currently Active Slave') sawActiveSlave = true;
       readBondLine(bond, label, value);
     }
   }
 
   if (bond.mode === '') throw new Malformed('no Bonding Mode line');
+  if (modesWithActiveSlave.has(bond.mode) && !sawActiveSlave) throw new Malformed('torn report: no Currently Active Slave line (read while being written)');
   return bond;
 }
 

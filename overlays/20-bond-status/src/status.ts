@@ -14,6 +14,8 @@ export interface BondDocument {
   primary?: string | null;
   primary_reselect?: string | null;
   active_slave?: string | null;
+  arp_interval_ms?: number | null;
+  arp_targets?: string[];
   /** Present only when the bond could not be read. */
   error?: string;
   failovers: number;
@@ -25,13 +27,18 @@ export interface BondDocument {
 export interface StatusDocument {
   uptime_seconds: number;
   bonds: BondDocument[];
+  /** Present only when some bonds were left out: more of them than the service reads. */
+  note?: string;
 }
 
 export function statusDocument(monitor: BondMonitor): StatusDocument {
-  return {
+  const doc: StatusDocument = {
     uptime_seconds: round(monitor.uptimeSeconds()),
     bonds: monitor.bonds().map((reading) => bondDocument(reading, monitor)),
   };
+  const note = monitor.note();
+  if (note !== null) doc.note = note;
+  return doc;
 }
 
 function bondDocument(reading: BondReading, monitor: BondMonitor): BondDocument {
@@ -51,6 +58,8 @@ function bondDocument(reading: BondReading, monitor: BondMonitor): BondDocument 
     primary: bond.primary,
     primary_reselect: bond.primary_reselect,
     active_slave: bond.active_slave,
+    arp_interval_ms: bond.arp_interval_ms,
+    arp_targets: bond.arp_targets,
     failovers: history.failovers,
     last_failover: history.lastFailover,
     seconds_since_last_failover: sinceLast,

@@ -6,6 +6,7 @@
  */
 import { get } from 'node:http';
 import type { FailoverEvent } from './failover.ts';
+import { describeLinkMonitor } from './link-monitor.ts';
 import { readBonds, type BondReading } from './read-bonds.ts';
 import type { StatusDocument } from './status.ts';
 
@@ -25,21 +26,22 @@ export interface TerminalOptions {
 
 /** Exit code 0 when every bond could be read, 1 otherwise (handy in scripts and health checks). */
 export async function printStatus(options: TerminalOptions): Promise<number> {
-  const readings = readBonds(options.root, options.expectedBonds);
+  const { readings, note } = readBonds(options.root, options.expectedBonds);
   const [status, events] = await Promise.all([getJson(`${options.serviceUrl}/api/status`), getJson(`${options.serviceUrl}/api/events`)]);
   options.write(
     formatStatus(readings, {
       url: options.serviceUrl,
       status: isStatus(status) ? status : null,
       events: isEvents(events) ? events.events : null,
-    }),
+    }, note),
   );
   return readings.every((reading) => reading.ok) ? 0 : 1;
 }
 
-export function formatStatus(readings: readonly BondReading[], service: ServiceView): string {
+export function formatStatus(readings: readonly BondReading[], service: ServiceView, note: string | null = null): string {
   const lines: string[] = [];
   if (readings.length === 0) lines.push('No bonds (is the bonding driver loaded? /proc/net/bonding is empty).');
+  if (note !== null) lines.push(`Note: ${note}.`, '');
   for (const reading of readings) {
     if (!reading.ok) {
       lines.push(`${reading.name}: ERROR ${reading.error}`, '');
@@ -47,7 +49,7 @@ export function formatStatus(readings: readonly BondReading[], service: ServiceV
     }
     const bond = reading.bond;
     lines.push(
-      `${bond.name}: ${bond.mode}, MII ${bond.mii_status ?? '?'}, polled every ${bond.miimon_ms ?? '?'} ms`,
+      `${bond.name}: ${bond.mode}, MII ${bond.mii_status ?? '?'}, ${describeLinkMonitor(bond)}`,
       `  active slave: ${bond.active_slave ?? 'NONE'}    primary: ${bond.primary ?? 'none'}${bond.primary_reselect ? ` (reselect ${bond.primary_reselect})` : ''}`,
     );
     const history = service.status?.bonds.find((b) => b.name === bond.name);
