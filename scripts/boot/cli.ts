@@ -1,6 +1,7 @@
 /** `pibond boot IMAGE`: the image under QEMU with two NICs, interactively or as the failover test. */
 import { parseArgs } from 'node:util';
 import { UserError } from '../lib/errors.ts';
+import { exitCodeFor, listenForStop } from '../lib/signals.ts';
 import { defaultTestTimeoutSeconds, failoverTest, prepareHost } from './failover-test.ts';
 import { inspectImage } from './image.ts';
 import { formatFigures, formatVerdict } from './report.ts';
@@ -14,6 +15,9 @@ network forwards a free host port on 127.0.0.1 to the status service and one to 
 itself stays untouched: the guest writes to a throw-away copy-on-write layer.
 
 Interactively, the serial console is on this terminal; Ctrl-C or Ctrl-A x stops the machine.
+SIGINT, SIGTERM and SIGHUP (the terminal closed) stop a boot at any stage: QEMU, its container and
+its temporary files are removed, and pibond exits with 128 + the signal's number (130, 143, 129).
+A boot whose pibond was killed outright (SIGKILL) is removed by the next pibond boot.
 
 Options:
   --test            run the failover scenario instead: unplug and replug the NICs, check the bond
@@ -54,67 +58,63 @@ export async function main(args: string[]): Promise<number> {
 const say = (message: string) => process.stderr.write(`${message}\n`);
 
 async function test(image: string, reportFile: string | undefined, timeoutSeconds: number | undefined, flaps: number | undefined): Promise<number> {
-  const interrupt = new AbortController();
-  const onSignal = () => {
-    say('Interrupted: stopping QEMU...');
-    interrupt.abort(new Error('interrupted'));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stop = listenForStop((signal) => say(`${signal}: stopping QEMU, removing its container and temporary files...`));
   try {
-    const { report, reportFile: written } = await failoverTest({ image, reportFile, timeoutSeconds, flaps, say, signal: interrupt.signal });
+    const { report, reportFile: written } = await failoverTest({ image, reportFile, timeoutSeconds, flaps, say, signal: stop.signal });
     process.stdout.write(`\n${formatFigures(report)}\n\n${formatVerdict(report)}\nReport: ${written}\n`);
     if (report.serialLog) process.stdout.write(`Serial log: ${report.serialLog}\n`);
-    if (interrupt.signal.aborted) return 130;
+    if (stop.received) return stopped(stop.received);
     return report.verdict === 'pass' ? 0 : 1;
+  } catch (err) {
+    // Whatever failed after a stop signal failed because of it.
+    if (stop.received) return stopped(stop.received);
+    throw err;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stop.dispose();
   }
 }
 
 async function interactive(file: string, timeoutSeconds: number | undefined): Promise<number> {
-  const image = await inspectImage(file);
-  const { docker, builderImage } = await prepareHost(image, say);
   let stop: (why: string) => void = () => undefined;
-  const stopped = new Promise<string>((resolve) => (stop = resolve));
-  const terminal: Terminal | undefined = process.stdin.isTTY
-    ? { stdin: process.stdin, stdout: process.stdout, onInterrupt: () => stop('Ctrl-C') }
-    : undefined;
-  const onSignal = () => stop('a signal');
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stopRequested = new Promise<string>((resolve) => (stop = resolve));
+  const signals = listenForStop((signal) => stop(signal));
   const timer = timeoutSeconds === undefined ? undefined : setTimeout(() => stop(`the timeout (${timeoutSeconds} s)`), timeoutSeconds * 1000);
-
-  say(`Booting ${image.path} (the console follows; Ctrl-C or Ctrl-A x stops the machine)`);
-  const session = await startBoot({
-    docker,
-    builderImage,
-    image,
-    // Without a terminal there are no keys to pass on: the console is only shown.
-    terminal: terminal ?? { stdin: process.stdin, stdout: process.stdout, onInterrupt: () => stop('Ctrl-C') },
-    say,
-  });
   try {
-    const [main, backup] = session.routers;
-    const admin = image.manifest.definition.value.admin.name;
-    say(
-      `Forwarded to the guest (127.0.0.1):\n` +
-        `  through the primary router (nic0, eth0): status http://127.0.0.1:${main?.status}/  ssh -p ${main?.ssh} ${admin}@127.0.0.1\n` +
-        `  through the backup router  (nic1, eth1): status http://127.0.0.1:${backup?.status}/  ssh -p ${backup?.ssh} ${admin}@127.0.0.1\n` +
-        `  QMP (set_link nic0 off/on): ${session.workDir}/qmp.sock`,
-    );
-    const why = await Promise.race([stopped, session.exited.then((exit) => `QEMU's exit (status ${exit.statusCode})`)]);
-    if (terminal) releaseTerminal(terminal);
-    say(`\nStopped by ${why}; the machine is gone, the image untouched.`);
-    return 0;
+    const image = await inspectImage(file);
+    const { docker, builderImage } = await prepareHost(image, say);
+    const terminal: Terminal = { stdin: process.stdin, stdout: process.stdout, onInterrupt: () => stop('Ctrl-C') };
+    say(`Booting ${image.path} (the console follows; Ctrl-C or Ctrl-A x stops the machine)`);
+    const session = await startBoot({ docker, builderImage, image, terminal, say, signal: signals.signal });
+    try {
+      const [main, backup] = session.routers;
+      const admin = image.manifest.definition.value.admin.name;
+      say(
+        `Forwarded to the guest (127.0.0.1):\n` +
+          `  through the primary router (nic0, eth0): status http://127.0.0.1:${main?.status}/  ssh -p ${main?.ssh} ${admin}@127.0.0.1\n` +
+          `  through the backup router  (nic1, eth1): status http://127.0.0.1:${backup?.status}/  ssh -p ${backup?.ssh} ${admin}@127.0.0.1\n` +
+          `  QMP (set_link nic0 off/on): ${session.workDir}/qmp.sock`,
+      );
+      const why = await Promise.race([stopRequested, session.exited.then((exit) => `QEMU's exit (status ${exit.statusCode})`)]);
+      releaseTerminal(terminal);
+      say(`\nStopped by ${why}; removing the machine (the image is untouched)...`);
+    } finally {
+      releaseTerminal(terminal);
+      await session.stop();
+    }
+    return signals.received ? stopped(signals.received) : 0;
+  } catch (err) {
+    if (signals.received) return stopped(signals.received);
+    throw err;
   } finally {
-    if (terminal) releaseTerminal(terminal);
     if (timer) clearTimeout(timer);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await session.stop();
+    signals.dispose();
   }
+}
+
+/** The exit status after a stop signal, once everything is cleaned up. */
+function stopped(signal: NodeJS.Signals): number {
+  say(`Stopped by ${signal}: no QEMU, container or temporary file is left.`);
+  return exitCodeFor(signal);
 }
 
 function positiveNumber(option: string, text: string): number {

@@ -4,6 +4,7 @@
  * Messages are JSON objects, one per line.
  */
 import { type Socket, connect as connectSocket } from 'node:net';
+import { poll } from '../lib/poll.ts';
 
 export interface QmpEvent {
   event: string;
@@ -49,23 +50,27 @@ export class QmpClient {
    * a missing or refusing socket is retried until `deadline` (ms since the epoch).
    */
   static async connect(path: string, deadline: number, signal?: AbortSignal): Promise<QmpClient> {
-    for (;;) {
-      signal?.throwIfAborted();
-      let socket: Socket;
-      try {
-        socket = await openSocket(path);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) {
-          throw new Error(`cannot connect to QEMU's QMP socket ${path}: ${(err as Error).message}`);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        continue;
-      }
-      const client = new QmpClient(socket);
-      await client.handshake(deadline);
-      return client;
+    let socket: Socket;
+    try {
+      socket = await poll(() => openSocket(path), {
+        what: `QEMU's QMP socket ${path}`,
+        timeoutMs: Math.max(0, deadline - Date.now()),
+        intervalMs: 100,
+        signal,
+        retryable: (err) => ['ENOENT', 'ECONNREFUSED'].includes((err as NodeJS.ErrnoException).code ?? ''),
+      });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new Error(`cannot connect to QEMU's QMP socket ${path}: ${(err as Error).message}`);
     }
+    const client = new QmpClient(socket);
+    try {
+      await client.handshake(deadline);
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+    return client;
   }
 
   /** Runs a command; resolves with its `return` value, rejects with a QmpError. */

@@ -4,17 +4,21 @@
  * port forwards bind on the host's loopback, connect to its QMP socket (in a host temporary
  * directory mounted into the container), and tear it all down again on every path.
  *
+ * Both containers run their work as the invoking user, so everything in the temporary directory
+ * is theirs to remove. Each carries labels naming the process that started it (host and pid): a
+ * run killed outright (SIGKILL) cannot clean up, so the next boot removes what it left.
+ *
  * The serial console goes to a log file (and, interactively, to the terminal); `keepSerialLog`
  * copies it out when a run failed.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { type Docker, CommandFailed, removeContainer, runContainer } from '../lib/docker.ts';
+import { hostname, tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { type Docker, type RunningContainer, CommandFailed, listContainers, removeContainer, runContainer, startContainer } from '../lib/docker.ts';
 import { UserError } from '../lib/errors.ts';
+import { bounded, poll } from '../lib/poll.ts';
 import { type BootImage, bootFilesFrom, notPibond } from './image.ts';
 import { type Nic, guestCmdline, machineNics, qemuArgs, slaveNics } from './machine.ts';
 import { freePorts } from './ports.ts';
@@ -23,6 +27,15 @@ import { type Status, getStatus } from './status-api.ts';
 
 /** Paths inside the container. */
 const inside = { image: '/image/disk.img', run: '/run/pibond' };
+
+/** Every boot container carries these; `pibond.boot` names the image. */
+export const bootLabel = 'pibond.boot';
+const ownerLabels = { pid: 'pibond.pid', host: 'pibond.host', workDir: 'pibond.workdir' };
+
+/** Bounds for waits inside cleanups: slow on a loaded machine, never forever. */
+const removeContainerMs = 20_000;
+const flushSerialLogMs = 5_000;
+const removeAsRootMs = 60_000;
 
 /** One router's forwards: the host ports that reach the guest through that NIC. */
 export interface RouterPorts {
@@ -47,10 +60,55 @@ export interface BootOptions {
   say: (message: string) => void;
   /** Appended to the image's kernel command line (e.g. systemd.journald.forward_to_console=1). */
   extraKernelArgs?: string;
+  /** Aborting it stops the boot at whatever stage it is in; nothing is left behind. */
+  signal?: AbortSignal;
+  /**
+   * For tests that boot a damaged disk: a shell snippet run in the prepare container instead of
+   * creating the plain overlay; it gets the image ($1) and the overlay to create ($2).
+   */
+  prepareDisk?: string;
 }
 
 export interface QemuExit {
   statusCode: number;
+}
+
+/** The serial console's bytes, in a file and (the last 40 lines) in memory. */
+export class SerialLog {
+  /** The latest lines, for error messages (the last one may still be growing). */
+  readonly tail: string[] = [];
+
+  constructor(
+    readonly path: string,
+    private readonly file: Writable = createWriteStream(path),
+  ) {
+    // A log that cannot be written (a full disk) must not end the run, nor the process.
+    file.on('error', () => {});
+  }
+
+  write(chunk: Buffer): void {
+    if (!this.file.writableEnded) this.file.write(chunk);
+    keepTail(this.tail, chunk);
+  }
+
+  /**
+   * Copies the log to `file`, with every byte written so far (QEMU may still be writing: fine for
+   * a log). Waits for the writes in flight, a bounded time: a write callback runs once the ones
+   * before it are done, whereas 'drain' comes only after a write that returned false.
+   */
+  async copyTo(file: string): Promise<void> {
+    await mkdir(dirname(file), { recursive: true });
+    if (!this.file.writableEnded && !this.file.destroyed) {
+      await bounded(new Promise<void>((resolve) => this.file.write('', () => resolve())), flushSerialLogMs, undefined);
+    }
+    await copyFile(this.path, file);
+  }
+
+  /** Flushes and closes the file, a bounded time. */
+  async close(): Promise<void> {
+    if (this.file.writableEnded) return;
+    await bounded(new Promise<void>((resolve) => this.file.end(() => resolve())), flushSerialLogMs, undefined);
+  }
 }
 
 export class BootSession {
@@ -59,21 +117,31 @@ export class BootSession {
 
   constructor(
     private readonly docker: Docker,
+    private readonly builderImage: string,
     readonly image: BootImage,
     readonly workDir: string,
-    readonly serialLogPath: string,
     /** routers[0] is the primary (nic0), routers[1] the backup (nic1). */
     readonly routers: RouterPorts[],
     readonly nics: Nic[],
-    private readonly container: Docker.Container,
-    private readonly serialLog: WriteStream,
-    /** The latest serial lines, for error messages. */
-    readonly serialTail: string[],
+    private readonly qemu: RunningContainer,
+    private readonly serialLog: SerialLog,
     /** performance.now() when QEMU was started. */
     readonly startedAt: number,
-    /** Settles when QEMU (the container) ends, for whatever reason. */
-    readonly exited: Promise<QemuExit>,
   ) {}
+
+  get serialLogPath(): string {
+    return this.serialLog.path;
+  }
+
+  /** The latest serial lines, for error messages. */
+  get serialTail(): string[] {
+    return this.serialLog.tail;
+  }
+
+  /** Settles when QEMU (the container) ends, for whatever reason. */
+  get exited(): Promise<QemuExit> {
+    return this.qemu.exited;
+  }
 
   get qmp(): QmpClient {
     if (!this.qmpClient) throw new Error('QMP is not connected yet');
@@ -94,34 +162,22 @@ export class BootSession {
   }
 
   /**
-   * Waits until the status service answers through `port`, polling every 250 ms until `deadline`
+   * Waits until the status service answers through `port`, asking every 250 ms until `deadline`
    * (ms since the epoch). Returns the first answer and when it came (performance.now()).
    */
-  async waitForStatus(port: number, deadline: number, signal?: AbortSignal): Promise<{ status: Status; at: number }> {
-    let lastError = 'nothing tried yet';
-    const poll = async () => {
-      for (;;) {
-        signal?.throwIfAborted();
-        try {
-          const status = await getStatus(port, 2000, signal);
-          return { status, at: performance.now() };
-        } catch (err) {
-          lastError = (err as Error).message;
-        }
-        if (Date.now() > deadline) {
-          throw new Error(`the status service did not answer on 127.0.0.1:${port} before the deadline (last error: ${lastError})`);
-        }
-        await sleep(250, undefined, { signal });
-      }
-    };
-    return this.whileRunning(poll());
+  waitForStatus(port: number, deadline: number, signal?: AbortSignal): Promise<{ status: Status; at: number }> {
+    const answered = poll(async () => ({ status: await getStatus(port, 2000, signal), at: performance.now() }), {
+      what: `the status service on 127.0.0.1:${port}`,
+      timeoutMs: Math.max(0, deadline - Date.now()),
+      intervalMs: 250,
+      signal,
+    });
+    return this.whileRunning(answered);
   }
 
   /** Copies the serial log to `file` (made while QEMU may still write to it: fine for a log). */
-  async keepSerialLog(file: string): Promise<void> {
-    await mkdir(dirname(file), { recursive: true });
-    await new Promise<void>((resolve) => (this.serialLog.writableLength === 0 ? resolve() : this.serialLog.once('drain', resolve)));
-    await copyFile(this.serialLogPath, file);
+  keepSerialLog(file: string): Promise<void> {
+    return this.serialLog.copyTo(file);
   }
 
   /** Kills QEMU, removes its container and the temporary files. Safe to call more than once. */
@@ -129,25 +185,30 @@ export class BootSession {
     this.stopping ??= (async () => {
       this.qmpClient?.close();
       try {
-        await removeContainer(this.container);
+        await bounded(this.qemu.remove(), removeContainerMs, undefined);
       } finally {
-        await Promise.race([this.exited.catch(() => undefined), sleep(5000)]);
-        await new Promise<void>((resolve) => this.serialLog.end(resolve));
-        await rm(this.workDir, { recursive: true, force: true });
+        await this.serialLog.close();
+        await removeWorkDir(this.workDir, (dir) => emptyAsRoot(this.docker, this.builderImage, dir));
       }
     })();
     return this.stopping;
   }
 }
 
-/** Prepares and starts a boot; on any failure on the way, nothing is left behind. */
+/** Prepares and starts a boot; on any failure on the way (an abort too), nothing is left behind. */
 export async function startBoot(opts: BootOptions): Promise<BootSession> {
-  const { docker, image } = opts;
+  const { docker, image, say, signal } = opts;
+  await removeStaleBoots(docker, opts.builderImage, say);
+  signal?.throwIfAborted();
   const workDir = await mkdtemp(join(tmpdir(), 'pibond-boot-'));
   const binds = [`${image.path}:${inside.image}:ro`, `${workDir}:${inside.run}`];
-  let session: BootSession | undefined;
+  const labels = bootLabels(image.name, workDir);
+  let qemu: RunningContainer | undefined;
+  let serialLog: SerialLog | undefined;
+  let qmp: QmpClient | undefined;
   try {
-    const boot = await prepareBootFiles(docker, opts.builderImage, image, binds, workDir);
+    say('Preparing the boot files (kernel, initrd, a copy-on-write overlay) in a one-shot container');
+    const boot = await prepareBootFiles(docker, opts.builderImage, image, binds, labels, workDir, opts.prepareDisk, signal);
     const ports = await freePorts(4);
     const routers: RouterPorts[] = [0, 1].map((i) => ({ nic: `nic${i}`, status: ports[2 * i] ?? 0, ssh: ports[2 * i + 1] ?? 0 }));
     const { bond, status_service } = image.manifest.definition.value;
@@ -161,65 +222,128 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
       nics,
     });
 
-    const interactive = opts.terminal !== undefined;
-    const container = await docker.createContainer({
-      Image: opts.builderImage,
-      Cmd: ['qemu-system-aarch64', ...args],
-      name: `pibond-boot-${image.name}-${process.pid}-${Date.now().toString(36)}`,
-      Labels: { 'pibond.boot': image.name },
-      Tty: interactive,
-      OpenStdin: interactive,
-      StdinOnce: false,
-      AttachStdin: interactive,
-      AttachStdout: true,
-      AttachStderr: true,
-      HostConfig: { Binds: binds, NetworkMode: 'host', Init: true },
-    });
-    const serialLogPath = join(workDir, 'serial.log');
-    const serialLog = createWriteStream(serialLogPath);
-    try {
-      const stream = await container.attach({ stream: true, stdin: interactive, stdout: true, stderr: true, hijack: interactive });
-      const serialTail: string[] = [];
-      const output = new PassThrough();
-      output.on('data', (chunk: Buffer) => {
-        serialLog.write(chunk);
-        keepTail(serialTail, chunk);
+    signal?.throwIfAborted();
+    const log = new SerialLog(join(workDir, 'serial.log'));
+    serialLog = log;
+    const name = `pibond-boot-${image.name}-${process.pid}-${Date.now().toString(36)}`;
+    qemu = await startContainer(docker, {
+      image: opts.builderImage,
+      cmd: asInvokingUser(['qemu-system-aarch64', ...args]),
+      name,
+      labels,
+      binds,
+      networkMode: 'host',
+      init: true,
+      interactive: opts.terminal !== undefined,
+      onBytes: (chunk) => {
+        log.write(chunk);
         opts.terminal?.stdout.write(chunk);
-      });
-      // With a TTY the stream is the terminal's bytes as they are; without, Docker multiplexes it.
-      if (interactive) stream.pipe(output);
-      else docker.modem.demuxStream(stream, output, output);
-      const streamEnded = new Promise<void>((resolve) => {
-        stream.on('end', resolve);
-        stream.on('close', resolve);
-        stream.on('error', () => resolve());
-      });
-
-      const startedAt = performance.now();
-      await container.start();
-      const exited = Promise.all([container.wait() as Promise<{ StatusCode: number }>, streamEnded]).then(
-        ([result]) => ({ statusCode: result.StatusCode }),
-        // The container was removed under our feet: that is an end too.
-        () => ({ statusCode: -1 }),
-      );
-      session = new BootSession(docker, image, workDir, serialLogPath, routers, nics, container, serialLog, serialTail, startedAt, exited);
-      if (opts.terminal) connectTerminal(opts.terminal, stream, container);
-
-      const qmp = await session.whileRunning(QmpClient.connect(join(workDir, 'qmp.sock'), Date.now() + 30_000));
-      session.attachQmp(qmp);
-      return session;
-    } catch (err) {
-      if (!session) {
-        await removeContainer(container);
-        serialLog.end();
-      }
-      throw err;
-    }
+      },
+    });
+    const startedAt = performance.now();
+    say(`QEMU started (container ${name}); connecting to its QMP socket`);
+    if (opts.terminal) connectTerminal(opts.terminal, qemu);
+    const running = qemu;
+    const died = running.exited.then((exit) => {
+      throw new Error(`QEMU exited (status ${exit.statusCode}) before QMP answered; the last serial lines:\n  ${log.tail.join('\n  ')}`);
+    });
+    qmp = await Promise.race([QmpClient.connect(join(workDir, 'qmp.sock'), Date.now() + 30_000, signal), died]);
+    const session = new BootSession(docker, opts.builderImage, image, workDir, routers, nics, running, log, startedAt);
+    session.attachQmp(qmp);
+    say('QMP connected: the machine is booting');
+    return session;
   } catch (err) {
-    if (session) await session.stop();
-    else await rm(workDir, { recursive: true, force: true });
+    if (opts.terminal) releaseTerminal(opts.terminal);
+    qmp?.close();
+    try {
+      if (qemu) await bounded(qemu.remove(), removeContainerMs, undefined);
+    } finally {
+      await serialLog?.close();
+      await removeWorkDir(workDir, (dir) => emptyAsRoot(docker, opts.builderImage, dir));
+    }
     throw err;
   }
+}
+
+/** Who started a boot container: this host and process, and the temporary directory it mounts. */
+export function bootLabels(imageName: string, workDir: string): Record<string, string> {
+  return { [bootLabel]: imageName, [ownerLabels.pid]: String(process.pid), [ownerLabels.host]: hostname(), [ownerLabels.workDir]: workDir };
+}
+
+/**
+ * A boot container is stale when the process that started it, on this host, is gone: it was
+ * killed before it could clean up. Containers of other hosts (a shared engine) are left alone, and
+ * so are those without an owner (not ours to judge).
+ */
+export function isStale(labels: Record<string, string>, host: string, alive: (pid: number) => boolean): boolean {
+  const pid = Number(labels[ownerLabels.pid]);
+  if (labels[bootLabel] === undefined || !Number.isInteger(pid) || pid <= 0) return false;
+  return labels[ownerLabels.host] === host && !alive(pid);
+}
+
+/** Removes boot containers (and their temporary directories) whose pibond was killed outright. */
+export async function removeStaleBoots(docker: Docker, builderImage: string, say: (message: string) => void): Promise<void> {
+  const host = hostname();
+  for (const info of await listContainers(docker, [bootLabel])) {
+    const labels = info.Labels ?? {};
+    if (!isStale(labels, host, processAlive)) continue;
+    say(`Removing a boot left behind by pibond process ${labels[ownerLabels.pid]}, which is gone: ${info.Names?.[0]?.replace(/^\//, '') ?? info.Id}`);
+    await bounded(removeContainer(docker.getContainer(info.Id)), removeContainerMs, undefined);
+    const workDir = labels[ownerLabels.workDir];
+    // Only a directory this code made: a forged or mangled label must not point rm anywhere else.
+    if (workDir && basename(workDir).startsWith('pibond-boot-') && dirname(workDir) === tmpdir()) {
+      await removeWorkDir(workDir, (dir) => emptyAsRoot(docker, builderImage, dir));
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists, under another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `cmd` in the container as the invoking user (uid:gid), so the files it writes into the
+ * bind-mounted temporary directory are the user's to remove; as root, unchanged.
+ */
+export function asInvokingUser(cmd: string[], uid = process.getuid?.(), gid = process.getgid?.()): string[] {
+  if (uid === undefined || gid === undefined || uid === 0) return cmd;
+  return ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', ...cmd];
+}
+
+/**
+ * Removes the temporary directory. Files a container wrote as root (an older pibond, or a run cut
+ * short) are not the user's to remove: then they are removed from inside a container, as root.
+ */
+export async function removeWorkDir(
+  dir: string,
+  emptyDirAsRoot: (dir: string) => Promise<void>,
+  remove: (dir: string, opts: { recursive: true; force: true }) => Promise<void> = rm,
+): Promise<void> {
+  try {
+    await remove(dir, { recursive: true, force: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw err;
+    await emptyDirAsRoot(dir);
+    await remove(dir, { recursive: true, force: true });
+  }
+}
+
+/** Empties `dir` from a one-shot builder container, as root; bounded. */
+async function emptyAsRoot(docker: Docker, builderImage: string, dir: string): Promise<void> {
+  const removal = runContainer(docker, {
+    image: builderImage,
+    cmd: ['find', inside.run, '-mindepth', '1', '-delete'],
+    binds: [`${dir}:${inside.run}`],
+    sink: () => {},
+  });
+  await bounded(removal, removeAsRootMs, undefined);
 }
 
 interface BootFiles {
@@ -232,7 +356,16 @@ interface BootFiles {
  * In a one-shot builder container: checks the tools, copies config.txt, cmdline.txt, the kernels
  * and initrds off the image's boot partition (mtools, no mount) and creates the qcow2 overlay.
  */
-async function prepareBootFiles(docker: Docker, builderImage: string, image: BootImage, binds: string[], workDir: string): Promise<BootFiles> {
+async function prepareBootFiles(
+  docker: Docker,
+  builderImage: string,
+  image: BootImage,
+  binds: string[],
+  labels: Record<string, string>,
+  workDir: string,
+  prepareDisk: string | undefined,
+  signal: AbortSignal | undefined,
+): Promise<BootFiles> {
   const script = `
     set -u
     at="${inside.image}@@$1"
@@ -243,20 +376,25 @@ async function prepareBootFiles(docker: Docker, builderImage: string, image: Boo
     mcopy -n -i "$at" ::config.txt ::cmdline.txt "$dest/" || exit 92
     mcopy -n -i "$at" '::vmlinuz-*' "$dest/" 2>/dev/null
     mcopy -n -i "$at" '::initrd.img-*' "$dest/" 2>/dev/null
-    qemu-img create -q -f qcow2 -F raw -b "${inside.image}" "${inside.run}/overlay.qcow2" || exit 93
+    if [ -n "$2" ]; then
+      sh -c "$2" sh "${inside.image}" "${inside.run}/overlay.qcow2" || exit 93
+    else
+      qemu-img create -q -f qcow2 -F raw -b "${inside.image}" "${inside.run}/overlay.qcow2" || exit 93
+    fi
   `;
+  const cmd = asInvokingUser(['sh', '-c', script, 'sh', String(image.bootPartitionOffset), prepareDisk ?? '']);
   const output: string[] = [];
+  // startContainer, not runContainer: the labels let a later boot clear it away after a SIGKILL.
+  const prepare = await startContainer(docker, { image: builderImage, cmd, binds, labels, sink: (line) => output.push(line) });
+  let exitCode: number;
   try {
-    await runContainer(docker, {
-      image: builderImage,
-      cmd: ['sh', '-c', script, 'sh', String(image.bootPartitionOffset)],
-      binds,
-      sink: (line) => output.push(line),
-    });
-  } catch (err) {
-    if (!(err instanceof CommandFailed)) throw err;
+    ({ statusCode: exitCode } = await untilAborted(prepare.exited, signal));
+  } finally {
+    await bounded(prepare.remove(), removeContainerMs, undefined);
+  }
+  if (exitCode !== 0) {
     const said = output.slice(-5).join('; ');
-    switch (err.exitCode) {
+    switch (exitCode) {
       case 90:
         throw new UserError(`the builder image ${builderImage} has no qemu-system-aarch64 (package qemu-system-arm); rebuild it: remove the image and run pibond build`);
       case 91:
@@ -264,7 +402,7 @@ async function prepareBootFiles(docker: Docker, builderImage: string, image: Boo
       case 92:
         throw notPibond(image.path, `its boot partition holds no config.txt and cmdline.txt (${said})`);
       default:
-        throw new Error(`preparing the boot failed: ${err.message}`);
+        throw new Error(`preparing the boot failed: ${new CommandFailed(cmd, exitCode, prepare.tail()).message}`);
     }
   }
   const bootDir = join(workDir, 'boot');
@@ -278,6 +416,18 @@ async function prepareBootFiles(docker: Docker, builderImage: string, image: Boo
   return { kernel, initrd, append: guestCmdline(cmdline) };
 }
 
+/** Settles like `work`, or rejects with the signal's reason as soon as it is aborted. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([work, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
+}
+
 /** Keeps the last 40 lines of the serial console in `tail` (the last one may still be growing). */
 function keepTail(tail: string[], chunk: Buffer): void {
   const parts = chunk.toString('utf8').split(/\r?\n|\r/);
@@ -289,16 +439,16 @@ function keepTail(tail: string[], chunk: Buffer): void {
 }
 
 /** The serial console on the terminal: raw keys to QEMU (Ctrl-A x quits it), Ctrl-C stops the boot. */
-function connectTerminal(terminal: Terminal, stream: NodeJS.ReadWriteStream, container: Docker.Container): void {
+function connectTerminal(terminal: Terminal, qemu: RunningContainer): void {
   const { stdin, stdout } = terminal;
   if (stdin.isTTY) stdin.setRawMode(true);
   stdin.resume();
   stdin.on('data', (chunk: Buffer) => {
     if (chunk.includes(0x03)) terminal.onInterrupt();
-    else stream.write(chunk);
+    else qemu.write(chunk);
   });
   const resize = () => {
-    if (stdout.columns && stdout.rows) container.resize({ h: stdout.rows, w: stdout.columns }).catch(() => undefined);
+    if (stdout.columns && stdout.rows) void qemu.resize({ rows: stdout.rows, columns: stdout.columns });
   };
   resize();
   stdout.on('resize', resize);

@@ -4,10 +4,11 @@
  * exactly what to do.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { $ } from 'zx';
 import { type Docker, connectDocker, dockerUnreachable } from './docker.ts';
+import { poll } from './poll.ts';
 
 export type Say = (message: string) => void;
 
@@ -31,16 +32,17 @@ export async function ensureDockerEngine(say: Say): Promise<Docker> {
   } else {
     say(`Starting the Docker engine: dockerd in the background, its log in ${dockerdLog}`);
     const log = openSync(dockerdLog, 'a');
-    spawn('dockerd', [], { detached: true, stdio: ['ignore', log, log] }).unref();
-  }
-  const deadline = Date.now() + 60_000;
-  for (;;) {
     try {
-      return await connectDocker();
-    } catch (err) {
-      if (Date.now() > deadline) throw dockerUnreachable(err);
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      spawn('dockerd', [], { detached: true, stdio: ['ignore', log, log] }).unref();
+    } finally {
+      // dockerd holds its own copy of the descriptor.
+      closeSync(log);
     }
+  }
+  try {
+    return await poll(connectDocker, { what: 'the Docker engine just started to answer', timeoutMs: 60_000, intervalMs: 500 });
+  } catch (err) {
+    throw dockerUnreachable(err);
   }
 }
 

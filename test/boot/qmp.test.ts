@@ -161,4 +161,31 @@ describe('QmpClient', () => {
     await expect(client.execute('quit')).rejects.toThrow(/closed/);
     await expect(client.setLink('nic0', true)).rejects.toThrow(/closed/);
   });
+
+  it('stops waiting for the socket as soon as the run is aborted', async () => {
+    const stop = new AbortController();
+    const connecting = QmpClient.connect(join(dir, 'never.sock'), Date.now() + 60_000, stop.signal);
+    setTimeout(() => stop.abort(new Error('stopped by SIGINT')), 100);
+    const started = Date.now();
+    await expect(connecting).rejects.toThrow('stopped by SIGINT');
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('closes its connection when the handshake fails', async () => {
+    let serverSide: Socket | undefined;
+    const server = createServer((socket) => {
+      serverSide = socket;
+      socket.write('{"not": "a greeting"}\r\n');
+    });
+    await new Promise<void>((resolve) => server.listen(join(dir, 'odd.sock'), resolve));
+    try {
+      await expect(QmpClient.connect(join(dir, 'odd.sock'), Date.now() + 2000)).rejects.toThrow(/unexpected QMP greeting/);
+      // The client hung up: the server's end sees the close.
+      await new Promise<void>((resolve) => (serverSide?.closed ? resolve() : serverSide?.once('close', () => resolve())));
+      expect(serverSide?.closed).toBe(true);
+    } finally {
+      serverSide?.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
 });
