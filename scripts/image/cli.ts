@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError } from '../lib/errors.ts';
 import { Progress, formatSeconds } from '../lib/log.ts';
+import { listenForStop } from '../lib/signals.ts';
 import { sourceDateEpochFrom } from '../lib/tar.ts';
 import { build, defaultCacheVolume, defaultOverlaysDir } from './index.ts';
 
@@ -51,8 +52,7 @@ export async function main(args: string[]): Promise<number> {
     progress.say('Interrupted: stopping the build and removing its container...');
     abort.abort(new UserError('the build was interrupted; its container and partial outputs are removed'));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stop = listenForStop(onSignal);
   try {
     const started = Date.now();
     const result = await build(
@@ -76,7 +76,6 @@ export async function main(args: string[]): Promise<number> {
     if (abort.signal.aborted) throw abort.signal.reason;
     throw err;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stop.dispose();
   }
 }
