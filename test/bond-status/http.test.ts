@@ -300,6 +300,32 @@ describe('what others on the LAN cannot do to the service', () => {
     expect([...closedBy.values()].filter((start) => start === 'HTTP/1.1 408')).toHaveLength(share);
   });
 
+  it('a client at its share still gets its new connection in: its own oldest idle one is closed, never one being answered', async () => {
+    const { url } = await serve([healthyBond], { maxConnectionsPerClient: 4, heartbeatMs: 50 });
+    const port = Number(new URL(url).port);
+    // One event stream (being answered all along), then three connections that never send a request.
+    const stream = await openEventStream(`${url}/api/events/stream`);
+    onTestFinished(() => stream.close());
+    const idle = await Promise.all(
+      Array.from({ length: 3 }, () => new Promise<{ socket: Socket; closed: Promise<void> }>((resolve) => {
+        const socket = connect({ port, host: '127.0.0.1' });
+        socket.on('error', () => {});
+        const closed = new Promise<void>((done) => socket.on('close', () => done()));
+        socket.once('connect', () => resolve({ socket, closed }));
+      })),
+    );
+    onTestFinished(() => {
+      for (const { socket } of idle) socket.destroy();
+    });
+
+    // The fifth connection from this address: answered, and the oldest idle one made room for it.
+    expect((await request(`${url}/api/status`)).status).toBe(200);
+    await idle[0]?.closed;
+    expect(idle.map(({ socket }) => socket.destroyed)).toEqual([true, false, false]);
+    const heartbeats = stream.comments.length;
+    await waitFor('the stream to carry on', () => (stream.comments.length > heartbeats ? true : undefined));
+  });
+
   it('a 20,000-slave report is refused with a note, and the service keeps answering', async () => {
     const { root, url } = await serve();
     writeFileSync(join(root, 'proc/net/bonding/bond0'), procReport(bondWithSlaves(20_000)));

@@ -12,8 +12,8 @@
  *
  * Connections are capped per client address as well as in total: with only the total, one machine
  * holding a few hundred slow connections (slowloris) filled it, and every other client was turned
- * away until the timeouts freed a slot, for seconds at a time. A client past its share has its new
- * connection closed at once; the others never notice.
+ * away until the timeouts freed a slot, for seconds at a time. A client past its share loses its own
+ * oldest connection that is not being answered; the others never notice.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -124,20 +124,35 @@ export function createStatusServer(monitor: BondMonitor, overrides: Partial<Http
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   server.maxConnections = limits.maxConnections;
 
-  const connectionsByClient = new Map<string, number>();
+  // Each client's connections, oldest first, and those in the middle of an answer (event streams
+  // included). A client at its share that connects again loses its oldest connection that is not
+  // being answered (a slow request, an idle keep-alive, one left half-open by a dead path) rather
+  // than the new one: the client it hurts is itself, and a real client always gets its new try in.
+  const connectionsByClient = new Map<string, Set<Socket>>();
+  const answering = new WeakSet<Socket>();
   server.on('connection', (socket: Socket) => {
     const client = socket.remoteAddress ?? '';
-    const open = connectionsByClient.get(client) ?? 0;
-    if (open >= limits.maxConnectionsPerClient) {
-      socket.destroy();
-      return;
+    let mine = connectionsByClient.get(client);
+    if (!mine) connectionsByClient.set(client, (mine = new Set()));
+    if (mine.size >= limits.maxConnectionsPerClient) {
+      const idle = [...mine].find((other) => !answering.has(other));
+      if (!idle) {
+        socket.destroy();
+        return;
+      }
+      mine.delete(idle);
+      idle.destroy();
     }
-    connectionsByClient.set(client, open + 1);
+    const set = mine;
+    set.add(socket);
     socket.once('close', () => {
-      const left = (connectionsByClient.get(client) ?? 1) - 1;
-      if (left > 0) connectionsByClient.set(client, left);
-      else connectionsByClient.delete(client);
+      set.delete(socket);
+      if (set.size === 0 && connectionsByClient.get(client) === set) connectionsByClient.delete(client);
     });
+  });
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    answering.add(req.socket);
+    res.once('close', () => answering.delete(req.socket));
   });
 
   function route(req: IncomingMessage, res: ServerResponse): void {
