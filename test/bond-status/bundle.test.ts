@@ -12,7 +12,7 @@ import type { FailoverEvent } from '../../overlays/20-bond-status/src/failover.t
 import type { StatusDocument } from '../../overlays/20-bond-status/src/status.ts';
 import { definitionSchema } from '../../scripts/lib/definition.ts';
 import { json } from './_http-client.ts';
-import { eth0, eth1, healthyBond, makeFakeRoot, waitFor, writeBonds } from './fake-root.ts';
+import { eth0, eth1, healthyBond, makeFakeRoot, makeFifo, waitFor, writeBonds } from './fake-root.ts';
 
 const recorded = join(import.meta.dirname, 'fixtures/recorded');
 const definition = definitionSchema.parse({ name: 'test', base: {}, bond: { name: 'bond0' }, status_service: { listen: '127.0.0.1', port: 9090 } });
@@ -105,6 +105,15 @@ describe('the bundle under plain node', () => {
     service.child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(service.output()).toContain('<6>stopping\n');
+  });
+
+  it('starts and answers with a FIFO where the bond report should be, reporting it instead of waiting on it', async () => {
+    const root = makeFakeRoot([healthyBond]);
+    makeFifo(root, 'proc/net/bonding/bond0');
+    const service = await startBundle(root);
+    const status = await json<StatusDocument>(`${service.url}/api/status`);
+    expect(status.bonds.map((b) => [b.name, b.error])).toEqual([['bond0', '/proc/net/bonding/bond0: refused: not a regular file']]);
+    await waitFor('the journal line', () => (service.output().includes('<3>/proc/net/bonding/bond0: refused: not a regular file\n') ? true : undefined));
   });
 
   it('status prints the bonds from the files, and the history from the running service', async () => {
