@@ -1,0 +1,366 @@
+#!/usr/bin/env node
+/**
+ * The test bed's in-container half: two real routers and an "internet", each a network namespace,
+ * inside the container's own network namespace (which has nothing but loopback to start with, so
+ * nothing can leave the machine). Run as root with NET_ADMIN and SYS_ADMIN (creating a namespace
+ * needs the latter) and /dev/net/tun.
+ *
+ *   testbed.mjs up LAYOUT      build it from the plan in $TESTBED_PLAN (JSON; its layout must be LAYOUT)
+ *   testbed.mjs fail-wan R     cut router R's line at the ISP's end; its LAN side stays up
+ *   testbed.mjs restore-wan R
+ *   testbed.mjs hang R         router R's LAN port stays up, but nothing goes in or out (not even ARP)
+ *   testbed.mjs unhang R
+ *   testbed.mjs status         the whole state as JSON on stdout
+ *   testbed.mjs down           remove everything `up` made; fine when nothing is up
+ *
+ * The plan (addresses, MACs, ports) comes from the host (scripts/boot/testbed/index.ts), which
+ * holds the one table of layouts; `up` keeps it in the state directory for the later commands.
+ */
+import { spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { fileURLToPath } from 'node:url';
+// zx's core alone: the full package loads twice as slowly, and every command of the test bed pays it.
+import { $ } from 'zx/core';
+
+const stateDir = '/run/pibond-testbed';
+const planFile = `${stateDir}/plan.json`;
+const self = fileURLToPath(import.meta.url);
+
+// Quiet: a failed command's stderr is in its error; the expected failures of `down` say nothing.
+$.quiet = true;
+
+class UsageError extends Error {}
+
+async function main(argv) {
+  const [command, arg] = argv;
+  switch (command) {
+    case 'up':
+      return up(parsePlan(process.env.TESTBED_PLAN, arg));
+    case 'down':
+      return down();
+    case 'fail-wan':
+      return setWan(await router(arg), false);
+    case 'restore-wan':
+      return setWan(await router(arg), true);
+    case 'hang':
+      return setHung(await router(arg), true);
+    case 'unhang':
+      return setHung(await router(arg), false);
+    case 'status':
+      process.stdout.write(`${JSON.stringify(await status(), null, 2)}\n`);
+      return;
+    // Internal: the internet's answering service, started by `up` inside the internet namespace.
+    case '_whoami':
+      return whoami(argv.slice(1));
+    default:
+      throw new UsageError(`usage: testbed.mjs up LAYOUT | down | fail-wan ROUTER | restore-wan ROUTER | hang ROUTER | unhang ROUTER | status`);
+  }
+}
+
+function parsePlan(json, layout) {
+  if (!json) throw new UsageError('up: TESTBED_PLAN (the plan as JSON) is not set');
+  const plan = JSON.parse(json);
+  if (plan.layout !== layout) throw new UsageError(`up: the plan is for layout ${plan.layout}, not ${layout}`);
+  return plan;
+}
+
+async function loadPlan() {
+  try {
+    return JSON.parse(await readFile(planFile, 'utf8'));
+  } catch (err) {
+    if (err.code === 'ENOENT') throw new UsageError('the test bed is not up');
+    throw err;
+  }
+}
+
+async function router(name) {
+  const plan = await loadPlan();
+  const found = plan.routers.find((r) => r.name === name);
+  if (!found) throw new UsageError(`no router ${name}; the routers are ${plan.routers.map((r) => r.name).join(', ')}`);
+  return found;
+}
+
+async function up(plan) {
+  await down();
+  await mkdir(stateDir, { recursive: true });
+  await writeFile(planFile, JSON.stringify(plan, null, 2));
+  const { internet, routers } = plan;
+  const namespaces = [internet.namespace, ...routers.map((r) => r.namespace)];
+
+  // One `ip -batch` per namespace rather than a process per setting: `up` is on every test's path.
+  await ipBatch(undefined, [
+    ...namespaces.map((ns) => ['netns', 'add', ns]),
+    ...routers.flatMap((r) => [
+      // LAN: a bridge in the container's own namespace is the router's switch; QEMU's tap for the
+      // Pi's NIC (in tests, a fake Pi's veth) is plugged into it next to the router's LAN port.
+      ['link', 'add', r.bridge, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0'],
+      ['link', 'set', r.bridge, 'up'],
+      ['tuntap', 'add', 'dev', r.tap, 'mode', 'tap'],
+      ['link', 'set', r.tap, 'master', r.bridge, 'up'],
+      ['link', 'add', r.lan.port, 'type', 'veth', 'peer', 'name', 'lan', 'netns', r.namespace],
+      ['link', 'set', r.lan.port, 'master', r.bridge, 'up'],
+      // WAN: a line into the internet, whose end of it plays the ISP.
+      ['link', 'add', r.wan.peer, 'netns', internet.namespace, 'type', 'veth', 'peer', 'name', 'wan', 'netns', r.namespace],
+    ]),
+  ]);
+  for (const ns of namespaces) await sysctls(ns);
+
+  await ipBatch(internet.namespace, [
+    ['link', 'set', 'lo', 'up'],
+    // The probe targets and the client are addresses the internet owns, on its loopback so no
+    // link going down takes them away (and a dummy device needs a module some kernels lack).
+    ...[...internet.targets, internet.client].map((address) => ['address', 'add', `${address}/32`, 'dev', 'lo']),
+    ...routers.flatMap((r) => [
+      ['link', 'set', r.wan.peer, 'address', r.wan.peerMac, 'up'],
+      ['address', 'add', `${r.wan.gateway}/${r.wan.prefix}`, 'dev', r.wan.peer],
+      // Replies to a client's inbound connection leave from the client's address, not the ISP end's.
+      ['route', 'replace', r.wan.subnet, 'dev', r.wan.peer, 'src', internet.client],
+    ]),
+  ]);
+
+  for (const r of routers) {
+    await ipBatch(r.namespace, [
+      ['link', 'set', 'lo', 'up'],
+      ['link', 'set', 'lan', 'address', r.lan.mac, 'up'],
+      ['address', 'add', `${r.lan.address}/${r.lan.prefix}`, 'dev', 'lan'],
+      ['link', 'set', 'wan', 'address', r.wan.mac, 'up'],
+      ['address', 'add', `${r.wan.address}/${r.wan.prefix}`, 'dev', 'wan'],
+      // No default route anywhere: a router reaches only the documentation ranges, all owned by
+      // the internet namespace, so even a Pi that sends to a real address gets "unreachable" back.
+      ...plan.documentationRanges.filter((range) => range !== r.wan.subnet).map((range) => ['route', 'add', range, 'via', r.wan.gateway, 'dev', 'wan']),
+    ]);
+    await $({ input: routerRules(r) })`ip netns exec ${r.namespace} nft -f -`;
+    await startDhcp(r);
+  }
+
+  // The internet's answering service: tells a caller which address it came from, so a probe can
+  // see a router's NAT (the Pi's traffic must arrive from that router's WAN address).
+  for (const target of internet.targets) {
+    await startDaemon(`whoami-${target}`, ['ip', 'netns', 'exec', internet.namespace, process.execPath, self, '_whoami', target, String(internet.whoamiPort)]);
+  }
+  await waitFor(`the internet's answering service`, async () => {
+    for (const target of internet.targets) {
+      const r = await $`ip netns exec ${internet.namespace} curl -s -o /dev/null --max-time 1 ${`http://${target}:${internet.whoamiPort}/`}`.nothrow();
+      if (r.exitCode !== 0) return false;
+    }
+    return true;
+  });
+}
+
+/**
+ * Runs `ip` commands (each an argv without `ip`) in one process, in a namespace or the container's
+ * own. The batch is split on whitespace, so a word with any in it is refused, not mangled.
+ */
+async function ipBatch(ns, commands) {
+  for (const word of commands.flat()) {
+    if (!/^[\w.:/@-]+$/.test(word)) throw new Error(`ip -batch: refusing the word ${JSON.stringify(word)}`);
+  }
+  const input = `${commands.map((words) => words.join(' ')).join('\n')}\n`;
+  await (ns ? $({ input })`ip -n ${ns} -batch -` : $({ input })`ip -batch -`);
+}
+
+/** What a home router does: masquerade the LAN behind its WAN address, forward a few ports to the Pi, drop the rest. */
+function routerRules(r) {
+  const forwards = r.forwards.map((f) => `    iifname "wan" tcp dport ${f.wanPort} dnat to ${r.lan.pi}:${f.piPort}`).join('\n');
+  return `
+table ip router {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+${forwards}
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan" masquerade
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname "wan" ct state established,related accept
+    iifname "wan" ct status dnat accept
+    iifname "wan" drop
+  }
+}
+`;
+}
+
+async function startDhcp(r) {
+  const leases = `${stateDir}/${r.name}.leases`;
+  await writeFile(leases, '');
+  await startDaemon(`dnsmasq-${r.name}`, [
+    'ip', 'netns', 'exec', r.namespace,
+    'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--user=root',
+    // DHCP only: the test bed has no names to serve, and DNS would be one more way out to reason about.
+    '--port=0', '--no-resolv', '--no-hosts',
+    '--interface=lan', '--bind-interfaces',
+    `--dhcp-range=${r.lan.pool[0]},${r.lan.pool[1]},${r.lan.netmask},${r.lan.leaseTime}`,
+    `--dhcp-option=option:router,${r.lan.address}`,
+    // Like a real router, NAK a request for an address from another subnet, so a Pi that moved
+    // between the different-subnets routers is told at once instead of timing out.
+    '--dhcp-authoritative',
+    // dnsmasq pings an address for 3 s before it first hands it out; with a one-address pool that
+    // is only ever the Pi, and the wait would be counted as the Pi's outage at its first switch.
+    '--no-ping',
+    `--dhcp-leasefile=${leases}`,
+    `--log-facility=${stateDir}/dnsmasq-${r.name}.log`, '--log-dhcp',
+  ]);
+  await waitFor(`router ${r.name}'s DHCP server`, async () =>
+    (await $`ip netns exec ${r.namespace} ss -Hlun sport = :67`.nothrow()).stdout.trim() !== '');
+}
+
+/**
+ * ip_forward and friends for a namespace. /proc/sys is read-only in a container; `ip netns exec`
+ * runs its command in a mount namespace of its own, where remounting it writable touches nothing else.
+ */
+async function sysctls(ns) {
+  const settings = [
+    // Routers route, and so does the internet between them (a Pi may reach the other router's WAN).
+    ['net/ipv4/ip_forward', 1],
+    // A router answers ARP only for its own LAN address on its LAN port, as real ones do.
+    ['net/ipv4/conf/all/arp_ignore', 1],
+    ['net/ipv4/conf/all/rp_filter', 0],
+  ];
+  const script = ['mount -o remount,rw /proc/sys', ...settings.map(([key, value]) => `echo ${value} > /proc/sys/${key}`)].join(' && ');
+  await $`ip netns exec ${ns} sh -c ${script}`;
+}
+
+/** Starts a process that outlives this command, its output in the state directory, its pid kept there. */
+function startDaemon(name, argv) {
+  const log = openSync(`${stateDir}/${name}.log`, 'a');
+  const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', log, log] });
+  closeSync(log);
+  child.unref();
+  return writeFile(`${stateDir}/${name}.pid`, String(child.pid));
+}
+
+async function waitFor(what, ready, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await ready())) {
+    if (Date.now() > deadline) throw new Error(`${what} did not come up within ${timeoutMs / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function down() {
+  // Processes first: a dnsmasq on a deleted namespace would linger bound to nothing.
+  const pids = (await $`sh -c ${`cat ${stateDir}/*.pid 2>/dev/null || true`}`).stdout.split(/\s+/).filter(Boolean);
+  for (const pid of pids) {
+    try {
+      process.kill(-Number(pid), 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  let plan;
+  try {
+    plan = JSON.parse(await readFile(planFile, 'utf8'));
+  } catch {
+    plan = undefined;
+  }
+  const namespaces = plan ? [plan.internet.namespace, ...plan.routers.map((r) => r.namespace)] : [];
+  // Deleting a namespace deletes its veths, and with them their peers in the other namespaces.
+  for (const ns of namespaces) await $`ip netns del ${ns}`.nothrow();
+  for (const r of plan?.routers ?? []) {
+    for (const link of [r.tap, r.lan.port, r.bridge]) await $`ip link del ${link}`.nothrow();
+  }
+  await rm(stateDir, { recursive: true, force: true });
+}
+
+async function setWan(r, up) {
+  const plan = await loadPlan();
+  // The ISP's end of the line goes away: the router loses carrier on its WAN port (like a DSL line
+  // losing sync), while its LAN, DHCP and ARP keep going, so the Pi's own link sees nothing wrong.
+  await $`ip -n ${plan.internet.namespace} link set ${r.wan.peer} ${up ? 'up' : 'down'}`;
+  if (up) await $`ip -n ${plan.internet.namespace} route replace ${r.wan.subnet} dev ${r.wan.peer} src ${plan.internet.client}`;
+}
+
+async function setHung(r, hung) {
+  // Dropped at the LAN port's netdev hooks, before ARP or IP see anything, and on the way out: the
+  // link stays up, but the router neither answers nor says anything, as a frozen one would.
+  if (hung) {
+    await $({ input: `
+table netdev hang {
+  chain ingress { type filter hook ingress device "lan" priority 0; policy drop; }
+  chain egress { type filter hook egress device "lan" priority 0; policy drop; }
+}
+` })`ip netns exec ${r.namespace} nft -f -`;
+  } else {
+    await $`ip netns exec ${r.namespace} nft delete table netdev hang`.nothrow();
+  }
+}
+
+async function status() {
+  const plan = await loadPlan();
+  const inet = plan.internet.namespace;
+  const routers = {};
+  for (const r of plan.routers) {
+    const [lan, wan, isp, hang, dhcp, leases] = await Promise.all([
+      link(r.namespace, 'lan'),
+      link(r.namespace, 'wan'),
+      link(inet, r.wan.peer),
+      $`ip netns exec ${r.namespace} nft list table netdev hang`.nothrow(),
+      alive(`dnsmasq-${r.name}`),
+      readLeases(r.name),
+    ]);
+    routers[r.name] = {
+      namespace: r.namespace,
+      lan: { ...lan, address: r.lan.address, prefix: r.lan.prefix, bridge: r.bridge, tap: r.tap },
+      wan: { ...wan, address: r.wan.address, gateway: r.wan.gateway },
+      wanFailed: !isp.up,
+      hung: hang.exitCode === 0,
+      dhcp: { running: dhcp, pool: r.lan.pool, leases },
+      forwards: r.forwards,
+    };
+  }
+  return {
+    layout: plan.layout,
+    internet: { namespace: inet, targets: plan.internet.targets, client: plan.internet.client, whoamiPort: plan.internet.whoamiPort },
+    routers,
+    taps: Object.fromEntries(await Promise.all(plan.routers.map(async (r) => [r.tap, await link(undefined, r.tap)]))),
+  };
+}
+
+async function link(ns, name) {
+  const r = await (ns ? $`ip -j -n ${ns} link show dev ${name}` : $`ip -j link show dev ${name}`).nothrow();
+  const [info] = r.exitCode === 0 ? JSON.parse(r.stdout) : [];
+  if (!info) return { exists: false, up: false };
+  return { exists: true, mac: info.address, up: info.flags.includes('UP'), carrier: info.flags.includes('LOWER_UP'), operstate: info.operstate };
+}
+
+async function alive(name) {
+  try {
+    process.kill(Number(await readFile(`${stateDir}/${name}.pid`, 'utf8')), 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** dnsmasq's lease file: `expiry mac ip hostname client-id`, one lease a line. */
+async function readLeases(name) {
+  const text = await readFile(`${stateDir}/${name}.leases`, 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((line) => {
+    const [expires, mac, address] = line.split(' ');
+    return { mac, address, expires: Number(expires) };
+  });
+}
+
+/** Answers every request with the caller's address and port, as seen here: after any NAT on the way. */
+function whoami([address, port]) {
+  const server = createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(`${JSON.stringify({ from: req.socket.remoteAddress, fromPort: req.socket.remotePort, to: req.socket.localAddress })}\n`);
+  });
+  server.listen(Number(port), address);
+  return new Promise(() => {});
+}
+
+try {
+  await main(process.argv.slice(2));
+} catch (err) {
+  if (err instanceof UsageError) {
+    process.stderr.write(`testbed: ${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
