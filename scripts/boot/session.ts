@@ -456,7 +456,11 @@ function connectTerminal(terminal: Terminal, qemu: RunningContainer): void {
 
 /** Gives the terminal back: cooked mode, no more reading. */
 export function releaseTerminal(terminal: Terminal): void {
-  if (terminal.stdin.isTTY) terminal.stdin.setRawMode(false);
+  try {
+    if (terminal.stdin.isTTY) terminal.stdin.setRawMode(false);
+  } catch {
+    // The terminal is gone (SIGHUP): there is no mode to give back, and the cleanup must go on.
+  }
   terminal.stdin.removeAllListeners('data');
   terminal.stdin.pause();
 }

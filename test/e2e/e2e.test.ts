@@ -5,9 +5,11 @@
  */
 import { join } from 'node:path';
 import { describeBuild } from './build.e2e.ts';
+import { describeBootSignals } from './boot-signals.e2e.ts';
 import { describeFailover } from './failover.e2e.ts';
 import { repoRoot } from './_pibond.ts';
 
 const outDir = join(repoRoot, 'out', 'e2e');
 describeBuild(outDir);
 describeFailover(() => join(outDir, 'pibond-bookworm-arm64.img'));
+describeBootSignals(() => join(outDir, 'pibond-bookworm-arm64.img'));
