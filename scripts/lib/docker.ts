@@ -89,25 +89,6 @@ export class LineSplitter {
   }
 }
 
-function demuxTo(docker: Docker, stream: NodeJS.ReadableStream, sink: LineSink): { done: Promise<void>; tail: () => string[] } {
-  const out = new LineSplitter(sink, 'stdout');
-  const err = new LineSplitter(sink, 'stderr');
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (c: Buffer) => out.write(c));
-  stderr.on('data', (c: Buffer) => err.write(c));
-  docker.modem.demuxStream(stream, stdout, stderr);
-  const done = new Promise<void>((resolve, reject) => {
-    stream.on('end', resolve);
-    stream.on('close', resolve);
-    stream.on('error', reject);
-  }).then(() => {
-    out.end();
-    err.end();
-  });
-  return { done, tail: () => [...out.tail, ...err.tail].slice(-15) };
-}
-
 export interface RunOptions {
   image: string;
   cmd: string[];
@@ -142,7 +123,7 @@ export async function runContainer(docker: Docker, opts: RunOptions): Promise<vo
   opts.onCreated?.(container);
   try {
     const stream = await container.attach({ stream: true, stdout: true, stderr: true });
-    const output = demuxTo(docker, stream, opts.sink);
+    const output = readOutput(docker, stream, false, opts);
     await container.start();
     const [result] = (await Promise.all([container.wait(), output.done])) as [{ StatusCode: number }, void];
     if (result.StatusCode !== 0) throw new CommandFailed(opts.cmd, result.StatusCode, output.tail());
@@ -243,7 +224,9 @@ export async function startContainer(docker: Docker, opts: StartOptions): Promis
     })) as NodeJS.ReadWriteStream;
     const output = readOutput(docker, stream, interactive, opts);
     await container.start();
-    const exited = Promise.all([container.wait() as Promise<{ StatusCode: number }>, output.done]).then(
+    // A broken attach stream ends the output, not the container: its end is told by wait().
+    const drained = output.done.catch(() => undefined);
+    const exited = Promise.all([container.wait() as Promise<{ StatusCode: number }>, drained]).then(
       ([result]) => ({ statusCode: result.StatusCode }),
       () => ({ statusCode: -1 }),
     );
@@ -282,7 +265,7 @@ export async function startContainer(docker: Docker, opts: StartOptions): Promis
   }
 }
 
-/** Reads an attached stream to its end: into the sink's lines and the caller's byte handler. */
+/** Reads an attached (or exec'd) stream to its end: into the sink's lines and the caller's byte handler. */
 function readOutput(
   docker: Docker,
   stream: NodeJS.ReadableStream,
@@ -306,12 +289,11 @@ function readOutput(
   // With a TTY the stream is the terminal's bytes as they are; without, Docker multiplexes it.
   if (tty) stream.pipe(stdout);
   else docker.modem.demuxStream(stream, stdout, stderr);
-  const done = new Promise<void>((resolve) => {
+  const done = new Promise<void>((resolve, reject) => {
     stream.on('end', resolve);
     stream.on('close', resolve);
-    // A broken attach stream ends the output; the container's own end is told by wait().
-    stream.on('error', () => resolve());
-  }).then(() => {
+    stream.on('error', reject);
+  }).finally(() => {
     out.end();
     err.end();
   });
@@ -335,7 +317,7 @@ export async function execIn(docker: Docker, container: Docker.Container, cmd: s
     Tty: false,
   });
   const stream = await exec.start({ hijack: true, stdin: opts.stdin !== undefined });
-  const output = demuxTo(docker, stream, opts.sink);
+  const output = readOutput(docker, stream, false, opts);
   if (opts.stdin) {
     opts.stdin.pipe(stream as NodeJS.WritableStream);
   }
