@@ -111,16 +111,19 @@ export interface RouterPlan {
 
 export interface TestbedPlan {
   layout: LayoutName;
+  /** Who may open the taps without NET_ADMIN: QEMU run as the invoking user (uid, gid); else root only. */
+  tapOwner?: { uid: number; gid: number };
   internet: { namespace: string; targets: string[]; client: string; whoamiPort: number };
   routers: RouterPlan[];
   documentationRanges: string[];
 }
 
 /** The test bed for a layout, every address spelled out, as testbed.mjs takes it. */
-export function testbedPlan(layout: LayoutName, opts: { statusPort?: number } = {}): TestbedPlan {
+export function testbedPlan(layout: LayoutName, opts: { statusPort?: number; tapOwner?: { uid: number; gid: number } } = {}): TestbedPlan {
   const lans = table.layouts[layout];
   return {
     layout,
+    tapOwner: opts.tapOwner,
     internet: { ...table.internet, targets: [...table.internet.targets] },
     routers: routerNames.map((name) => {
       const r = table.routers[name];
@@ -186,6 +189,8 @@ export interface TestbedOptions {
   layout: LayoutName;
   /** The Pi's status service port (the forward WAN:8080 goes there); 8080 when not given. */
   statusPort?: number;
+  /** The uid and gid QEMU will run as, when not root: the taps are made theirs. */
+  tapOwner?: { uid: number; gid: number };
   /** More mounts, e.g. the image and run directory QEMU needs when it runs in this container. */
   binds?: string[];
   name?: string;
@@ -219,7 +224,7 @@ export class Testbed {
       init: true,
       sink,
     });
-    const testbed = new Testbed(opts.docker, running, testbedPlan(opts.layout, { statusPort: opts.statusPort }), sink);
+    const testbed = new Testbed(opts.docker, running, testbedPlan(opts.layout, { statusPort: opts.statusPort, tapOwner: opts.tapOwner }), sink);
     try {
       await testbed.script(['up', opts.layout], { TESTBED_PLAN: JSON.stringify(testbed.plan) });
     } catch (err) {

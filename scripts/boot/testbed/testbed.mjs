@@ -18,7 +18,7 @@
  */
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 // zx's core alone: the full package loads twice as slowly, and every command of the test bed pays it.
@@ -97,7 +97,8 @@ async function up(plan) {
       // Pi's NIC (in tests, a fake Pi's veth) is plugged into it next to the router's LAN port.
       ['link', 'add', r.bridge, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0'],
       ['link', 'set', r.bridge, 'up'],
-      ['tuntap', 'add', 'dev', r.tap, 'mode', 'tap'],
+      // A tap owned by QEMU's user can be opened without NET_ADMIN (QEMU may run as the invoking user).
+      ['tuntap', 'add', 'dev', r.tap, 'mode', 'tap', ...(plan.tapOwner ? ['user', String(plan.tapOwner.uid), 'group', String(plan.tapOwner.gid)] : [])],
       ['link', 'set', r.tap, 'master', r.bridge, 'up'],
       ['link', 'add', r.lan.port, 'type', 'veth', 'peer', 'name', 'lan', 'netns', r.namespace],
       ['link', 'set', r.lan.port, 'master', r.bridge, 'up'],
@@ -106,6 +107,9 @@ async function up(plan) {
     ]),
   ]);
   for (const ns of namespaces) await sysctls(ns);
+  // Owning a tap is not enough to open it: the tun device itself must be open to that user. The
+  // node is the container's own copy (the host's stays as it is), and hosts ship it 0600 or 0666.
+  if (plan.tapOwner) await chmod('/dev/net/tun', 0o666);
 
   await ipBatch(internet.namespace, [
     ['link', 'set', 'lo', 'up'],
@@ -243,9 +247,11 @@ async function waitFor(what, ready, timeoutMs = 10_000) {
 
 async function down() {
   // Processes first: a dnsmasq on a deleted namespace would linger bound to nothing.
-  const pids = (await $`sh -c ${`cat ${stateDir}/*.pid 2>/dev/null || true`}`).stdout.split(/\s+/).filter(Boolean);
-  for (const pid of pids) {
+  const pidFiles = (await readdir(stateDir).catch(() => [])).filter((name) => name.endsWith('.pid'));
+  for (const file of pidFiles) {
+    const pid = await readFile(`${stateDir}/${file}`, 'utf8');
     try {
+      // Each daemon leads its own process group (spawned detached): `ip netns exec` and what it ran.
       process.kill(-Number(pid), 'SIGTERM');
     } catch {
       // already gone
