@@ -3,6 +3,7 @@
  * An expected failure (UserError) prints as one message; anything else is a bug and prints whole.
  */
 import { isUserError } from './lib/errors.ts';
+import { endAsStopped } from './lib/signals.ts';
 
 const usage = `Usage: pibond <command> [options]
 
@@ -44,3 +45,6 @@ try {
   }
   process.exitCode = 1;
 }
+// A command stopped by a signal has cleaned up and returned 128 + n; after a closed terminal the
+// process ends by that signal itself (see endAsStopped).
+endAsStopped();

@@ -8,6 +8,9 @@ import { constants } from 'node:os';
 
 export const stopSignals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
+/** The first stop signal any listener received in this process. */
+let lastStop: NodeJS.Signals | undefined;
+
 export interface StopListener {
   /** Aborted at the first stop signal; its reason names the signal. */
   readonly signal: AbortSignal;
@@ -20,22 +23,27 @@ export interface StopListener {
 /**
  * Listens for SIGINT, SIGTERM and SIGHUP until disposed. The first calls `onStop` and aborts
  * `signal`; later ones are swallowed, so a second Ctrl-C cannot cut the cleanup short (every
- * cleanup is bounded, so the process still ends).
+ * cleanup is bounded, so the process still ends). A write or read error on stdio counts as SIGHUP:
+ * the terminal is gone (it may show before the signal does), and an unhandled stream error would
+ * end the process before its cleanup has run.
  */
 export function listenForStop(onStop: (signal: NodeJS.Signals) => void = () => {}): StopListener {
   const controller = new AbortController();
   let received: NodeJS.Signals | undefined;
   const handler = (signal: NodeJS.Signals) => {
-    if (signal === 'SIGHUP') ignoreLostTerminal();
     if (received) return;
     received = signal;
+    lastStop = signal;
     try {
       onStop(signal);
     } finally {
       controller.abort(new Error(`stopped by ${signal}`));
     }
   };
+  const terminalGone = () => handler('SIGHUP');
+  const stdio = [process.stdin, process.stdout, process.stderr];
   for (const name of stopSignals) process.on(name, handler);
+  for (const stream of stdio) stream.on('error', terminalGone);
   return {
     signal: controller.signal,
     get received() {
@@ -43,6 +51,11 @@ export function listenForStop(onStop: (signal: NodeJS.Signals) => void = () => {
     },
     dispose() {
       for (const name of stopSignals) process.off(name, handler);
+      // Writes after the cleanup (the last messages) may still fail: never fatal.
+      for (const stream of stdio) {
+        stream.off('error', terminalGone);
+        if (stream.listenerCount('error') === 0) stream.on('error', () => {});
+      }
     },
   };
 }
@@ -53,11 +66,13 @@ export function exitCodeFor(signal: NodeJS.Signals): number {
 }
 
 /**
- * After SIGHUP the terminal is gone: writing to it fails (EIO), and an unhandled stream error
- * would end the process before its cleanup has run.
+ * Ends the process the way the last stop signal asked, once the command returned (its cleanups
+ * done). After SIGHUP on a terminal, Node's own exit would abort while restoring the terminal's
+ * mode (nodejs/node#42433: the terminal is gone): the process then ends by SIGHUP itself, which a
+ * shell reports as the same status, 129. Otherwise the exit code the command returned stands.
  */
-function ignoreLostTerminal(): void {
-  for (const stream of [process.stdin, process.stdout, process.stderr]) {
-    if (stream.listenerCount('error') === 0) stream.on('error', () => {});
-  }
+export function endAsStopped(): void {
+  if (lastStop !== 'SIGHUP' || ![process.stdin, process.stdout, process.stderr].some((stream) => stream.isTTY)) return;
+  process.removeAllListeners('SIGHUP');
+  process.kill(process.pid, 'SIGHUP');
 }

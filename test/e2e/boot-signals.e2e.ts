@@ -153,9 +153,11 @@ export function describeBootSignals(image: () => string): void {
         const run = await start();
         await run.reach(stage);
         run.kill(signal);
-        const result = await run.exit();
-        expect({ code: result.code, signal: result.signal }, run.output).toEqual({ code: exitCodeFor(signal), signal: null });
-        expect(await run.leftovers(), run.output).toEqual({ containers: [], processes: [], tempDirs: [] });
+        const { code, signal: killedBy } = await run.exit();
+        expect({ exit: { code, signal: killedBy }, left: await run.leftovers() }, run.output).toEqual({
+          exit: { code: exitCodeFor(signal), signal: null },
+          left: { containers: [], processes: [], tempDirs: [] },
+        });
       },
       reachStageMs + exitAfterSignalMs + 60_000,
     );

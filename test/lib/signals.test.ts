@@ -25,6 +25,11 @@ describe('listenForStop', () => {
     listener.dispose();
     expect(stopSignals.map((name) => process.listenerCount(name))).toEqual(stopSignals.map(() => before));
   });
+  it('takes an error on the terminal (it is gone, EIO) for SIGHUP, instead of dying of it', () => {
+    listener = listenForStop();
+    process.stdout.emit('error', Object.assign(new Error('write EIO'), { code: 'EIO' }));
+    expect(listener.received).toBe('SIGHUP');
+  });
 });
 
 describe('exitCodeFor', () => {
