@@ -64,7 +64,8 @@ export async function inspectImage(file: string): Promise<BootImage> {
     throw new UserError(`${file} is compressed; boot the uncompressed image next to it (${basename(path).replace(/\.(zst|xz)$/, '')})`);
   }
 
-  const partitions = readPartitionTable(await readFirstSector(path), file);
+  const mbr = await readFirstSector(path);
+  const partitions = readPartitionTable(mbr, file);
   const [boot, root] = partitions;
   if (!boot || !isFat(boot.type) || !root || root.type !== 0x83) {
     throw notPibond(file, 'it does not have a FAT32 boot partition followed by a Linux root partition');
@@ -73,7 +74,7 @@ export async function inspectImage(file: string): Promise<BootImage> {
 
   const manifestPath = manifestPathFor(path);
   const manifest = await readManifest(manifestPath, file);
-  const diskId = (await readFirstSector(path)).readUInt32LE(440).toString(16).padStart(8, '0');
+  const diskId = mbr.readUInt32LE(440).toString(16).padStart(8, '0');
   if (diskId !== manifest.diskId) {
     throw notPibond(file, `its disk id is ${diskId}, but ${basename(manifestPath)} describes disk ${manifest.diskId} (an image and a manifest of different builds?)`);
   }

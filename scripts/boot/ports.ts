@@ -3,6 +3,7 @@
  * it go for QEMU to bind. Ports are kept apart from each other, so one run never gets a port twice.
  */
 import { createServer } from 'node:net';
+import { bounded } from '../lib/poll.ts';
 
 export async function freePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
   const ports: number[] = [];
@@ -22,6 +23,9 @@ export async function freePorts(count: number, host = '127.0.0.1'): Promise<numb
     }
     return ports;
   } finally {
-    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    // close() frees the port at once; its callback also waits for connections a stranger made in
+    // the meantime, which must not hold up the boot.
+    const closed = Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    await bounded(closed, 1000, []);
   }
 }
