@@ -4,7 +4,7 @@
  * leaves no container, no QEMU and no temporary directory. A SIGKILL cannot be handled: the next
  * `pibond boot` removes what it left. The stages are told by the CLI's own lines.
  */
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Docker, connectDocker, listContainers, removeContainer } from '../../scripts/lib/docker.ts';
 import { poll } from '../../scripts/lib/poll.ts';
 import { exitCodeFor } from '../../scripts/lib/signals.ts';
-import { type CliResult, startPibond } from './_pibond.ts';
+import { type CliResult, repoRoot, startPibond } from './_pibond.ts';
 
 interface Stage {
   name: string;
@@ -48,12 +48,20 @@ class Run {
   readonly pid: number;
   private readonly child: ChildProcess;
 
-  constructor(image: string, readonly tmp: string, private readonly docker: Docker) {
-    const { child, done } = startPibond(['boot', image, '--test', '--report', join(tmp, 'report.json')], { TMPDIR: tmp });
+  constructor(
+    image: string,
+    readonly tmp: string,
+    private readonly docker: Docker,
+    /** Interactive, on a terminal of its own (script(1)): its output is the terminal's. */
+    terminal = false,
+  ) {
+    const { child, done } = terminal ? startInTerminal(['boot', image], tmp) : startPibond(['boot', image, '--test', '--report', join(tmp, 'report.json')], { TMPDIR: tmp });
     this.child = child;
     this.done = done;
     this.pid = child.pid ?? 0;
-    child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    const read = (chunk: Buffer) => (this.output += chunk.toString());
+    child.stderr?.on('data', read);
+    if (terminal) child.stdout?.on('data', read);
   }
 
   /** Waits for the stage, noting the boot containers on the way (for the QEMU check afterwards). */
@@ -88,10 +96,18 @@ class Run {
     return Promise.race([this.done, timer]);
   }
 
-  /** The boot containers this run's pibond made (running or not): labelled with its pid; QEMU's name carries it too. */
+  /**
+   * The boot containers this run's pibond made (running or not): their temporary directory is in
+   * this run's TMPDIR; they are labelled with its pid, and QEMU's name carries the pid too.
+   */
   async containers(): Promise<Docker.ContainerInfo[]> {
     const boots = await listContainers(this.docker, ['pibond.boot']);
-    return boots.filter((info) => info.Labels['pibond.pid'] === String(this.pid) || info.Names.some((name) => name.includes(`-${this.pid}-`)));
+    return boots.filter(
+      (info) =>
+        info.Labels['pibond.workdir']?.startsWith(`${this.tmp}/`) ||
+        info.Labels['pibond.pid'] === String(this.pid) ||
+        info.Names.some((name) => name.includes(`-${this.pid}-`)),
+    );
   }
 
   /** What is left of this run: containers, processes in them (QEMU), temporary directories. */
@@ -110,6 +126,19 @@ class Run {
   }
 }
 
+/** `pibond ARGS` on a pseudo-terminal of its own, as in a terminal window; closing it (killing `script`) hangs it up. */
+function startInTerminal(args: string[], tmp: string): { child: ChildProcess; done: Promise<CliResult> } {
+  const quote = (word: string) => `'${word.replace(/'/g, "'\\''")}'`;
+  const command = ['exec', ...[process.execPath, join(repoRoot, 'scripts', 'pibond.mjs'), ...args].map(quote)].join(' ');
+  const child = spawn('script', ['-qfec', command, '/dev/null'], {
+    cwd: repoRoot,
+    env: { ...process.env, CI: 'true', TMPDIR: tmp, SHELL: '/bin/sh' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout: '', stderr: '' })));
+  return { child, done };
+}
+
 /** The host processes (command names) still running in any of these containers, read from /proc/<pid>/cgroup. */
 async function processesIn(containerIds: string[]): Promise<string[]> {
   if (containerIds.length === 0) return [];
@@ -121,6 +150,15 @@ async function processesIn(containerIds: string[]): Promise<string[]> {
     found.push(`${pid} ${command.trim()}`);
   }
   return found;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function describeBootSignals(image: () => string): void {
@@ -139,10 +177,10 @@ export function describeBootSignals(image: () => string): void {
     });
 
     /** A fresh TMPDIR per run, so "no pibond-boot-* left in it" is exact. */
-    async function start(tmp?: string): Promise<Run> {
+    async function start(tmp?: string, terminal = false): Promise<Run> {
       const dir = tmp ?? (await mkdtemp(join(tmpdir(), 'pibond-signals-')));
       if (!tmp) temps.push(dir);
-      const run = new Run(image(), dir, docker);
+      const run = new Run(image(), dir, docker, terminal);
       runs.push(run);
       return run;
     }
@@ -158,6 +196,21 @@ export function describeBootSignals(image: () => string): void {
           exit: { code: exitCodeFor(signal), signal: null },
           left: { containers: [], processes: [], tempDirs: [] },
         });
+      },
+      reachStageMs + exitAfterSignalMs + 60_000,
+    );
+
+    it(
+      'a closed terminal (SIGHUP to an interactive boot, its console streaming): no container, QEMU or temporary directory left',
+      async () => {
+        const run = await start(undefined, true);
+        await run.reach({ name: 'the console, QMP connected', reached: (out) => /^Forwarded to the guest/m.test(out) });
+        const pibondPid = Number((await run.containers())[0]?.Labels['pibond.pid']);
+        expect(pibondPid).toBeGreaterThan(0);
+        // The terminal window closes: its master side goes, the kernel hangs up the session.
+        run.kill('SIGKILL');
+        await poll(() => (processExists(pibondPid) ? undefined : true), { what: `pibond (pid ${pibondPid}) to end after the hang-up`, timeoutMs: exitAfterSignalMs, intervalMs: 200 });
+        expect(await run.leftovers(), run.output).toEqual({ containers: [], processes: [], tempDirs: [] });
       },
       reachStageMs + exitAfterSignalMs + 60_000,
     );
