@@ -66,8 +66,7 @@ async function test(image: string, reportFile: string | undefined, timeoutSecond
     if (stop.received) return stopped(stop.received);
     return report.verdict === 'pass' ? 0 : 1;
   } catch (err) {
-    // Whatever failed after a stop signal failed because of it.
-    if (stop.received) return stopped(stop.received);
+    if (stop.received) return stopped(stop.received, err, stop.signal);
     throw err;
   } finally {
     stop.dispose();
@@ -103,7 +102,7 @@ async function interactive(file: string, timeoutSeconds: number | undefined): Pr
     }
     return signals.received ? stopped(signals.received) : 0;
   } catch (err) {
-    if (signals.received) return stopped(signals.received);
+    if (signals.received) return stopped(signals.received, err, signals.signal);
     throw err;
   } finally {
     if (timer) clearTimeout(timer);
@@ -111,9 +110,13 @@ async function interactive(file: string, timeoutSeconds: number | undefined): Pr
   }
 }
 
-/** The exit status after a stop signal, once everything is cleaned up. */
-function stopped(signal: NodeJS.Signals): number {
-  say(`Stopped by ${signal}: no QEMU, container or temporary file is left.`);
+/**
+ * The exit status after a stop signal, once the cleanups ran. The stop's own abort is no news; any
+ * other error on the way out (a container the engine would not remove) is said.
+ */
+function stopped(signal: NodeJS.Signals, err?: unknown, aborted?: AbortSignal): number {
+  if (err !== undefined && err !== aborted?.reason) say(`While stopping: ${(err as Error)?.message ?? String(err)}`);
+  say(`Stopped by ${signal}.`);
   return exitCodeFor(signal);
 }
 
