@@ -1,0 +1,93 @@
+/**
+ * The in-container zx scripts whose tools a Debian host has too (GNU tar, zstd, dpkg-query), run
+ * here with this checkout's zx: their exit codes and reports are what the steps rely on.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { recipeDir } from '../../scripts/builder/builder-image.ts';
+import { notCached } from '../../scripts/image/steps/30-rootfs.ts';
+import { type OutputsReport, parseOutputsReport } from '../../scripts/image/steps/80-outputs.ts';
+
+const hostHasTools = ['/usr/bin/zstd', '/usr/bin/dpkg-query'].every((tool) => existsSync(tool));
+
+function runScript(name: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(recipeDir, 'bin', name), ...args], (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pibond-scripts-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe.skipIf(!hostHasTools)('rootfs-cache.mjs', () => {
+  it('exits with the code the rootfs step reads as "not cached" when there is no entry', async () => {
+    const result = await runScript('rootfs-cache.mjs', ['restore', JSON.stringify({ entry: join(dir, 'none.tar.zst'), rootfs: join(dir, 'root') })]);
+    expect(result.code).toBe(notCached);
+    expect(result.stdout).toBe('rootfs-cache: no entry none.tar.zst\n');
+  });
+
+  it('saves a tree, keeps the newest entries only, and restores the tree', async () => {
+    const tree = join(dir, 'tree');
+    await mkdir(join(tree, 'etc'), { recursive: true });
+    await writeFile(join(tree, 'etc', 'hostname'), 'pibond\n');
+    await symlink('/usr/share/zoneinfo/Etc/UTC', join(tree, 'etc', 'localtime'));
+    const cache = join(dir, 'cache');
+    await mkdir(cache);
+    await writeFile(join(cache, 'old.tar.zst'), 'old');
+    await utimes(join(cache, 'old.tar.zst'), 1, 1);
+
+    const entry = join(cache, 'key.tar.zst');
+    const saved = await runScript('rootfs-cache.mjs', ['save', JSON.stringify({ entry, rootfs: tree, keep: 1 })]);
+    expect(saved.code).toBe(0);
+    expect(existsSync(join(cache, 'old.tar.zst'))).toBe(false);
+    expect(existsSync(`${entry}.partial`)).toBe(false);
+
+    const restored = join(dir, 'restored');
+    expect((await runScript('rootfs-cache.mjs', ['restore', JSON.stringify({ entry, rootfs: restored })])).code).toBe(0);
+    expect(await readFile(join(restored, 'etc', 'hostname'), 'utf8')).toBe('pibond\n');
+    expect(await readlink(join(restored, 'etc', 'localtime'))).toBe('/usr/share/zoneinfo/Etc/UTC');
+  });
+});
+
+describe.skipIf(!hostHasTools)('outputs.mjs', () => {
+  it('compresses, writes the checksums file and reports packages and sizes as one JSON line', async () => {
+    const out = join(dir, 'out');
+    const root = join(dir, 'root');
+    await mkdir(out);
+    await mkdir(join(root, 'var/lib/dpkg'), { recursive: true });
+    await mkdir(join(root, 'usr/lib/modules'), { recursive: true });
+    await mkdir(join(root, 'boot'), { recursive: true });
+    await writeFile(
+      join(root, 'var/lib/dpkg/status'),
+      'Package: ifenslave\nStatus: install ok installed\nArchitecture: all\nVersion: 2.13\nMaintainer: x\nDescription: y\n\n',
+    );
+    await writeFile(join(out, 't.img'), Buffer.alloc(4096, 1));
+
+    const result = await runScript('outputs.mjs', [JSON.stringify({ dir: out, image: 't.img', compression: 'zstd', checksums: 't.img.sha256', root })]);
+    expect(result.code).toBe(0);
+    const report: OutputsReport = parseOutputsReport(result.stdout.trimEnd().split('\n'));
+    expect(Object.keys(report.checksums)).toEqual(['t.img', 't.img.zst']);
+    expect(report.checksums['t.img']).toMatch(/^[0-9a-f]{64}$/);
+    expect(await readFile(join(out, 't.img.sha256'), 'utf8')).toBe(`${report.checksums['t.img']}  t.img\n${report.checksums['t.img.zst']}  t.img.zst\n`);
+    expect(report.packages).toEqual([{ name: 'ifenslave', version: '2.13', architecture: 'all' }]);
+    expect(report.sizes.rootfsBytes).toBeGreaterThan(0);
+    expect(existsSync(join(out, 't.img.zst'))).toBe(true);
+  });
+
+  it('refuses an unknown compression with exit 2', async () => {
+    const result = await runScript('outputs.mjs', [JSON.stringify({ dir, image: 't.img', compression: 'lz4', checksums: 'x', root: dir })]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/unknown compression lz4; allowed: zstd, xz, none/);
+  });
+});
