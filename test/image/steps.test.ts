@@ -146,10 +146,11 @@ describe('30-rootfs', () => {
     expect(execs.slice(1).map((e) => e.tool)).toEqual(['bootstrap-rootfs', 'rootfs-cache.mjs']);
   });
 
-  it('a restore that fails otherwise is an error, not a reason to bootstrap', async () => {
+  it('a restore that fails otherwise is a UserError saying how to replace the entry, not a reason to bootstrap', async () => {
     const { engine, execs } = engineWith((tool) => (tool === 'rootfs-cache.mjs' ? { exitCode: 2, output: [['stderr', 'zstd: corrupted\n']] } : {}));
     const err = await rejection(rootfs.run(await running(engine)));
-    expect(err).toBeInstanceOf(CommandFailed);
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/^the cached root filesystem [0-9a-f]{24} could not be restored; build once with --no-cache to replace it \(or empty the cache: docker volume rm pibond-cache\)\. The restore said:\n {2}zstd: corrupted$/);
     expect(execs.map((e) => e.tool)).not.toContain('bootstrap-rootfs');
   });
 

@@ -50,7 +50,13 @@ export const rootfs: Step = {
         ctx.rootfs = { key, fromCache: true };
         return;
       } catch (err) {
-        if (!(err instanceof CommandFailed && err.exitCode === notCached)) throw err;
+        if (!(err instanceof CommandFailed)) throw err;
+        if (err.exitCode !== notCached) {
+          throw new UserError(
+            `the cached root filesystem ${key} could not be restored; build once with --no-cache to replace it ` +
+              `(or empty the cache: docker volume rm ${ctx.options.cacheVolume}). The restore said:\n  ${err.tail.slice(-5).join('\n  ')}`,
+          );
+        }
       }
     }
     ctx.progress.say(`Bootstrapping Debian ${ctx.def.base.suite} ${ctx.def.base.architecture} from ${ctx.def.mirror} (a cold build: several minutes)`);
