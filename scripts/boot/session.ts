@@ -297,7 +297,8 @@ export async function removeStaleBoots(docker: Docker, builderImage: string, say
   }
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process with this pid exists on this host (whoever owns it). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -9,6 +9,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processAlive } from '../../scripts/boot/session.ts';
 import { type Docker, connectDocker, listContainers, removeContainer } from '../../scripts/lib/docker.ts';
 import { poll } from '../../scripts/lib/poll.ts';
 import { exitCodeFor } from '../../scripts/lib/signals.ts';
@@ -152,15 +153,6 @@ async function processesIn(containerIds: string[]): Promise<string[]> {
   return found;
 }
 
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function describeBootSignals(image: () => string): void {
   describe('pibond boot, stopped at every stage', { tags: ['slow'] }, () => {
     let docker: Docker;
@@ -209,7 +201,7 @@ export function describeBootSignals(image: () => string): void {
         expect(pibondPid).toBeGreaterThan(0);
         // The terminal window closes: its master side goes, the kernel hangs up the session.
         run.kill('SIGKILL');
-        await poll(() => (processExists(pibondPid) ? undefined : true), { what: `pibond (pid ${pibondPid}) to end after the hang-up`, timeoutMs: exitAfterSignalMs, intervalMs: 200 });
+        await poll(() => (processAlive(pibondPid) ? undefined : true), { what: `pibond (pid ${pibondPid}) to end after the hang-up`, timeoutMs: exitAfterSignalMs, intervalMs: 200 });
         expect(await run.leftovers(), run.output).toEqual({ containers: [], processes: [], tempDirs: [] });
       },
       reachStageMs + exitAfterSignalMs + 60_000,
