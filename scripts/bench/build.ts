@@ -3,7 +3,7 @@
  * changing only an overlay, with the image's sizes. Goals: cold <= 10 min, rebuild <= 60 s.
  * The builder image is made first (once per recipe) and not counted in either figure.
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBuilderImage } from '../builder/builder-image.ts';
@@ -11,6 +11,7 @@ import { build, defaultOverlaysDir } from '../image/index.ts';
 import { loadDefinition } from '../lib/definition.ts';
 import { ensureDockerEngine } from '../lib/host.ts';
 import { Progress } from '../lib/log.ts';
+import { readManifest } from '../lib/manifest.ts';
 import { DEFAULT_SOURCE_DATE_EPOCH } from '../lib/tar.ts';
 
 const definitionFile = join(import.meta.dirname, '..', '..', 'images', 'default.yaml');
@@ -46,8 +47,8 @@ export async function benchBuild(): Promise<Record<string, number | string>> {
     const rebuildSeconds = (Date.now() - started) / 1000;
     if (!rebuild.rootfsFromCache) throw new Error('the rebuild did not reuse the cached root filesystem');
 
-    const manifest = JSON.parse(await readFile(join(options.outDir, `${def.name}.manifest.json`), 'utf8'));
-    const files = manifest.files as Record<string, { bytes: number }>;
+    const manifest = await readManifest(join(options.outDir, `${def.name}.manifest.json`));
+    const files = manifest.files;
     const mib = (bytes: number) => Math.round((bytes / 1024 ** 2) * 10) / 10;
     const compressedName = Object.keys(files).find((f) => f !== `${def.name}.img` && !f.endsWith('.sha256'));
     return {

@@ -4,12 +4,13 @@
  * the disk id the manifest names), where the boot partition starts, and the bond and ports the
  * image was built with. All of it is read in Node, from the file itself: no container, no mount.
  */
-import { open, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../lib/errors.ts';
+import { type Partition, parseMbr, readFirstSector, sectorBytes } from '../lib/mbr.ts';
 
-const sectorBytes = 512;
+export type { Partition };
 
 /** The parts of out/<name>.manifest.json the boot uses; the rest of it may change freely. */
 const manifestSchema = z.object({
@@ -21,7 +22,7 @@ const manifestSchema = z.object({
       admin: z.object({ name: z.string().min(1) }).default({ name: 'pi' }),
       bond: z.object({
         name: z.string().min(1),
-        slaves: z.array(z.object({ name: z.string().min(1) })).min(2),
+        slaves: z.array(z.object({ name: z.string().min(1), mac: z.string().optional() })).min(2),
         primary: z.string().min(1),
         miimon: z.number(),
       }),
@@ -31,13 +32,6 @@ const manifestSchema = z.object({
 });
 
 export type Manifest = z.output<typeof manifestSchema>;
-
-export interface Partition {
-  index: number;
-  type: number;
-  startSector: number;
-  sectors: number;
-}
 
 export interface BootImage {
   /** Absolute path of the .img file. */
@@ -64,8 +58,9 @@ export async function inspectImage(file: string): Promise<BootImage> {
     throw new UserError(`${file} is compressed; boot the uncompressed image next to it (${basename(path).replace(/\.(zst|xz)$/, '')})`);
   }
 
-  const mbr = await readFirstSector(path);
-  const partitions = readPartitionTable(mbr, file);
+  const mbr = parseMbr(await readFirstSector(path));
+  if (!mbr) throw notPibond(file, 'it has no MBR partition table');
+  const { partitions, diskId } = mbr;
   const [boot, root] = partitions;
   if (!boot || !isFat(boot.type) || !root || root.type !== 0x83) {
     throw notPibond(file, 'it does not have a FAT32 boot partition followed by a Linux root partition');
@@ -74,7 +69,6 @@ export async function inspectImage(file: string): Promise<BootImage> {
 
   const manifestPath = manifestPathFor(path);
   const manifest = await readManifest(manifestPath, file);
-  const diskId = mbr.readUInt32LE(440).toString(16).padStart(8, '0');
   if (diskId !== manifest.diskId) {
     throw notPibond(file, `its disk id is ${diskId}, but ${basename(manifestPath)} describes disk ${manifest.diskId} (an image and a manifest of different builds?)`);
   }
@@ -82,16 +76,10 @@ export async function inspectImage(file: string): Promise<BootImage> {
 }
 
 /** The four primary partitions of an MBR (empty slots left out). */
-export function readPartitionTable(mbr: Buffer, file = 'the image'): Partition[] {
-  if (mbr.length < sectorBytes || mbr[510] !== 0x55 || mbr[511] !== 0xaa) throw notPibond(file, 'it has no MBR partition table');
-  const partitions: Partition[] = [];
-  for (let index = 0; index < 4; index++) {
-    const entry = mbr.subarray(446 + index * 16, 446 + (index + 1) * 16);
-    const type = entry[4] ?? 0;
-    if (type === 0) continue;
-    partitions.push({ index: index + 1, type, startSector: entry.readUInt32LE(8), sectors: entry.readUInt32LE(12) });
-  }
-  return partitions;
+export function readPartitionTable(sector: Buffer, file = 'the image'): Partition[] {
+  const mbr = parseMbr(sector);
+  if (!mbr) throw notPibond(file, 'it has no MBR partition table');
+  return mbr.partitions;
 }
 
 /** What the Pi firmware's config.txt names: the kernel and the initramfs. */
@@ -116,17 +104,6 @@ export function bootFilesFrom(configTxt: string): { kernel: string; initrd: stri
 
 export function notPibond(file: string, why: string): UserError {
   return new UserError(`${file} is not a pibond image: ${why}`);
-}
-
-async function readFirstSector(path: string): Promise<Buffer> {
-  const handle = await open(path, 'r');
-  try {
-    const buffer = Buffer.alloc(sectorBytes);
-    const { bytesRead } = await handle.read(buffer, 0, sectorBytes, 0);
-    return buffer.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
 }
 
 async function readManifest(manifestPath: string, file: string): Promise<Manifest> {

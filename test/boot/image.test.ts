@@ -9,6 +9,7 @@ interface FakePartition {
   type: number;
   start: number;
   sectors: number;
+  bootable?: boolean;
 }
 
 /** A small disk file: an MBR with the given partitions and disk id, and nothing else. */
@@ -17,6 +18,7 @@ function fakeDisk(partitions: FakePartition[], diskId = 0x0123abcd, totalSectors
   disk.writeUInt32LE(diskId, 440);
   partitions.forEach((p, i) => {
     const entry = 446 + i * 16;
+    disk[entry] = p.bootable ? 0x80 : 0;
     disk[entry + 4] = p.type;
     disk.writeUInt32LE(p.start, entry + 8);
     disk.writeUInt32LE(p.sectors, entry + 12);
@@ -27,7 +29,7 @@ function fakeDisk(partitions: FakePartition[], diskId = 0x0123abcd, totalSectors
 }
 
 const pibondLayout = [
-  { type: 0x0c, start: 8, sectors: 16 },
+  { type: 0x0c, start: 8, sectors: 16, bootable: true },
   { type: 0x83, start: 24, sectors: 40 },
 ];
 
@@ -133,8 +135,8 @@ describe('inspectImage', () => {
 describe('readPartitionTable', () => {
   it('lists the used slots with their types and sectors', () => {
     expect(readPartitionTable(fakeDisk(pibondLayout))).toEqual([
-      { index: 1, type: 0x0c, startSector: 8, sectors: 16 },
-      { index: 2, type: 0x83, startSector: 24, sectors: 40 },
+      { index: 1, type: 0x0c, bootable: true, startSector: 8, sectors: 16 },
+      { index: 2, type: 0x83, bootable: false, startSector: 24, sectors: 40 },
     ]);
   });
 });

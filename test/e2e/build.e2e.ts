@@ -6,34 +6,28 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ensureBuilderImage } from '../../scripts/builder/builder-image.ts';
 import { connectDocker, runContainer } from '../../scripts/lib/docker.ts';
+import { readManifest } from '../../scripts/lib/manifest.ts';
+import { type Mbr, type Partition, parseMbr, readFirstSector, sectorBytes } from '../../scripts/lib/mbr.ts';
 import { runPibond, startPibond } from './_pibond.ts';
 
 const name = 'pibond-bookworm-arm64';
 
-/** Reads the MBR: disk id and the two partitions' type, start and size in sectors. */
-async function readMbr(image: string) {
-  const file = await open(image, 'r');
-  try {
-    const { buffer } = await file.read(Buffer.alloc(512), 0, 512, 0);
-    const partitions = [0, 1].map((i) => {
-      const entry = buffer.subarray(446 + 16 * i, 462 + 16 * i);
-      return { bootable: entry[0] === 0x80, type: entry[4], start: entry.readUInt32LE(8), sectors: entry.readUInt32LE(12) };
-    });
-    return { signature: buffer.readUInt16LE(510), diskId: buffer.readUInt32LE(440).toString(16).padStart(8, '0'), partitions };
-  } finally {
-    await file.close();
-  }
+/** The image's MBR (disk id, partitions), which must be there. */
+async function readMbr(image: string): Promise<Mbr> {
+  const mbr = parseMbr(await readFirstSector(image));
+  if (!mbr) throw new Error(`${image} has no MBR`);
+  return mbr;
 }
 
 /** A shell command copying one partition out of the image (in big blocks: 512-byte ones are slow). */
-function extractPartition(image: string, partition: { start: number; sectors: number }, to: string): string {
-  return `dd if=${image} of=${to} bs=4M iflag=skip_bytes,count_bytes skip=${partition.start * 512} count=${partition.sectors * 512} status=none`;
+function extractPartition(image: string, partition: Partition, to: string): string {
+  return `dd if=${image} of=${to} bs=4M iflag=skip_bytes,count_bytes skip=${partition.startSector * sectorBytes} count=${partition.sectors * sectorBytes} status=none`;
 }
 
 /** Runs a shell script in the builder image with out/ mounted at /out; returns its stdout lines. */
@@ -74,10 +68,9 @@ export function describeBuild(outDir: string): void {
 
     it('writes an MBR with a FAT32 boot partition and a Linux root partition', async () => {
       const mbr = await readMbr(image);
-      expect(mbr.signature).toBe(0xaa55);
-      expect(mbr.partitions[0]).toMatchObject({ bootable: true, type: 0x0c, start: 8192 });
+      expect(mbr.partitions[0]).toMatchObject({ bootable: true, type: 0x0c, startSector: 8192 });
       expect(mbr.partitions[1]?.type).toBe(0x83);
-      const manifest = JSON.parse(await readFile(join(outDir, `${name}.manifest.json`), 'utf8'));
+      const manifest = await readManifest(join(outDir, `${name}.manifest.json`));
       expect(mbr.diskId).toBe(manifest.diskId);
     });
 
@@ -88,15 +81,15 @@ export function describeBuild(outDir: string): void {
       const hash = createHash('sha256');
       for await (const chunk of createReadStream(image)) hash.update(chunk as Buffer);
       expect(hash.digest('hex')).toBe(sum);
-      const manifest = JSON.parse(await readFile(join(outDir, `${name}.manifest.json`), 'utf8'));
-      const packages = manifest.packages.map((p: { name: string }) => p.name);
+      const manifest = await readManifest(join(outDir, `${name}.manifest.json`));
+      const packages = manifest.packages.map((p) => p.name);
       for (const p of ['ifenslave', 'ifupdown', 'linux-image-arm64', 'raspi-firmware', 'nodejs', 'openssh-server']) expect(packages).toContain(p);
-      expect(manifest.steps.map((s: { name: string }) => s.name)).toContain('Root filesystem');
+      expect(manifest.steps.map((s) => s.name)).toContain('Root filesystem');
     });
 
     it('boot partition: firmware, kernel, initrd, cmdline.txt naming root by PARTUUID', async () => {
       const mbr = await readMbr(image);
-      const at = `/out/${name}.img@@${mbr.partitions[0]!.start * 512}`;
+      const at = `/out/${name}.img@@${mbr.partitions[0]!.startSector * sectorBytes}`;
       const lines = await inspect(outDir, `mdir -b -i ${at} ::/ ; echo ---; mtype -i ${at} ::cmdline.txt; echo ---; mtype -i ${at} ::config.txt`);
       const [listing, cmdline] = lines.join('\n').split('---\n');
       for (const file of ['start4.elf', 'fixup4.dat', 'bootcode.bin', 'bcm2711-rpi-4-b.dtb', 'bcm2837-rpi-3-b.dtb', 'config.txt', 'cmdline.txt']) {
@@ -146,8 +139,8 @@ export function describeBuild(outDir: string): void {
         const result = await runPibond(['build', 'images/default.yaml', '--out', rebuildOut, '--overlays', overlays]);
         expect(result.code, result.stderr).toBe(0);
         expect(result.stdout).toContain('root filesystem from the cache');
-        const manifest = JSON.parse(await readFile(join(rebuildOut, `${name}.manifest.json`), 'utf8'));
-        expect(manifest.rootfsCache.fromCache).toBe(true);
+        const manifest = await readManifest(join(rebuildOut, `${name}.manifest.json`));
+        expect(manifest.rootfsCache?.fromCache).toBe(true);
         const mbr = await readMbr(join(rebuildOut, `${name}.img`));
         const lines = await inspect(
           rebuildOut,

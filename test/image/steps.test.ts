@@ -22,6 +22,7 @@ import { CommandFailed } from '../../scripts/lib/docker.ts';
 import { UserError } from '../../scripts/lib/errors.ts';
 import { diskLayout } from '../../scripts/lib/layout.ts';
 import { Progress } from '../../scripts/lib/log.ts';
+import { readManifest } from '../../scripts/lib/manifest.ts';
 import { type ExecScript, FakeEngine } from '../lib/_fake-engine.ts';
 import { listTar } from '../lib/_tar-entries.ts';
 
@@ -314,7 +315,7 @@ describe('80-outputs', () => {
     for (const file of ['t.img', 't.img.zst', 't.img.sha256']) await writeFile(join(ctx.stagingDir, file), file);
     await outputs.run(ctx);
     expect(JSON.parse(execs[1]!.args[0]!)).toEqual({ dir: '/out', image: 't.img', compression: 'zstd', checksums: 't.img.sha256', root: paths.rootfs });
-    const manifest = JSON.parse(await readFile(join(ctx.stagingDir, 't.manifest.json'), 'utf8'));
+    const manifest = await readManifest(join(ctx.stagingDir, 't.manifest.json'));
     expect(manifest.files).toEqual({
       't.img': { bytes: 5, sha256: 'a'.repeat(64) },
       't.img.zst': { bytes: 9, sha256: 'b'.repeat(64) },

@@ -4,6 +4,7 @@
  */
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { BuildManifest } from '../../lib/manifest.ts';
 import { type BuildContext, type Step, paths, runTool, verifyTools } from '../context.ts';
 
 const suffixes = { zstd: '.zst', xz: '.xz', none: '' } as const;
@@ -15,11 +16,9 @@ export function outputNames(name: string, compression: keyof typeof suffixes) {
 }
 
 /** What outputs.mjs prints as its last line. */
-export interface OutputsReport {
+export interface OutputsReport extends Pick<BuildManifest, 'packages' | 'sizes'> {
   compressSeconds: number;
   checksums: Record<string, string>;
-  packages: { name: string; version: string; architecture: string }[];
-  sizes: { rootfsBytes: number; kernelModulesBytes: number; bootBytes: number };
 }
 
 export const outputs: Step = {
@@ -34,7 +33,7 @@ export const outputs: Step = {
     ]);
     const report = parseOutputsReport(lines);
 
-    const manifest = {
+    const manifest: BuildManifest = {
       name: ctx.def.name,
       definition: { file: ctx.options.definitionFile, sha256: ctx.definitionHash, value: ctx.def },
       base: ctx.def.base,

@@ -1,0 +1,30 @@
+/**
+ * The manifest `pibond build` writes beside every image (out/<name>.manifest.json): one type for
+ * the step that writes it and for everything that reads it back (benchmarks, tests, tools).
+ * `pibond boot` checks the parts it relies on with its own schema (scripts/boot/image.ts), since
+ * it may be handed any file.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Definition } from './definition.ts';
+
+export interface BuildManifest {
+  name: string;
+  definition: { file: string; sha256: string; value: Definition };
+  base: Definition['base'];
+  mirror: string;
+  builderImage: string | undefined;
+  rootfsCache: { key: string; fromCache: boolean } | undefined;
+  diskId: string;
+  sourceDateEpoch: number;
+  /** Each output file: its size and, for images, its sha256. */
+  files: Record<string, { bytes: number; sha256?: string }>;
+  sizes: { rootfsBytes: number; kernelModulesBytes: number; bootBytes: number };
+  packages: { name: string; version: string; architecture: string }[];
+  /** Each step's duration, in the order they ran. */
+  steps: { name: string; seconds: number }[];
+}
+
+/** Reads a manifest pibond wrote (its own output: not validated again). */
+export async function readManifest(file: string): Promise<BuildManifest> {
+  return JSON.parse(await readFile(file, 'utf8')) as BuildManifest;
+}
