@@ -1,6 +1,6 @@
 /** `pibond boot IMAGE`: the image under QEMU with two NICs, interactively or as the failover test. */
 import { parseArgs } from 'node:util';
-import { UserError } from '../lib/errors.ts';
+import { UserError, errorMessage } from '../lib/errors.ts';
 import { exitCodeFor, listenForStop } from '../lib/signals.ts';
 import { defaultTestTimeoutSeconds, failoverTest, prepareHost } from './failover-test.ts';
 import { inspectImage } from './image.ts';
@@ -115,7 +115,7 @@ async function interactive(file: string, timeoutSeconds: number | undefined): Pr
  * other error on the way out (a container the engine would not remove) is said.
  */
 function stopped(signal: NodeJS.Signals, err?: unknown, aborted?: AbortSignal): number {
-  if (err !== undefined && err !== aborted?.reason) say(`While stopping: ${(err as Error)?.message ?? String(err)}`);
+  if (err !== undefined && err !== aborted?.reason) say(`While stopping: ${errorMessage(err)}`);
   say(`Stopped by ${signal}.`);
   return exitCodeFor(signal);
 }

@@ -25,7 +25,7 @@ import {
   pullImage,
   removeImage,
 } from '../lib/docker.ts';
-import { UserError } from '../lib/errors.ts';
+import { UserError, errorMessage } from '../lib/errors.ts';
 import { DEFAULT_SOURCE_DATE_EPOCH, type TarEntry, packTar, readTree } from '../lib/tar.ts';
 
 export const recipeDir = join(import.meta.dirname, 'recipe');
@@ -141,5 +141,5 @@ function builderBuildFailed(mirror: string, aptErrors: string[], tail: string[])
 }
 
 function firstLine(err: unknown): string {
-  return ((err as Error)?.message ?? String(err)).split('\n')[0] ?? '';
+  return errorMessage(err).split('\n')[0] ?? '';
 }

@@ -5,7 +5,7 @@
  */
 import { PassThrough, type Readable } from 'node:stream';
 import Docker from 'dockerode';
-import { UserError } from './errors.ts';
+import { UserError, errorMessage } from './errors.ts';
 import { bounded } from './poll.ts';
 
 export type { Docker };
@@ -215,13 +215,13 @@ export async function startContainer(docker: Docker, opts: StartOptions): Promis
   });
   opts.onCreated?.(container);
   try {
-    const stream = (await container.attach({
+    const stream = await container.attach({
       stream: true,
       stdin: interactive,
       stdout: true,
       stderr: true,
       hijack: interactive,
-    })) as NodeJS.ReadWriteStream;
+    });
     const output = readOutput(docker, stream, interactive, opts);
     await container.start();
     // A broken attach stream ends the output, not the container: its end is told by wait().
@@ -418,7 +418,7 @@ export async function listContainers(docker: Docker, labels: string[]): Promise<
 
 /** Says plainly that no engine answered, and what to do about it. */
 export function dockerUnreachable(err: unknown): UserError {
-  const reason = (err as Error)?.message ?? String(err);
+  const reason = errorMessage(err);
   return new UserError(
     `cannot reach the Docker engine (${reason}). Start it (as root: \`dockerd &\` or \`systemctl start docker\`), ` +
       'or point DOCKER_HOST at one; pibond installs and starts docker.io by itself only when run as root on Debian or Ubuntu.',

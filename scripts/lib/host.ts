@@ -26,7 +26,7 @@ export async function ensureDockerEngine(say: Say): Promise<Docker> {
     await sh`apt-get update -qq`;
     await sh`apt-get install -y -qq docker.io`;
   }
-  if (await systemdRuns()) {
+  if (systemdRuns()) {
     say('Starting the Docker engine: systemctl start docker');
     await sh`systemctl start docker`;
   } else {
@@ -51,6 +51,6 @@ async function isDebianLike(): Promise<boolean> {
   return /^(ID|ID_LIKE)=.*\b(debian|ubuntu)\b/m.test(osRelease);
 }
 
-async function systemdRuns(): Promise<boolean> {
+function systemdRuns(): boolean {
   return existsSync('/run/systemd/system');
 }

@@ -4,6 +4,7 @@
  * names what was awaited and the last thing that went wrong.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage } from './errors.ts';
 
 export interface PollOptions {
   /** What is awaited, in the user's words: "the status service on 127.0.0.1:8080". */
@@ -49,7 +50,7 @@ export async function poll<T>(attempt: () => Promise<T | undefined> | T | undefi
     } catch (err) {
       if (signal?.aborted) throw err;
       if (options.retryable && !options.retryable(err)) throw err;
-      lastProblem = (err as Error)?.message ?? String(err);
+      lastProblem = errorMessage(err);
     }
     if (Date.now() >= deadline) throw new PollTimeout(options.what, options.timeoutMs, lastProblem);
     await sleep(Math.min(options.intervalMs, Math.max(0, deadline - Date.now())), undefined, { signal }).catch((err: unknown) => {

@@ -143,8 +143,7 @@ describe('parseProcBonding: malformed input is an error value', () => {
     ['bad-mii-status.txt', /MII Status: unexpected "sideways"/],
   ])('%s', (name, message) => {
     const result = parseProcBonding(readFileSync(join(fixtures, 'malformed', name), 'utf8'));
-    expect(result.ok).toBe(false);
-    if (!result.ok) expect(result.error).toMatch(message);
+    expect(result).toMatchObject({ ok: false, error: expect.stringMatching(message) });
   });
 });
 

@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { describeLinkMonitor } from '../../overlays/20-bond-status/src/link-monitor.ts';
 import { readBonds } from '../../overlays/20-bond-status/src/read-bonds.ts';
@@ -40,7 +41,7 @@ describe('describeLinkMonitor', () => {
   });
 
   it('stands alone, as the page runs it from its source text', () => {
-    const fromSource = new Function(`return (${describeLinkMonitor.toString()});`)() as typeof describeLinkMonitor;
+    const fromSource = runInNewContext(`(${describeLinkMonitor.toString()})`) as typeof describeLinkMonitor;
     expect(fromSource({ miimon_ms: 0, arp_interval_ms: 1000, arp_targets: ['192.168.1.1', '192.168.1.254'] })).toBe('ARP probes every 1000 ms to 192.168.1.1, 192.168.1.254');
   });
 });

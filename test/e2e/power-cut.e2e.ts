@@ -137,6 +137,7 @@ export function describePowerCut(image: () => string): void {
       async () => {
         evidence = await bootDamaged(image(), (message) => process.stderr.write(`[power cut] ${message}\n`));
         process.stderr.write(`[power cut] serial log: ${evidence.serialLogFile}\n`);
+        expect(evidence.serial, 'the serial console said nothing').not.toBe('');
       },
       bootTimeoutMs,
     );
