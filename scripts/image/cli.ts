@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError } from '../lib/errors.ts';
 import { Progress, formatSeconds } from '../lib/log.ts';
-import { listenForStop } from '../lib/signals.ts';
+import { exitCodeFor, listenForStop } from '../lib/signals.ts';
 import { sourceDateEpochFrom } from '../lib/tar.ts';
 import { build, defaultCacheVolume, defaultOverlaysDir } from './index.ts';
 
@@ -47,12 +47,7 @@ export async function main(args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UserError(`build takes one definition file, got ${positionals.length}\n\n${help}`);
   const sourceDateEpoch = sourceDateEpochFrom(process.env);
   const progress = new Progress({ live: Boolean(process.stderr.isTTY) && !process.env['CI'], verbose: values.verbose });
-  const abort = new AbortController();
-  const onSignal = () => {
-    progress.say('Interrupted: stopping the build and removing its container...');
-    abort.abort(new UserError('the build was interrupted; its container and partial outputs are removed'));
-  };
-  const stop = listenForStop(onSignal);
+  const stop = listenForStop((signal) => progress.say(`Interrupted (${signal}): stopping the build and removing its container...`));
   try {
     const started = Date.now();
     const result = await build(
@@ -65,7 +60,7 @@ export async function main(args: string[]): Promise<number> {
         sourceDateEpoch,
       },
       progress,
-      abort.signal,
+      stop.signal,
     );
     process.stdout.write(
       `\nBuilt in ${formatSeconds((Date.now() - started) / 1000)}${result.rootfsFromCache ? ' (root filesystem from the cache)' : ''}:\n` +
@@ -73,8 +68,10 @@ export async function main(args: string[]): Promise<number> {
     );
     return 0;
   } catch (err) {
-    if (abort.signal.aborted) throw abort.signal.reason;
-    throw err;
+    if (!stop.received) throw err;
+    // As a shell reports a process a signal ended: 128 + the signal's number (130 for Ctrl-C).
+    process.stderr.write(`pibond: the build was interrupted by ${stop.received}; its container and partial outputs are removed\n`);
+    return exitCodeFor(stop.received);
   } finally {
     stop.dispose();
   }

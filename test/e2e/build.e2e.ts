@@ -166,8 +166,8 @@ export function describeBuild(outDir: string): void {
         }
         run.child.kill('SIGINT');
         const result = await run.done;
-        expect(result.code).toBe(1);
-        expect(result.stderr).toContain('interrupted');
+        expect(result.code).toBe(130);
+        expect(result.stderr).toContain('interrupted by SIGINT');
         expect(await buildContainers()).toEqual(before);
         const left = (await readdir(interruptedOut)).filter((f) => !f.endsWith('.build.log'));
         expect(left).toEqual([]);
