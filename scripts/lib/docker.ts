@@ -89,49 +89,6 @@ export class LineSplitter {
   }
 }
 
-export interface RunOptions {
-  image: string;
-  cmd: string[];
-  name?: string;
-  env?: Record<string, string>;
-  binds?: string[];
-  capAdd?: string[];
-  securityOpt?: string[];
-  networkMode?: string;
-  sink: LineSink;
-  /** Called with the container as soon as it exists, so an interrupt can remove it. */
-  onCreated?: (container: Docker.Container) => void;
-}
-
-/** Runs a one-shot container to its end and removes it; a non-zero exit is a CommandFailed. */
-export async function runContainer(docker: Docker, opts: RunOptions): Promise<void> {
-  const container = await docker.createContainer({
-    Image: opts.image,
-    Cmd: opts.cmd,
-    name: opts.name,
-    Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
-    Tty: false,
-    AttachStdout: true,
-    AttachStderr: true,
-    HostConfig: {
-      Binds: opts.binds,
-      CapAdd: opts.capAdd,
-      SecurityOpt: opts.securityOpt,
-      NetworkMode: opts.networkMode,
-    },
-  });
-  opts.onCreated?.(container);
-  try {
-    const stream = await container.attach({ stream: true, stdout: true, stderr: true });
-    const output = readOutput(docker, stream, false, opts);
-    await container.start();
-    const [result] = (await Promise.all([container.wait(), output.done])) as [{ StatusCode: number }, void];
-    if (result.StatusCode !== 0) throw new CommandFailed(opts.cmd, result.StatusCode, output.tail());
-  } finally {
-    await removeContainer(container);
-  }
-}
-
 export interface StartOptions {
   image: string;
   cmd: string[];
@@ -262,6 +219,21 @@ export async function startContainer(docker: Docker, opts: StartOptions): Promis
     // The attach's or start's failure is the one to report, not a removal's that may follow it.
     await removeContainer(container).catch(() => undefined);
     throw err;
+  }
+}
+
+export interface RunOptions extends Omit<StartOptions, 'interactive'> {
+  sink: LineSink;
+}
+
+/** Runs a one-shot container to its end and removes it; a non-zero exit is a CommandFailed. */
+export async function runContainer(docker: Docker, opts: RunOptions): Promise<void> {
+  const running = await startContainer(docker, opts);
+  try {
+    const { statusCode } = await running.exited;
+    if (statusCode !== 0) throw new CommandFailed(opts.cmd, statusCode, running.tail());
+  } finally {
+    await running.remove();
   }
 }
 
