@@ -124,36 +124,7 @@ export function createStatusServer(monitor: BondMonitor, overrides: Partial<Http
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   server.maxConnections = limits.maxConnections;
 
-  // Each client's connections, oldest first, and those in the middle of an answer (event streams
-  // included). A client at its share that connects again loses its oldest connection that is not
-  // being answered (a slow request, an idle keep-alive, one left half-open by a dead path) rather
-  // than the new one: the client it hurts is itself, and a real client always gets its new try in.
-  const connectionsByClient = new Map<string, Set<Socket>>();
-  const answering = new WeakSet<Socket>();
-  server.on('connection', (socket: Socket) => {
-    const client = socket.remoteAddress ?? '';
-    let mine = connectionsByClient.get(client);
-    if (!mine) connectionsByClient.set(client, (mine = new Set()));
-    if (mine.size >= limits.maxConnectionsPerClient) {
-      const idle = [...mine].find((other) => !answering.has(other));
-      if (!idle) {
-        socket.destroy();
-        return;
-      }
-      mine.delete(idle);
-      idle.destroy();
-    }
-    const set = mine;
-    set.add(socket);
-    socket.once('close', () => {
-      set.delete(socket);
-      if (set.size === 0 && connectionsByClient.get(client) === set) connectionsByClient.delete(client);
-    });
-  });
-  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-    answering.add(req.socket);
-    res.once('close', () => answering.delete(req.socket));
-  });
+  limitConnectionsPerClient(server, limits.maxConnectionsPerClient);
 
   function route(req: IncomingMessage, res: ServerResponse): void {
     const target = req.url ?? '';
@@ -185,6 +156,43 @@ export function createStatusServer(monitor: BondMonitor, overrides: Partial<Http
       await closed;
     },
   };
+}
+
+/**
+ * Caps each client address at `perClient` connections. A client at its share that connects again
+ * loses its oldest connection that is not being answered (a slow request, an idle keep-alive, one
+ * left half-open by a dead path) rather than the new one: the client it hurts is itself, and a
+ * real client always gets its new try in. Connections in the middle of an answer (event streams
+ * included) are kept; with none idle, the new one is refused.
+ */
+function limitConnectionsPerClient(server: Server, perClient: number): void {
+  // Each client's connections, oldest first (a Set keeps insertion order).
+  const connectionsByClient = new Map<string, Set<Socket>>();
+  const answering = new WeakSet<Socket>();
+  server.on('connection', (socket: Socket) => {
+    const client = socket.remoteAddress ?? '';
+    let mine = connectionsByClient.get(client);
+    if (!mine) connectionsByClient.set(client, (mine = new Set()));
+    if (mine.size >= perClient) {
+      const idle = [...mine].find((other) => !answering.has(other));
+      if (!idle) {
+        socket.destroy();
+        return;
+      }
+      mine.delete(idle);
+      idle.destroy();
+    }
+    const set = mine;
+    set.add(socket);
+    socket.once('close', () => {
+      set.delete(socket);
+      if (set.size === 0 && connectionsByClient.get(client) === set) connectionsByClient.delete(client);
+    });
+  });
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    answering.add(req.socket);
+    res.once('close', () => answering.delete(req.socket));
+  });
 }
 
 function sendJson(res: ServerResponse, head: boolean, value: unknown): void {
