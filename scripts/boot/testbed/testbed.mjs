@@ -277,7 +277,14 @@ async function setWan(r, up) {
   // The ISP's end of the line goes away: the router loses carrier on its WAN port (like a DSL line
   // losing sync), while its LAN, DHCP and ARP keep going, so the Pi's own link sees nothing wrong.
   await $`ip -n ${plan.internet.namespace} link set ${r.wan.peer} ${up ? 'up' : 'down'}`;
-  if (up) await $`ip -n ${plan.internet.namespace} route replace ${r.wan.subnet} dev ${r.wan.peer} src ${plan.internet.client}`;
+  if (up) {
+    await $`ip -n ${plan.internet.namespace} route replace ${r.wan.subnet} dev ${r.wan.peer} src ${plan.internet.client}`;
+    // A line that comes back starts afresh (a DSL modem's new session): neighbour entries left
+    // INCOMPLETE or FAILED while it was down would otherwise turn the first new packets away with
+    // "host unreachable" when their old resolution gives up, a moment after the line is back.
+    await $`ip -n ${r.namespace} neigh flush dev wan`;
+    await $`ip -n ${plan.internet.namespace} neigh flush dev ${r.wan.peer}`;
+  }
 }
 
 async function setHung(r, hung) {
