@@ -137,8 +137,8 @@ describe('parseDefinition', () => {
 
   it('does not pile cross-field noise onto a field that is already wrong', () => {
     expect(parse('name: x\nbond: {slaves: [eth0, eth1]}\ndisk: {size: -5}\n').map((p) => `${p.path}: ${p.message}`)).toEqual([
-      'bond.slaves[0]: must be a mapping with the keys name, mac',
-      'bond.slaves[1]: must be a mapping with the keys name, mac',
+      'bond.slaves[0]: must be a mapping with the keys name, mac, gateway',
+      'bond.slaves[1]: must be a mapping with the keys name, mac, gateway',
       'disk.size: must be a size like 2GiB or 1536MiB, or a whole number of bytes',
     ]);
   });

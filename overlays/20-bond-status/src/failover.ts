@@ -25,6 +25,13 @@ export interface FailoverEvent {
   from: string | null;
   to: string | null;
   cause: FailoverCause;
+  /**
+   * Milliseconds from the failover until the gateway answered on the new segment, as
+   * pibond-heal.service measured it: null until it has (or when it never did).
+   */
+  heal_ms?: number | null;
+  /** How it healed: flush (the neighbours) or renew (a new DHCP lease). */
+  heal_action?: 'flush' | 'renew';
 }
 
 export function detectFailovers(before: readonly BondReading[], after: readonly BondReading[], time: Date): FailoverEvent[] {

@@ -106,6 +106,11 @@ export function createStatusServer(monitor: BondMonitor, overrides: Partial<Http
     const chunk = `event: failover\ndata: ${JSON.stringify(event)}\n\n`;
     for (const stream of streams) write(stream, chunk);
   });
+  // A failover's heal is known only once the gateway answers: the event again, with its heal_ms.
+  const unsubscribeHeals = monitor.onHeal((event, heal) => {
+    const chunk = `event: heal\ndata: ${JSON.stringify({ event, heal })}\n\n`;
+    for (const stream of streams) write(stream, chunk);
+  });
   // Comments keep proxies and NAT tables from closing a quiet stream, and reveal dead readers.
   const heartbeat = setInterval(() => {
     for (const stream of streams) write(stream, ': heartbeat\n\n');
@@ -150,6 +155,7 @@ export function createStatusServer(monitor: BondMonitor, overrides: Partial<Http
     close: async () => {
       clearInterval(heartbeat);
       unsubscribe();
+      unsubscribeHeals();
       for (const stream of streams) stream.end();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();

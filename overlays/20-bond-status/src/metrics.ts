@@ -26,6 +26,7 @@ export function renderMetrics(monitor: BondMonitor): string {
   const linkFailures = family('pibond_bond_slave_link_failures_total', 'counter', "Link failures the kernel counted for this slave since it was enslaved.");
   const failovers = family('pibond_bond_failovers_total', 'counter', 'Changes of active slave seen since the service started.');
   const sinceFailover = family('pibond_bond_seconds_since_last_failover', 'gauge', 'Seconds since the last change of active slave; absent until the first one.');
+  const lastHeal = family('pibond_bond_last_heal_seconds', 'gauge', "Seconds from the last failover until the gateway answered on the new segment (pibond-heal); absent until one healed.");
 
   for (const reading of monitor.bonds()) {
     const master = reading.ok ? reading.bond.name : reading.name;
@@ -33,6 +34,8 @@ export function renderMetrics(monitor: BondMonitor): string {
     failovers.samples.push({ labels: { master }, value: history.failovers });
     // No failover yet: no sample, rather than a made-up age that would read as "just happened".
     if (history.lastFailoverAt !== null) sinceFailover.samples.push({ labels: { master }, value: monitor.secondsSince(history.lastFailoverAt) });
+    const healMs = history.lastHeal?.heal_ms;
+    if (healMs !== undefined && healMs !== null) lastHeal.samples.push({ labels: { master }, value: healMs / 1000 });
     if (!reading.ok) continue;
 
     const slaves = reading.bond.slaves;
@@ -46,7 +49,7 @@ export function renderMetrics(monitor: BondMonitor): string {
     }
   }
 
-  return [slavesTotal, slavesUp, activeSlave, miiUp, linkFailures, failovers, sinceFailover].map(renderFamily).join('');
+  return [slavesTotal, slavesUp, activeSlave, miiUp, linkFailures, failovers, sinceFailover, lastHeal].map(renderFamily).join('');
 }
 
 function renderFamily(family: Family): string {

@@ -15,6 +15,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { detectFailovers, type FailoverEvent } from './failover.ts';
+import { healKey, matchWindowMs, readHeals, type HealRecord } from './heals.ts';
 import type { Journal } from './journal.ts';
 import { bondName, readBonds, type BondReading, type BondsReport, type BondStatus } from './read-bonds.ts';
 
@@ -23,6 +24,8 @@ export interface BondHistory {
   lastFailover: FailoverEvent | null;
   /** Monotonic ms of the last failover: a Pi has no RTC and its wall clock jumps when NTP syncs. */
   lastFailoverAt: number | null;
+  /** The last switch pibond-heal.service recorded for this bond: how long until the gateway answered. */
+  lastHeal: HealRecord | null;
 }
 
 export interface MonitorOptions {
@@ -36,6 +39,7 @@ export interface MonitorOptions {
 }
 
 type FailoverListener = (event: FailoverEvent) => void;
+type HealListener = (event: FailoverEvent | null, heal: HealRecord) => void;
 
 export class BondMonitor {
   readonly startedAt = performance.now();
@@ -45,6 +49,9 @@ export class BondMonitor {
   private readonly events: FailoverEvent[] = [];
   private readonly histories = new Map<string, BondHistory>();
   private readonly listeners = new Set<FailoverListener>();
+  private readonly healListeners = new Set<HealListener>();
+  /** Heals already taken from the heals file, by healKey. */
+  private readonly healsSeen = new Set<string>();
   private readonly errors = new Map<string, string>();
   private journalledNote: string | null = null;
   private timer: NodeJS.Timeout | undefined;
@@ -53,6 +60,11 @@ export class BondMonitor {
     this.snapshot = readBonds(options.root, options.expectedBonds);
     this.remember(this.snapshot.readings);
     this.journalErrors(this.snapshot.readings);
+    // Heals from before this start are history: the last one per bond shows, none is announced.
+    for (const heal of readHeals(options.root)) {
+      this.healsSeen.add(healKey(heal));
+      this.histories.set(heal.bond, { ...this.history(heal.bond), lastHeal: heal });
+    }
   }
 
   start(): void {
@@ -73,6 +85,7 @@ export class BondMonitor {
     this.remember(next.readings);
     this.journalErrors(next.readings);
     for (const event of events) this.record(event);
+    this.takeHeals();
     return events;
   }
 
@@ -91,7 +104,7 @@ export class BondMonitor {
   }
 
   history(bond: string): BondHistory {
-    return this.histories.get(bond) ?? { failovers: 0, lastFailover: null, lastFailoverAt: null };
+    return this.histories.get(bond) ?? { failovers: 0, lastFailover: null, lastFailoverAt: null, lastHeal: null };
   }
 
   uptimeSeconds(): number {
@@ -107,9 +120,48 @@ export class BondMonitor {
     return () => this.listeners.delete(listener);
   }
 
+  /** Called with each heal pibond-heal.service records, and the failover event it belongs to (if seen). */
+  onHeal(listener: HealListener): () => void {
+    this.healListeners.add(listener);
+    return () => this.healListeners.delete(listener);
+  }
+
+  /**
+   * New records in the heals file: each is the last heal of its bond, and gives its heal_ms to the
+   * failover event of the same bond and slave seen closest to it in time.
+   */
+  private takeHeals(): void {
+    const heals = readHeals(this.options.root);
+    for (const heal of heals) {
+      const key = healKey(heal);
+      if (this.healsSeen.has(key)) continue;
+      this.healsSeen.add(key);
+      this.histories.set(heal.bond, { ...this.history(heal.bond), lastHeal: heal });
+      const at = Date.parse(heal.time);
+      let match: FailoverEvent | null = null;
+      for (const event of this.events) {
+        if (event.bond !== heal.bond || event.to !== heal.to || event.heal_ms !== null) continue;
+        const distance = Math.abs(Date.parse(event.time) - at);
+        if (distance <= matchWindowMs && (match === null || distance < Math.abs(Date.parse(match.time) - at))) match = event;
+      }
+      if (match !== null) {
+        match.heal_ms = heal.heal_ms;
+        match.heal_action = heal.action;
+      }
+      for (const listener of this.healListeners) listener(match, heal);
+    }
+    // The file keeps only its last records: forget the keys of those that have left it.
+    if (this.healsSeen.size > 2 * heals.length + 64) {
+      this.healsSeen.clear();
+      for (const heal of heals) this.healsSeen.add(healKey(heal));
+    }
+  }
+
   private record(event: FailoverEvent): void {
+    // Not known yet: pibond-heal.service records it once the gateway answers on the new segment.
+    event.heal_ms = null;
     const history = this.history(event.bond);
-    this.histories.set(event.bond, { failovers: history.failovers + 1, lastFailover: event, lastFailoverAt: performance.now() });
+    this.histories.set(event.bond, { ...history, failovers: history.failovers + 1, lastFailover: event, lastFailoverAt: performance.now() });
     this.events.push(event);
     if (this.events.length > (this.options.eventCapacity ?? 256)) this.events.shift();
 

@@ -29,7 +29,7 @@ export const page = `<!doctype html>
 <h1>bond status <span id="uptime" class="muted"></span></h1>
 <div id="bonds"></div>
 <h2>Failovers</h2>
-<table><thead><tr><th>time</th><th>bond</th><th>from</th><th>to</th><th>cause</th></tr></thead><tbody id="events"></tbody></table>
+<table><thead><tr><th>time</th><th>bond</th><th>from</th><th>to</th><th>cause</th><th>healed after</th></tr></thead><tbody id="events"></tbody></table>
 <script>
 "use strict";
 const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = String(text); if (cls) e.className = cls; return e; };
@@ -49,7 +49,8 @@ function renderBonds(doc) {
     if (b.error) { root.append(el("p", b.error, "error")); continue; }
     const since = b.seconds_since_last_failover === null ? "never" : Math.round(b.seconds_since_last_failover) + " s ago";
     root.append(el("p", b.mode + ", MII " + show(b.mii_status) + ", " + describeLinkMonitor(b) + "; primary " + show(b.primary) +
-      " (reselect " + show(b.primary_reselect) + "); active slave " + show(b.active_slave) + "; failovers " + b.failovers + ", last " + since));
+      " (reselect " + show(b.primary_reselect) + "); active slave " + show(b.active_slave) + "; failovers " + b.failovers + ", last " + since +
+      "; last heal " + healText(b.last_heal)));
     const table = el("table");
     table.append(row(["slave", "state", "MII", "carrier", "speed", "duplex", "link failures", "MAC"].map((h) => el("th", h))));
     for (const s of b.slaves) {
@@ -59,8 +60,13 @@ function renderBonds(doc) {
     root.append(table);
   }
 }
+function healText(h) {
+  if (!h) return "-";
+  return h.heal_ms === null ? h.outcome.replace("_", " ") : h.heal_ms + " ms (" + h.action + ")";
+}
 function addEvent(e) {
-  document.getElementById("events").prepend(row([new Date(e.time).toLocaleString(), e.bond, e.from, e.to, e.cause]));
+  const healed = e.heal_ms === undefined || e.heal_ms === null ? "-" : e.heal_ms + " ms (" + e.heal_action + ")";
+  document.getElementById("events").prepend(row([new Date(e.time).toLocaleString(), e.bond, e.from, e.to, e.cause, healed]));
 }
 async function refresh() {
   try {
@@ -80,6 +86,7 @@ const stream = new EventSource("/api/events/stream");
 stream.onopen = () => { document.getElementById("conn").textContent = "live"; loadEvents(); refresh(); };
 stream.onerror = () => { document.getElementById("conn").textContent = "reconnecting..."; };
 stream.addEventListener("failover", (m) => { addEvent(JSON.parse(m.data)); refresh(); });
+stream.addEventListener("heal", () => { loadEvents(); refresh(); });
 refresh();
 setInterval(refresh, 1000);
 </script>

@@ -3,6 +3,7 @@
  * QEMU failover test and operators' scripts read them, so they change only on purpose.
  */
 import type { FailoverEvent } from './failover.ts';
+import type { HealRecord } from './heals.ts';
 import type { BondMonitor } from './monitor.ts';
 import type { BondReading, SlaveStatus } from './read-bonds.ts';
 
@@ -21,6 +22,8 @@ export interface BondDocument {
   failovers: number;
   last_failover: FailoverEvent | null;
   seconds_since_last_failover: number | null;
+  /** The last switch's heal, as pibond-heal.service measured it; null when none is known. */
+  last_heal: HealRecord | null;
   slaves?: SlaveStatus[];
 }
 
@@ -47,7 +50,7 @@ function bondDocument(reading: BondReading, monitor: BondMonitor): BondDocument 
   const sinceLast = history.lastFailoverAt === null ? null : round(monitor.secondsSince(history.lastFailoverAt));
   // Literals rather than spreads: this runs for every request, and a fixed shape is cheaper to build.
   if (!reading.ok) {
-    return { name, error: reading.error, failovers: history.failovers, last_failover: history.lastFailover, seconds_since_last_failover: sinceLast };
+    return { name, error: reading.error, failovers: history.failovers, last_failover: history.lastFailover, seconds_since_last_failover: sinceLast, last_heal: history.lastHeal };
   }
   const bond = reading.bond;
   return {
@@ -63,6 +66,7 @@ function bondDocument(reading: BondReading, monitor: BondMonitor): BondDocument 
     failovers: history.failovers,
     last_failover: history.lastFailover,
     seconds_since_last_failover: sinceLast,
+    last_heal: history.lastHeal,
     slaves: bond.slaves,
   };
 }

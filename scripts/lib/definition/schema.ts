@@ -80,6 +80,12 @@ const slave = section({
   name: interfaceName,
   /** Optional: pin the name to the NIC with this permanent MAC (a systemd .link renames it). */
   mac: macAddress.optional(),
+  /**
+   * Optional: the router's address on this slave's side, like 192.168.8.1. With static addressing it
+   * is checked against the address's subnet; with DHCP it lets the healer renew the lease at once
+   * when the bond switches to a slave whose router is another address.
+   */
+  gateway: ipAddress.optional(),
 });
 
 const bond = section({
@@ -151,7 +157,7 @@ export const definitionSchema = section({
     port: port.default(8080),
   }).default({ listen: '0.0.0.0', port: 8080 }),
   disk: disk.default({ size: 2 * GiB, boot_size: 256 * MiB, compression: 'zstd' }),
-});
+}).superRefine(checkStaticAcrossRouters, evenWhenFieldsFailed);
 
 /** A validated image definition: the only shape of configuration the build and boot code see. */
 export type Definition = z.output<typeof definitionSchema>;
@@ -204,6 +210,45 @@ function checkGateway(addressing: unknown, ctx: RefinementContext): void {
   if (isIP(addressing.gateway) !== family) {
     ctx.addIssue({ code: 'custom', path: ['gateway'], message: `must be an IPv${family} address, like the address ${addressing.address}` });
   }
+}
+
+/**
+ * With static addressing the Pi keeps one address and one gateway whichever router is active: a
+ * router on another subnet, or at another address, can never be reached after a switch (only DHCP
+ * can follow it). Said where it is found, with what to set instead.
+ */
+function checkStaticAcrossRouters(def: unknown, ctx: RefinementContext): void {
+  if (!isMapping(def) || !isMapping(def.bond) || !Array.isArray(def.bond.slaves)) return;
+  if (!isMapping(def.network) || !isMapping(def.network.addressing) || def.network.addressing.method !== 'static') return;
+  const { address, gateway } = def.network.addressing;
+  if (typeof address !== 'string') return;
+  const [ip, prefix] = address.split('/');
+  if (ip === undefined || prefix === undefined || isIP(ip) === 0 || !/^\d{1,3}$/.test(prefix)) return;
+  def.bond.slaves.forEach((slave, i) => {
+    if (!isMapping(slave) || typeof slave.gateway !== 'string' || isIP(slave.gateway) === 0) return;
+    const why = 'with static addressing the Pi keeps one address and gateway whichever router is active, so after a switch to this slave nothing would answer';
+    const fix = 'use network.addressing.method: dhcp, or give both routers the same subnet and address';
+    let wrong: string | undefined;
+    if (isIP(slave.gateway) !== isIP(ip) || !sameSubnet(ip, slave.gateway, Number(prefix))) wrong = `is not in ${address}'s subnet`;
+    else if (typeof gateway === 'string' && gateway !== slave.gateway) wrong = `is not network.addressing.gateway (${gateway})`;
+    if (wrong !== undefined) ctx.addIssue({ code: 'custom', path: ['bond', 'slaves', i, 'gateway'], message: `${wrong}: ${why}; ${fix}` });
+  });
+}
+
+/** Whether two addresses of one family share the first `prefix` bits. */
+function sameSubnet(a: string, b: string, prefix: number): boolean {
+  const bits = (ip: string): string =>
+    isIP(ip) === 4
+      ? ip.split('.').map((octet) => Number(octet).toString(2).padStart(8, '0')).join('')
+      : expandIPv6(ip).map((group) => parseInt(group, 16).toString(2).padStart(16, '0')).join('');
+  return bits(a).slice(0, prefix) === bits(b).slice(0, prefix);
+}
+
+function expandIPv6(ip: string): string[] {
+  const [head = '', tail] = ip.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  return [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
 }
 
 function checkDisk(disk: unknown, ctx: RefinementContext): void {

@@ -1,0 +1,165 @@
+/**
+ * What to do at each failover of the bond, and when the switch counts as healed.
+ *
+ * At the kernel's failover event the healer at once
+ *   1. flushes the bond's neighbour entries (IPv4 and IPv6): the gateway's entry still holds the old
+ *      router's MAC, and the new router drops every frame sent to it (5.5 s of silence measured);
+ *   2. sends a datagram to the gateway, so the kernel resolves it afresh on the new segment;
+ *   3. counts the switch healed when the gateway's entry resolves (the monitor's neighbour line).
+ * The new router learns the Pi's MAC from the bond itself: on failover the driver raises
+ * NETDEV_NOTIFY_PEERS (num_grat_arp times), on which the kernel sends a gratuitous ARP
+ * (net/ipv4/devinet.c) and an unsolicited NA per IPv6 address (net/ipv6/ndisc.c).
+ *
+ * With DHCP, when the gateway does not answer within `answerWithinMs` (the new router serves another
+ * subnet), or the new slave's router is known to be another address, the healer asks the network
+ * stack for a new lease (`requestRenew`: the stack's own row, see render.ts) and counts the switch
+ * healed when the new default route's gateway resolves. The way back is the same switch reversed.
+ *
+ * Every effect is injected, so the decisions are tested with fakes (test/overlays/bond-heal.test.ts).
+ */
+import { parseMonitorLine, resolved, type MonitorEvent } from './monitor-lines.ts';
+
+export interface HealConfig {
+  bond: string;
+  /** With DHCP a lease can be renewed; with static addressing only the neighbours can be healed. */
+  dhcp: boolean;
+  /** The router's address on each slave's side, where the definition says (bond.slaves[].gateway). */
+  gateways: Record<string, string>;
+  /** How long the gateway has to answer on the new segment before the lease is renewed. */
+  answerWithinMs: number;
+  /** After this long without an answer, the switch is recorded as not healed. */
+  giveUpAfterMs: number;
+}
+
+export type HealAction = 'flush' | 'renew';
+export type HealOutcome = 'healed' | 'not_healed' | 'superseded';
+
+/** One switch, as the status service reads it from /run/pibond-heal/heals.json. */
+export interface HealRecord {
+  bond: string;
+  /** Wall clock of the failover event, ISO-8601. */
+  time: string;
+  /** The slave that became active. */
+  to: string | null;
+  /** flush: the neighbours were enough; renew: a new DHCP lease was needed. */
+  action: HealAction;
+  outcome: HealOutcome;
+  /** The gateway that answered (or was waited for). */
+  gateway: string | null;
+  /** From the failover event to the gateway's answer on the new segment; null when it never answered. */
+  heal_ms: number | null;
+}
+
+export interface HealEffects {
+  /** Monotonic milliseconds. */
+  now(): number;
+  wallClock(): Date;
+  activeSlave(bond: string): string | null;
+  /** The bond's IPv4 default gateway now, if any. */
+  defaultGateway(bond: string): Promise<string | null>;
+  flushNeighbours(bond: string): Promise<void>;
+  /** Makes the kernel resolve `gateway` (any packet to it will do). */
+  probe(gateway: string): void;
+  /** Asks the network stack for a new DHCP lease on the bond. */
+  requestRenew(bond: string): void;
+  record(heal: HealRecord): void;
+  setTimer(ms: number, run: () => void): () => void;
+  log(priority: 'warning' | 'notice' | 'info', message: string): void;
+}
+
+interface Switch {
+  startedAt: number;
+  time: Date;
+  to: string | null;
+  action: HealAction;
+  /** The gateway whose answer ends the switch; null until a default route names one. */
+  gateway: string | null;
+  cancelTimers: (() => void)[];
+  /** Neighbour lines count only once the flush is done: earlier ones may be the old router's. */
+  flushed: boolean;
+}
+
+/** Renew at once, before any probe: the new slave's router is known to be another address, or there is no gateway at all. */
+export function renewAtOnce(config: HealConfig, to: string | null, gateway: string | null): boolean {
+  if (!config.dhcp) return false;
+  if (gateway === null) return true;
+  const expected = to === null ? undefined : config.gateways[to];
+  return expected !== undefined && expected !== gateway;
+}
+
+export class Healer {
+  private current: Switch | null = null;
+
+  constructor(
+    private readonly config: HealConfig,
+    private readonly effects: HealEffects,
+  ) {}
+
+  /** One line of `ip -o monitor link neigh route`. */
+  async line(text: string): Promise<void> {
+    const event = parseMonitorLine(text);
+    if (event !== null) await this.event(event);
+  }
+
+  async event(event: MonitorEvent): Promise<void> {
+    if (event.kind === 'failover') {
+      if (event.bond === this.config.bond) await this.failover();
+    } else if (event.kind === 'neighbour') {
+      const open = this.current;
+      if (open?.flushed && event.dev === this.config.bond && event.address === open.gateway && resolved(event)) this.finish(open, 'healed');
+    } else if (event.dev === this.config.bond && !event.deleted) {
+      // A new default route: after a renewal, the new router's address; resolve it at once.
+      const open = this.current;
+      if (open?.action === 'renew' && open.gateway !== event.via) {
+        open.gateway = event.via;
+        this.effects.probe(event.via);
+      }
+    }
+  }
+
+  private async failover(): Promise<void> {
+    const { effects, config } = this;
+    const started = effects.now();
+    if (this.current !== null) this.finish(this.current, 'superseded');
+    const to = effects.activeSlave(config.bond);
+    const gateway = await effects.defaultGateway(config.bond);
+    const open: Switch = { startedAt: started, time: effects.wallClock(), to, action: 'flush', gateway, cancelTimers: [], flushed: false };
+    this.current = open;
+    await effects.flushNeighbours(config.bond);
+    open.flushed = true;
+    if (this.current !== open) return;
+    effects.log('info', `${config.bond}: failover to ${to ?? 'none'}: neighbours flushed, waiting for ${gateway ?? 'a gateway'}`);
+
+    if (renewAtOnce(config, to, gateway)) {
+      this.renew(open);
+    } else if (gateway !== null) {
+      effects.probe(gateway);
+      if (config.dhcp) {
+        open.cancelTimers.push(effects.setTimer(config.answerWithinMs, () => {
+          if (this.current === open && open.action === 'flush') this.renew(open);
+        }));
+      }
+    }
+    open.cancelTimers.push(effects.setTimer(config.giveUpAfterMs, () => {
+      if (this.current === open) this.finish(open, 'not_healed');
+    }));
+  }
+
+  private renew(open: Switch): void {
+    open.action = 'renew';
+    // The old gateway is on the other router's subnet: only the new lease's route names the one to wait for.
+    open.gateway = null;
+    this.effects.log('notice', `${this.config.bond}: the gateway did not answer on ${open.to ?? 'the new slave'}: asking for a new DHCP lease`);
+    this.effects.requestRenew(this.config.bond);
+  }
+
+  private finish(open: Switch, outcome: HealOutcome): void {
+    for (const cancel of open.cancelTimers) cancel();
+    if (this.current === open) this.current = null;
+    const healMs = outcome === 'healed' ? Math.round(this.effects.now() - open.startedAt) : null;
+    const heal: HealRecord = { bond: this.config.bond, time: open.time.toISOString(), to: open.to, action: open.action, outcome, gateway: open.gateway, heal_ms: healMs };
+    this.effects.record(heal);
+    const message = `${heal.bond}: switch to ${heal.to ?? 'none'} ${outcome === 'healed' ? `healed in ${healMs} ms` : outcome.replace('_', ' ')} (${heal.action}${heal.gateway === null ? '' : `, gateway ${heal.gateway}`})`;
+    this.effects.log(outcome === 'healed' ? 'notice' : 'warning', message);
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Entry point of the bundle (/usr/lib/pibond/bond-heal.js), run by pibond-heal.service:
+ *
+ *   bond-heal.js --config /etc/pibond/bond-heal.json
+ *
+ * Listens to `ip -o monitor link neigh route` (the kernel's events, no polling) and hands each line
+ * to the healer; the effects are `ip` commands, a UDP datagram and the heals file. Failing to start
+ * `ip` or losing it ends the process with an error, and systemd restarts it.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { parseArgs, promisify } from 'node:util';
+import { checkConfig } from './config.ts';
+import { HealLog } from './heal-log.ts';
+import { Healer, type HealEffects } from './healer.ts';
+
+const run = promisify(execFile);
+const priorities = { warning: 4, notice: 5, info: 6 } as const;
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', default: '/etc/pibond/bond-heal.json' } } });
+  const file = checkConfig(JSON.parse(readFileSync(values.config ?? '', 'utf8')) as unknown, values.config ?? '');
+  const log = new HealLog(file.runtime_directory);
+  const socket = createSocket('udp4');
+  socket.on('error', () => {});
+
+  const effects: HealEffects = {
+    now: () => performance.now(),
+    wallClock: () => new Date(),
+    activeSlave: (bond) => readAttribute(`/sys/class/net/${bond}/bonding/active_slave`),
+    defaultGateway: async (bond) => {
+      const { stdout } = await run('ip', ['-4', 'route', 'show', 'default', 'dev', bond]).catch(() => ({ stdout: '' }));
+      return /\bvia\s+(\S+)/.exec(stdout)?.[1] ?? null;
+    },
+    // Both families: `ip neigh flush` keeps PERMANENT and NOARP entries.
+    flushNeighbours: async (bond) => {
+      await Promise.all([run('ip', ['-4', 'neigh', 'flush', 'dev', bond]), run('ip', ['-6', 'neigh', 'flush', 'dev', bond])].map((p) => p.catch(() => undefined)));
+    },
+    // The discard port: the payload is nothing, the ARP request it causes is the point.
+    probe: (gateway) => socket.send(Buffer.alloc(0), 9, gateway, () => {}),
+    requestRenew: (bond) => writeFileSync(join(file.runtime_directory, 'dhcp-renew'), `${bond}\n`),
+    record: (heal) => log.add(heal),
+    setTimer: (ms, fn) => {
+      const timer = setTimeout(fn, ms);
+      return () => clearTimeout(timer);
+    },
+    log: (priority, message) => void process.stdout.write(`<${priorities[priority]}>${message}\n`),
+  };
+  const healer = new Healer(file, effects);
+
+  const monitor = spawn('ip', ['-o', 'monitor', 'link', 'neigh', 'route'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Lines are handled one after the other: a failover's flush must finish before its neighbour lines count.
+  let queue = Promise.resolve();
+  createInterface({ input: monitor.stdout }).on('line', (line) => {
+    queue = queue.then(() => healer.line(line)).catch((err: unknown) => effects.log('warning', `bug: ${String(err)}`));
+  });
+  effects.log('info', `watching ${file.bond} for failovers (${file.dhcp ? 'DHCP' : 'static addressing'})`);
+  await new Promise<void>((resolve, reject) => {
+    monitor.once('error', reject);
+    monitor.once('exit', (code, signal) => reject(new Error(`ip monitor ended (${signal ?? code})`)));
+    process.once('SIGTERM', () => {
+      monitor.kill();
+      resolve();
+    });
+  });
+}
+
+function readAttribute(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`<3>bond-heal: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);
