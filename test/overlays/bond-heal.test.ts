@@ -1,0 +1,239 @@
+/**
+ * The healing unit: the `ip monitor` lines it understands, what it does at a failover (with fake
+ * effects and a fake clock), its units' confinement, and what render() writes for a definition.
+ */
+import { execFileSync } from 'node:child_process';
+import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { bundlePath, configPath, render, renewPath, runtimeDirectory } from '../../overlays/15-bond-heal/render.ts';
+import { checkConfig } from '../../overlays/15-bond-heal/src/config.ts';
+import { Healer, renewAtOnce, type HealConfig, type HealEffects, type HealRecord } from '../../overlays/15-bond-heal/src/healer.ts';
+import { parseMonitorLine } from '../../overlays/15-bond-heal/src/monitor-lines.ts';
+import { definitionSchema, parseDefinition } from '../../scripts/lib/definition.ts';
+
+const rootfs = join(import.meta.dirname, '../../overlays/15-bond-heal/rootfs');
+const unitText = (name: string) => readFileSync(join(rootfs, 'usr/lib/systemd/system', name), 'utf8');
+const directives = (name: string) => unitText(name).split('\n').filter((line) => /^[A-Za-z]+=/.test(line));
+
+describe('parseMonitorLine', () => {
+  it.each([
+    ['3: bond0: <BROADCAST,MULTICAST,MASTER,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default event BONDING FAILOVER \\    link/ether 52:54:00:00:00:01 brd ff:ff:ff:ff:ff:ff', { kind: 'failover', bond: 'bond0' }],
+    ['[LINK]3: bond0: <BROADCAST,MULTICAST,MASTER,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default event BONDING FAILOVER \\    link/ether 52:54:00:00:00:01', { kind: 'failover', bond: 'bond0' }],
+    ['192.168.1.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE', { kind: 'neighbour', address: '192.168.1.1', dev: 'bond0', lladdr: '02:00:00:00:02:01', state: 'REACHABLE', deleted: false }],
+    ['[NEIGH]192.168.1.1 dev bond0 lladdr 02:00:00:00:02:01 STALE', { kind: 'neighbour', address: '192.168.1.1', dev: 'bond0', lladdr: '02:00:00:00:02:01', state: 'STALE', deleted: false }],
+    ['Deleted 192.168.1.1 dev bond0 lladdr 02:00:00:00:01:01 STALE', { kind: 'neighbour', address: '192.168.1.1', dev: 'bond0', lladdr: '02:00:00:00:01:01', state: 'STALE', deleted: true }],
+    ['192.168.1.1 dev bond0  INCOMPLETE', { kind: 'neighbour', address: '192.168.1.1', dev: 'bond0', lladdr: null, state: 'INCOMPLETE', deleted: false }],
+    ['fe80::1 dev bond0 lladdr 02:00:00:00:02:01 router REACHABLE', { kind: 'neighbour', address: 'fe80::1', dev: 'bond0', lladdr: '02:00:00:00:02:01', state: 'REACHABLE', deleted: false }],
+    ['default via 192.168.8.1 dev bond0 ', { kind: 'default-route', via: '192.168.8.1', dev: 'bond0', deleted: false }],
+    ['Deleted default via 192.168.1.1 dev bond0 ', { kind: 'default-route', via: '192.168.1.1', dev: 'bond0', deleted: true }],
+  ])('%s', (line, event) => {
+    expect(parseMonitorLine(line)).toEqual(event);
+  });
+
+  it.each([
+    '2: eth0: <NO-CARRIER,BROADCAST,MULTICAST,SLAVE,UP> mtu 1500 qdisc pfifo_fast master bond0 state DOWN group default \\    link/ether 52:54:00:00:00:01',
+    '3: bond0: <BROADCAST,MULTICAST,MASTER,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default event NOTIFY PEERS \\    link/ether 52:54:00:00:00:01',
+    'local 192.168.1.100 dev bond0 table local proto kernel scope host src 192.168.1.100 ',
+    'default via fe80::1 dev bond0 proto ra metric 1024 pref medium',
+    '',
+  ])('ignores %s', (line) => {
+    expect(parseMonitorLine(line)).toBeNull();
+  });
+});
+
+/** Fake effects: a clock the test moves, timers it fires, and a log of what the healer did. */
+class FakeHost implements HealEffects {
+  time = 1000;
+  active: string | null = 'eth1';
+  gateway: string | null = '192.168.1.1';
+  readonly done: string[] = [];
+  readonly heals: HealRecord[] = [];
+  private timers: { at: number; run: () => void; cancelled: boolean }[] = [];
+
+  now = () => this.time;
+  wallClock = () => new Date(Date.UTC(2026, 10, 25, 14, 0, 0) + this.time);
+  activeSlave = () => this.active;
+  defaultGateway = async () => this.gateway;
+  flushNeighbours = async (bond: string) => void this.done.push(`flush ${bond}`);
+  probe = (gateway: string) => void this.done.push(`probe ${gateway}`);
+  requestRenew = (bond: string) => void this.done.push(`renew ${bond}`);
+  record = (heal: HealRecord) => void this.heals.push(heal);
+  setTimer = (ms: number, run: () => void) => {
+    const timer = { at: this.time + ms, run, cancelled: false };
+    this.timers.push(timer);
+    return () => void (timer.cancelled = true);
+  };
+  log = () => {};
+
+  advance(ms: number): void {
+    this.time += ms;
+    for (const timer of this.timers.filter((t) => !t.cancelled && t.at <= this.time)) {
+      timer.cancelled = true;
+      timer.run();
+    }
+  }
+}
+
+const failover = '3: bond0: <BROADCAST,MULTICAST,MASTER,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default event BONDING FAILOVER \\    link/ether 52:54:00:00:00:01';
+const dhcp: HealConfig = { bond: 'bond0', dhcp: true, gateways: {}, answerWithinMs: 300, giveUpAfterMs: 30_000 };
+
+describe('Healer', () => {
+  it('same subnet: flushes, resolves the gateway afresh, and records the time until it answered', async () => {
+    const host = new FakeHost();
+    const healer = new Healer(dhcp, host);
+    await healer.line(failover);
+    expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
+    host.advance(12);
+    await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE');
+    host.advance(1000);
+    expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
+    expect(host.heals).toEqual([{ bond: 'bond0', time: '2026-11-25T14:00:01.000Z', to: 'eth1', action: 'flush', outcome: 'healed', gateway: '192.168.1.1', heal_ms: 12 }]);
+  });
+
+  it('different subnets: no answer at the old gateway within answerWithinMs asks for a lease, and waits for the new route\'s gateway', async () => {
+    const host = new FakeHost();
+    const healer = new Healer(dhcp, host);
+    await healer.line(failover);
+    host.advance(299);
+    expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
+    host.advance(1);
+    expect(host.done.at(-1)).toBe('renew bond0');
+    // The old router's entry failing, or a stray route elsewhere, heals nothing.
+    await healer.line('192.168.1.1 dev bond0  FAILED');
+    await healer.line('default via 10.0.0.1 dev eth9 ');
+    expect(host.heals).toEqual([]);
+    host.advance(400);
+    await healer.line('default via 192.168.8.1 dev bond0 proto dhcp src 192.168.8.100 metric 100 ');
+    expect(host.done.at(-1)).toBe('probe 192.168.8.1');
+    host.advance(5);
+    await healer.line('192.168.8.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE');
+    expect(host.heals).toEqual([expect.objectContaining({ action: 'renew', outcome: 'healed', gateway: '192.168.8.1', heal_ms: 705 })]);
+  });
+
+  it('renews at once when the new slave\'s router is known to be another address, or there is no gateway', async () => {
+    const host = new FakeHost();
+    const healer = new Healer({ ...dhcp, gateways: { eth0: '192.168.1.1', eth1: '192.168.8.1' } }, host);
+    await healer.line(failover);
+    expect(host.done).toEqual(['flush bond0', 'renew bond0']);
+    expect(renewAtOnce(dhcp, 'eth1', null)).toBe(true);
+    expect(renewAtOnce({ ...dhcp, gateways: { eth1: '192.168.1.1' } }, 'eth1', '192.168.1.1')).toBe(false);
+    expect(renewAtOnce({ ...dhcp, dhcp: false }, 'eth1', null)).toBe(false);
+  });
+
+  it('static addressing: never renews; a gateway that never answers is recorded as not healed', async () => {
+    const host = new FakeHost();
+    const healer = new Healer({ ...dhcp, dhcp: false }, host);
+    await healer.line(failover);
+    host.advance(30_000);
+    expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
+    expect(host.heals).toEqual([expect.objectContaining({ action: 'flush', outcome: 'not_healed', heal_ms: null })]);
+  });
+
+  it('a failover during a heal closes it as superseded; other bonds\' failovers and neighbours are not its business', async () => {
+    const host = new FakeHost();
+    const healer = new Healer(dhcp, host);
+    await healer.line(failover.replace('bond0', 'bond1'));
+    expect(host.done).toEqual([]);
+    await healer.line(failover);
+    host.active = 'eth0';
+    await healer.line(failover);
+    await healer.line('192.168.1.1 dev eth5 lladdr 02:00:00:00:09:09 REACHABLE');
+    await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:01:01 REACHABLE');
+    expect(host.heals.map((h) => [h.to, h.outcome])).toEqual([['eth1', 'superseded'], ['eth0', 'healed']]);
+  });
+});
+
+describe('pibond-heal.service', () => {
+  const unit = directives('pibond-heal.service');
+
+  it('runs the rendered bundle with the rendered configuration', () => {
+    expect(unit).toContain(`ExecStart=/usr/bin/node /${bundlePath} --config /${configPath}`);
+  });
+
+  it.each([
+    'DynamicUser=yes',
+    'CapabilityBoundingSet=CAP_NET_ADMIN',
+    'AmbientCapabilities=CAP_NET_ADMIN',
+    'NoNewPrivileges=yes',
+    'ProtectSystem=strict',
+    'ProtectHome=yes',
+    'PrivateTmp=yes',
+    'PrivateDevices=yes',
+    'RuntimeDirectory=pibond-heal',
+    'RestrictAddressFamilies=AF_NETLINK AF_INET AF_UNIX',
+    'SystemCallFilter=@system-service',
+    'Restart=always',
+    'WantedBy=multi-user.target',
+  ])('has %s', (directive) => {
+    expect(unit).toContain(directive);
+  });
+
+  it('holds no capability but CAP_NET_ADMIN and writes nowhere but its runtime directory', () => {
+    expect(unit.filter((d) => /Capabilit/.test(d)).join(' ').match(/CAP_\w+/g)).toEqual(['CAP_NET_ADMIN', 'CAP_NET_ADMIN']);
+    expect(unit.filter((d) => /^(ReadWritePaths|User|Group)=/.test(d))).toEqual([]);
+    expect(runtimeDirectory).toBe('/run/pibond-heal');
+  });
+
+  it('is enabled, and so is the .path unit that starts the lease renewal it asks for', () => {
+    for (const [wants, unitName] of [['multi-user.target.wants', 'pibond-heal.service'], ['paths.target.wants', 'pibond-dhcp-renew.path']] as const) {
+      const link = join(rootfs, 'etc/systemd/system', wants, unitName);
+      expect(lstatSync(link).isSymbolicLink()).toBe(true);
+      expect(readlinkSync(link)).toBe(`/usr/lib/systemd/system/${unitName}`);
+    }
+  });
+
+  it('the .path unit watches the file the healer writes, and the renewal never hits a start limit or kills the new DHCP client', () => {
+    expect(directives('pibond-dhcp-renew.path')).toEqual(expect.arrayContaining([`PathModified=${runtimeDirectory}/dhcp-renew`, 'Unit=pibond-dhcp-renew.service']));
+    expect(readFileSync(join(import.meta.dirname, '../../overlays/15-bond-heal/src/main.ts'), 'utf8')).toContain("join(file.runtime_directory, 'dhcp-renew')");
+    expect(directives('pibond-dhcp-renew.service')).toEqual(
+      expect.arrayContaining(['Type=oneshot', `ExecStart=/${renewPath}`, 'EnvironmentFile=/etc/default/pibond-heal', 'KillMode=process', 'StartLimitIntervalSec=0']),
+    );
+  });
+});
+
+describe('render()', () => {
+  it('writes the configuration from the definition: the bond, DHCP or not, the slaves\' routers', async () => {
+    const def = parseDefinition('name: x\nbond:\n  slaves: [{name: eth0, gateway: 192.168.1.1}, {name: eth1, gateway: 192.168.8.1}]\n', 'x.yaml');
+    const files = await render(def);
+    const config = checkConfig(JSON.parse(String(files.find((f) => f.path === configPath)?.content)), configPath);
+    expect(config).toEqual({ bond: 'bond0', dhcp: true, gateways: { eth0: '192.168.1.1', eth1: '192.168.8.1' }, answerWithinMs: 300, giveUpAfterMs: 30_000, runtime_directory: '/run/pibond-heal' });
+    expect(files.find((f) => f.path === 'etc/default/pibond-heal')?.content).toContain('\nBOND=bond0\n');
+  });
+
+  it('renders the ifupdown row: a shell script that restarts ifup\'s dhclient from scratch with ifup\'s own files', async () => {
+    const script = (await render(definitionSchema.parse({ name: 'x', base: {} }))).find((f) => f.path === renewPath);
+    expect(script?.mode).toBe(0o755);
+    const text = String(script?.content);
+    expect(text).toContain('-pf "$pidfile" -lf "$leases"');
+    expect(text).toContain('pidfile=/run/dhclient.$bond.pid');
+    expect(text).toContain('leases=/var/lib/dhcp/dhclient.$bond.leases');
+    expect(text).toContain('rm -f "$leases"');
+    execFileSync('sh', ['-n', '-c', text]);
+  });
+});
+
+describe('static addressing and routers on other subnets', () => {
+  const staticDef = (slaves: string) => `name: x\nbond:\n  slaves: ${slaves}\nnetwork:\n  addressing: {method: static, address: 192.168.1.2/24, gateway: 192.168.1.1}\n`;
+
+  it('refuses a slave whose router is on another subnet, saying why and what to set', () => {
+    expect(() => parseDefinition(staticDef('[{name: eth0}, {name: eth1, gateway: 192.168.8.1}]'), 'x.yaml')).toThrow(
+      "x.yaml: bond.slaves[1].gateway: is not in 192.168.1.2/24's subnet: with static addressing the Pi keeps one address and gateway whichever router is active, so after a switch to this slave nothing would answer; use network.addressing.method: dhcp, or give both routers the same subnet and address (got \"192.168.8.1\")",
+    );
+  });
+
+  it('refuses a router at another address of the same subnet than the static gateway', () => {
+    expect(() => parseDefinition(staticDef('[{name: eth0}, {name: eth1, gateway: 192.168.1.254}]'), 'x.yaml')).toThrow('bond.slaves[1].gateway: is not network.addressing.gateway (192.168.1.1)');
+  });
+
+  it('accepts both routers at the static gateway, and any routers with DHCP', () => {
+    expect(parseDefinition(staticDef('[{name: eth0, gateway: 192.168.1.1}, {name: eth1, gateway: 192.168.1.1}]'), 'x.yaml').bond.slaves[1]?.gateway).toBe('192.168.1.1');
+    expect(parseDefinition('name: x\nbond:\n  slaves: [{name: eth0, gateway: 192.168.1.1}, {name: eth1, gateway: 192.168.8.1}]\n', 'x.yaml').bond.slaves[1]?.gateway).toBe('192.168.8.1');
+  });
+
+  it('checks IPv6 subnets too', () => {
+    const v6 = 'name: x\nbond:\n  slaves: [{name: eth0}, {name: eth1, gateway: "fd00:8::1"}]\nnetwork:\n  addressing: {method: static, address: "fd00:1::5/64"}\n';
+    expect(() => parseDefinition(v6, 'x.yaml')).toThrow("is not in fd00:1::5/64's subnet");
+    expect(parseDefinition(v6.replace('fd00:8::1', 'fd00:1::1'), 'x.yaml').bond.slaves[1]?.gateway).toBe('fd00:1::1');
+  });
+});
