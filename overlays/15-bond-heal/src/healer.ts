@@ -121,13 +121,14 @@ export class Healer {
     const { effects, config } = this;
     const started = effects.now();
     if (this.current !== null) this.finish(this.current, 'superseded');
-    const to = effects.activeSlave(config.bond);
-    const gateway = await effects.defaultGateway(config.bond);
-    const open: Switch = { startedAt: started, time: effects.wallClock(), to, action: 'flush', gateway, cancelTimers: [], flushed: false };
+    const open: Switch = { startedAt: started, time: effects.wallClock(), to: effects.activeSlave(config.bond), action: 'flush', gateway: null, cancelTimers: [], flushed: false };
     this.current = open;
-    await effects.flushNeighbours(config.bond);
+    // Together: each is a command, and every millisecond here is outage.
+    const [gateway] = await Promise.all([effects.defaultGateway(config.bond), effects.flushNeighbours(config.bond)]);
+    open.gateway = gateway;
     open.flushed = true;
     if (this.current !== open) return;
+    const to = open.to;
     effects.log('info', `${config.bond}: failover to ${to ?? 'none'}: neighbours flushed, waiting for ${gateway ?? 'a gateway'}`);
 
     if (renewAtOnce(config, to, gateway)) {
