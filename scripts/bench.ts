@@ -8,6 +8,7 @@ const suites: Record<string, () => Promise<Record<string, number | string>>> = {
   status: async () => (await import('./bench/bond-status.ts')).benchBondStatus(),
   build: async () => (await import('./bench/build.ts')).benchBuild(),
   boot: async () => (await import('./bench/boot.ts')).benchBoot(join(import.meta.dirname, '..', 'out', 'pibond-bookworm-arm64.img')),
+  outage: async () => (await import('./bench/outage.ts')).benchOutage(join(import.meta.dirname, '..', 'out', 'pibond-bookworm-arm64.img')),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites);
@@ -19,5 +20,5 @@ for (const name of wanted) {
   }
   console.log(`\n## ${name}`);
   const figures = await suite();
-  for (const [key, value] of Object.entries(figures)) console.log(`${key.padEnd(44)} ${typeof value === 'number' ? value.toFixed(2) : value}`);
+  for (const [key, value] of Object.entries(figures)) console.log(`${key.padEnd(64)} ${typeof value === 'number' ? value.toFixed(2) : value}`);
 }

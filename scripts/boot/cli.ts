@@ -3,6 +3,9 @@ import { parseArgs } from 'node:util';
 import { UserError, errorMessage } from '../lib/errors.ts';
 import { exitCodeFor, listenForStop } from '../lib/signals.ts';
 import { defaultTestTimeoutSeconds, failoverTest, prepareHost } from './failover-test.ts';
+import { strictOutageMs } from './scenario.ts';
+import { layoutNames } from './testbed/index.ts';
+import type { Routers } from './session.ts';
 import { inspectImage } from './image.ts';
 import { formatFigures, formatVerdict } from './report.ts';
 import { type Terminal, releaseTerminal, startBoot } from './session.ts';
@@ -26,6 +29,17 @@ Options:
                     the image); a failed run also keeps the serial log as <name>.boot-serial.log
   --timeout SECS    stop after this long (default: ${defaultTestTimeoutSeconds} with --test, none interactively)
   --flaps N         how often --test flaps the primary link (default: 10)
+  --routers KIND    what the NICs are plugged into (default: user):
+                      user                        QEMU's user-mode networks, forwards on 127.0.0.1
+                      testbed:same-subnet         a test bed of two real routers (each its own
+                      testbed:different-subnets   MACs, DHCP, NAT, port forwards) and an internet
+                                                  behind them, in a network-less container; the
+                                                  backup on 192.168.1.1 like the main, or on
+                                                  192.168.8.1. --test then leads with the outage
+                                                  of every switch as seen from that internet
+                                                  (only with --test)
+  --strict-outage   with a test bed: fail unless every switch's inbound and outbound outage is at
+                    most ${strictOutageMs / 1000} s
   -h, --help        this text
 `;
 
@@ -38,6 +52,8 @@ export async function main(args: string[]): Promise<number> {
       report: { type: 'string' },
       timeout: { type: 'string' },
       flaps: { type: 'string' },
+      routers: { type: 'string', default: 'user' },
+      'strict-outage': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -51,16 +67,34 @@ export async function main(args: string[]): Promise<number> {
   const flaps = values.flaps === undefined ? undefined : positiveNumber('--flaps', values.flaps);
   if (values.report !== undefined && !values.test) throw new UserError('--report goes with --test');
   if (flaps !== undefined && !Number.isInteger(flaps)) throw new UserError('--flaps must be a whole number');
+  const routers = parseRouters(values.routers);
+  if (routers.kind === 'testbed' && !values.test) throw new UserError('--routers testbed:LAYOUT goes with --test (the test bed has no way in from this host but its prober)');
+  if (values['strict-outage'] && routers.kind !== 'testbed') throw new UserError('--strict-outage goes with --routers testbed:LAYOUT (only the test bed sees the outage from outside)');
 
-  return values.test ? test(image, values.report, timeoutSeconds, flaps) : interactive(image, timeoutSeconds);
+  return values.test ? test(image, values.report, timeoutSeconds, flaps, routers, values['strict-outage']) : interactive(image, timeoutSeconds);
+}
+
+/** `user` or `testbed:LAYOUT`. */
+export function parseRouters(text: string): Routers {
+  if (text === 'user') return { kind: 'user' };
+  const layout = layoutNames.find((name) => text === `testbed:${name}`);
+  if (layout) return { kind: 'testbed', layout };
+  throw new UserError(`--routers must be user or one of ${layoutNames.map((name) => `testbed:${name}`).join(', ')}, got "${text}"`);
 }
 
 const say = (message: string) => process.stderr.write(`${message}\n`);
 
-async function test(image: string, reportFile: string | undefined, timeoutSeconds: number | undefined, flaps: number | undefined): Promise<number> {
+async function test(
+  image: string,
+  reportFile: string | undefined,
+  timeoutSeconds: number | undefined,
+  flaps: number | undefined,
+  routers: Routers,
+  strictOutage: boolean,
+): Promise<number> {
   const stop = listenForStop((signal) => say(`${signal}: stopping QEMU, removing its container and temporary files...`));
   try {
-    const { report, reportFile: written } = await failoverTest({ image, reportFile, timeoutSeconds, flaps, say, signal: stop.signal });
+    const { report, reportFile: written } = await failoverTest({ image, reportFile, timeoutSeconds, flaps, routers, strictOutage, say, signal: stop.signal });
     process.stdout.write(`\n${formatFigures(report)}\n\n${formatVerdict(report)}\nReport: ${written}\n`);
     if (report.serialLog) process.stdout.write(`Serial log: ${report.serialLog}\n`);
     if (stop.received) return stopped(stop.received);
@@ -85,7 +119,7 @@ async function interactive(file: string, timeoutSeconds: number | undefined): Pr
     say(`Booting ${image.path} (the console follows; Ctrl-C or Ctrl-A x stops the machine)`);
     const session = await startBoot({ docker, builderImage, image, terminal, say, signal: signals.signal });
     try {
-      const [main, backup] = session.routers;
+      const [main, backup] = session.routers.map((r) => ({ status: typeof r.status === 'number' ? r.status : 0, ssh: typeof r.ssh === 'number' ? r.ssh : 0 }));
       const admin = image.manifest.definition.value.admin.name;
       say(
         `Forwarded to the guest (127.0.0.1):\n` +

@@ -9,7 +9,8 @@ import type { Docker } from '../lib/docker.ts';
 import { ensureDockerEngine } from '../lib/host.ts';
 import { type BootImage, inspectImage } from './image.ts';
 import { writeReport } from './report.ts';
-import { type BootReport, runFailoverScenario } from './scenario.ts';
+import { type BootReport, runFailoverScenario, strictOutageMs } from './scenario.ts';
+import type { Routers } from './session.ts';
 
 export interface FailoverTestOptions {
   image: string;
@@ -18,6 +19,10 @@ export interface FailoverTestOptions {
   /** The whole run, boot included. */
   timeoutSeconds?: number;
   flaps?: number;
+  /** QEMU's user-mode networks (the default), or the test bed of real routers in a layout. */
+  routers?: Routers;
+  /** On the test bed: also require every switch's outage (inbound and outbound) to be at most strictOutageMs. */
+  strictOutage?: boolean;
   say: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -43,6 +48,8 @@ export async function failoverTest(opts: FailoverTestOptions): Promise<FailoverT
     say: opts.say,
     signal,
     flaps: opts.flaps,
+    routers: opts.routers,
+    strictOutageMs: opts.strictOutage ? strictOutageMs : undefined,
     serialLogOnFailure: join(dirname(reportFile), `${image.name}.boot-serial.log`),
   });
   if (timeout.aborted && report.verdict === 'fail') report.error = `the run took longer than its timeout (${seconds} s)`;

@@ -35,7 +35,10 @@ export interface SlaveNic {
 }
 
 export interface Nic extends SlaveNic {
+  /** On a user-mode network: the host ports forwarded to the guest through it. */
   forwards: Forward[];
+  /** On the test bed: the tap (on a router's LAN bridge) the NIC is plugged into, instead of a user-mode network. */
+  tap?: string;
 }
 
 export interface MachineSpec {
@@ -130,7 +133,8 @@ export function qemuArgs(spec: MachineSpec): string[] {
   ];
   spec.nics.forEach((nic, i) => {
     const forwards = nic.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
-    args.push('-netdev', `user,id=net${i}${forwards}`);
+    // The netdev's id is the same either way: nicDevice (and a replug through QMP) refers to it.
+    args.push('-netdev', nic.tap ? `tap,id=net${i},ifname=${nic.tap},script=no,downscript=no` : `user,id=net${i}${forwards}`);
     args.push('-device', `pcie-root-port,id=${nicPort(i)},bus=pcie.0,chassis=${i + 1}`);
     args.push('-device', deviceOption(nicDevice(nic, i)));
   });

@@ -18,7 +18,8 @@ import { connect } from 'node:net';
 import { PollTimeout, poll } from '../lib/poll.ts';
 import { type Nic, nicDevice } from './machine.ts';
 import type { BootSession, RouterPorts } from './session.ts';
-import { type BondState, type FailoverEvent, type Status, bondIn, getEvents, getStatus } from './status-api.ts';
+import { type BondState, type FailoverEvent, type Status, bondIn, describeEndpoint, getEvents, getStatus } from './status-api.ts';
+import { type Outage, outageOf } from './testbed/prober.ts';
 
 export interface Probes {
   /** The bond's state, asked once through the router on `through`'s NIC. */
@@ -46,6 +47,13 @@ export interface Probes {
   replug(slave: string): Promise<void>;
   /** The first line sshd sends through `through`'s router ("SSH-2.0-OpenSSH_9.2p1 ..."), retried for a minute. */
   sshBanner(through: string): Promise<string>;
+  /**
+   * On the test bed only: plugs or pulls `slave`'s cable and measures, from the internet, how long
+   * the user's traffic is cut until it flows through `to`'s router: inbound (connections through
+   * its port forward) and outbound (the Pi's own pings); null for a direction that did not resume
+   * within `windowMs`.
+   */
+  outage(slave: string, up: boolean, to: string, windowMs: number): Promise<Outage>;
   /** Milliseconds on a monotonic clock, for the checks' own measurements. */
   now(): number;
 }
@@ -171,8 +179,39 @@ class SessionProbes implements Probes {
 
   async sshBanner(through: string): Promise<string> {
     const { ssh } = this.routerOf(through);
-    const what = `an SSH banner on 127.0.0.1:${ssh}`;
-    return this.guarded(poll(() => sshBanner(ssh, 3000), { what, timeoutMs: sshDeadlineMs, intervalMs: 500, signal: this.signal }));
+    const what = `an SSH banner on ${describeEndpoint(ssh)}`;
+    const prober = this.boot.testbed?.prober;
+    const ask = () => (typeof ssh === 'number' ? sshBanner(ssh, 3000) : (prober ?? noProber()).banner(ssh.host, ssh.port, 3000, this.signal));
+    return this.guarded(poll(ask, { what, timeoutMs: sshDeadlineMs, intervalMs: 500, signal: this.signal }));
+  }
+
+  async outage(slave: string, up: boolean, to: string, windowMs: number): Promise<Outage> {
+    const prober = this.boot.testbed?.prober ?? noProber();
+    const router = this.routerOf(to).router;
+    if (!router) throw new Error(`no test bed router carries ${to}`);
+    const { id } = this.nicOf(slave);
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    return this.guarded(
+      (async () => {
+        await prober.startRecording(this.signal);
+        try {
+          // A moment of traffic before the change, so the silence is measured from its last packet.
+          await sleep(outageLeadMs);
+          const changedAt = performance.timeOrigin + performance.now();
+          await this.boot.qmp.setLink(id, up);
+          const until = changedAt + windowMs;
+          for (;;) {
+            this.signal?.throwIfAborted();
+            const record = await prober.recording(this.signal);
+            const outage = outageOf(record, changedAt, router.name, router.wan, Math.min(until, record.now));
+            if ((outage.inboundMs !== null && outage.outboundMs !== null) || record.now >= until) return outage;
+            await sleep(outagePollMs);
+          }
+        } finally {
+          await prober.stopRecording().catch(() => undefined);
+        }
+      })(),
+    );
   }
 
   now(): number {
@@ -197,6 +236,14 @@ class SessionProbes implements Probes {
     return router;
   }
 }
+
+function noProber(): never {
+  throw new Error('this boot is not on the test bed of real routers (--routers testbed:LAYOUT): nothing watches from the internet side');
+}
+
+/** Traffic recorded before a measured change; how often the record is read while waiting. */
+const outageLeadMs = 300;
+const outagePollMs = 200;
 
 /** The bond called `name` in a status answer; an answer without it is an error. */
 export function bondOf(status: Status, name: string): BondState {

@@ -1,8 +1,16 @@
 /** The failover report: its figures for people (printed) and whole for machines (JSON). */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { Endpoint } from './status-api.ts';
 
-export const goals = { bootToReadySeconds: 45, failoverMs: 300, failbackMs: 300 };
+export const goals = { bootToReadySeconds: 45, failoverMs: 300, failbackMs: 300, outageMedianMs: 500, outageWorstMs: 1000 };
+
+/** One switch seen from the test bed's internet (see testbed/prober.ts); null: not resumed within the window. */
+export interface SwitchOutage {
+  switch: 'failover' | 'failback';
+  inboundMs: number | null;
+  outboundMs: number | null;
+}
 
 /** One check as it ran: the report's `checks` rows. */
 export interface CheckResult {
@@ -23,6 +31,8 @@ export interface Figures {
   flaps: { failoverMs: number; failbackMs: number }[];
   /** device_add of the backup NIC -> the service lists it as a slave again, up, as the backup. */
   reenslaveMs: number | null;
+  /** On the test bed: every switch's outage as the internet saw it, in order. */
+  outages: SwitchOutage[];
 }
 
 export interface GoalsMet {
@@ -36,6 +46,8 @@ export interface BootReport {
   name: string;
   diskId: string;
   startedAt: string;
+  /** The routers the NICs were on: `user` (QEMU's user-mode networks) or `testbed:LAYOUT`. */
+  routers?: string;
   verdict: 'pass' | 'fail';
   figures: Figures;
   goals: typeof goals;
@@ -46,12 +58,45 @@ export interface BootReport {
   bondingLog: string[];
   /** Where the whole serial log was kept, when the run failed. */
   serialLog?: string;
-  ports?: { nic: string; status: number; ssh: number }[];
+  /** Where each router's forwards were reached: host ports, or (on the test bed) WAN addresses and ports. */
+  ports?: { nic: string; status: Endpoint; ssh: Endpoint }[];
 }
 
 export async function writeReport(report: BootReport, file: string): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+/** The outside figures, per direction and kind of switch: median and worst, a never-resumed switch the worst of all. */
+export function outageTable(outages: SwitchOutage[]): { direction: 'inbound' | 'outbound'; switch: 'failover' | 'failback'; count: number; median: number | null; worst: number | null; never: number }[] {
+  return (['inbound', 'outbound'] as const).flatMap((direction) =>
+    (['failover', 'failback'] as const).map((which) => {
+      const values = outages.filter((o) => o.switch === which).map((o) => (direction === 'inbound' ? o.inboundMs : o.outboundMs));
+      return { direction, switch: which, count: values.length, ...summarise(values) };
+    }),
+  );
+}
+
+/** The median and the worst of some outages; a null (never resumed) counts as longer than any. */
+export function summarise(values: (number | null)[]): { median: number | null; worst: number | null; never: number } {
+  const measured = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
+  const never = values.length - measured.length;
+  const sorted: (number | null)[] = [...measured, ...values.filter((v) => v === null)];
+  return { median: sorted[Math.floor((sorted.length - 1) / 2)] ?? null, worst: never || measured.length === 0 ? null : (measured.at(-1) ?? null), never };
+}
+
+function formatOutages(report: BootReport): string[] {
+  const rows = outageTable(report.figures.outages).filter((row) => row.count > 0);
+  if (rows.length === 0) return [];
+  const ms = (value: number | null, never: boolean) => (value === null ? (never ? 'never' : '-') : `${value} ms`);
+  return [
+    `outage seen from the internet (${report.routers ?? 'test bed'}), median / worst, goal <= ${report.goals.outageMedianMs} / ${report.goals.outageWorstMs} ms:`,
+    ...rows.map(
+      (row) =>
+        `  ${row.direction.padEnd(8)} ${row.switch.padEnd(8)} ${ms(row.median, row.never > 0).padStart(9)} / ${ms(row.worst, row.never > 0).padStart(9)}` +
+        `   (${row.count} switches${row.never ? `, ${row.never} never resumed` : ''})`,
+    ),
+  ];
 }
 
 export function formatFigures(report: BootReport): string {
@@ -60,6 +105,8 @@ export function formatFigures(report: BootReport): string {
   const value = (n: number | null, unit: string) => (n === null ? 'not measured' : `${n} ${unit}`);
   const flapTimes = figures.flaps.flatMap((f) => [f.failoverMs, f.failbackMs]);
   const lines = [
+    // What the user sees leads; the bond's own switch times follow.
+    ...formatOutages(report),
     `boot to ready   ${value(figures.bootToReadySeconds, 's').padEnd(14)} goal <= ${goals.bootToReadySeconds} s${mark(goalsMet.bootToReady)}`,
     `failover        ${value(figures.failoverMs, 'ms').padEnd(14)} goal <= ${goals.failoverMs} ms${mark(goalsMet.failover)}`,
     `failback        ${value(figures.failbackMs, 'ms').padEnd(14)} goal <= ${goals.failbackMs} ms${mark(goalsMet.failback)}`,

@@ -20,10 +20,14 @@ import { type Docker, type RunningContainer, CommandFailed, listContainers, remo
 import { UserError } from '../lib/errors.ts';
 import { bounded, poll } from '../lib/poll.ts';
 import { type BootImage, bootFilesFrom, notPibond } from './image.ts';
-import { type Nic, guestCmdline, machineNics, qemuArgs, slaveNics } from './machine.ts';
+import { type Nic, type SlaveNic, guestCmdline, machineNics, qemuArgs, slaveNics } from './machine.ts';
 import { freePorts } from './ports.ts';
 import { QmpClient } from './qmp.ts';
-import { type Status, getStatus } from './status-api.ts';
+import { type Endpoint, type Status, describeEndpoint, getStatus } from './status-api.ts';
+
+export { describeEndpoint } from './status-api.ts';
+import { type LayoutName, type RouterName, Testbed, proberSocketName } from './testbed/index.ts';
+import { Prober } from './testbed/prober.ts';
 
 /** Paths inside the container. */
 const inside = { image: '/image/disk.img', run: '/run/pibond' };
@@ -37,11 +41,29 @@ const removeContainerMs = 20_000;
 const flushSerialLogMs = 5_000;
 const removeAsRootMs = 60_000;
 
-/** One router's forwards: the host ports that reach the guest through that NIC. */
+/**
+ * One router's forwards: where the status service and SSH are reached through the router on that
+ * NIC's network. On user-mode networks, ports on the host's loopback; on the test bed, the router's
+ * WAN address and forwarded ports, asked from the test bed's internet through its prober.
+ */
 export interface RouterPorts {
   nic: string;
-  status: number;
-  ssh: number;
+  status: Endpoint;
+  ssh: Endpoint;
+  /** On the test bed: which router it is, and its WAN address. */
+  router?: { name: RouterName; wan: string };
+}
+
+/**
+ * The routers the machine's NICs are on: QEMU's user-mode networks (each its own router at
+ * 10.0.2.2, answering from the host itself), or the test bed of real routers (testbed/), in one
+ * of its layouts.
+ */
+export type Routers = { kind: 'user' } | { kind: 'testbed'; layout: LayoutName };
+
+/** `user`, `testbed:same-subnet`, `testbed:different-subnets`: the --routers option's words. */
+export function describeRouters(routers: Routers): string {
+  return routers.kind === 'user' ? 'user' : `testbed:${routers.layout}`;
 }
 
 export interface Terminal {
@@ -62,6 +84,8 @@ export interface BootOptions {
   extraKernelArgs?: string;
   /** Aborting it stops the boot at whatever stage it is in; nothing is left behind. */
   signal?: AbortSignal;
+  /** The routers on the NICs' side; QEMU's user-mode networks unless told. */
+  routers?: Routers;
   /**
    * For tests that boot a damaged disk: a shell snippet run in the prepare container instead of
    * creating the plain overlay; it gets the image ($1) and the overlay to create ($2).
@@ -127,6 +151,8 @@ export class BootSession {
     private readonly serialLog: SerialLog,
     /** performance.now() when QEMU was started. */
     readonly startedAt: number,
+    /** The test bed of real routers the NICs are on, and its prober, when booted on one. */
+    readonly testbed?: { bed: Testbed; prober: Prober },
   ) {}
 
   get serialLogPath(): string {
@@ -165,9 +191,9 @@ export class BootSession {
    * Waits until the status service answers through `port`, asking every 250 ms until `deadline`
    * (ms since the epoch). Returns the first answer and when it came (performance.now()).
    */
-  waitForStatus(port: number, deadline: number, signal?: AbortSignal): Promise<{ status: Status; at: number }> {
+  waitForStatus(port: Endpoint, deadline: number, signal?: AbortSignal): Promise<{ status: Status; at: number }> {
     const answered = poll(async () => ({ status: await getStatus(port, 2000, signal), at: performance.now() }), {
-      what: `the status service on 127.0.0.1:${port}`,
+      what: `the status service on ${describeEndpoint(port)}`,
       timeoutMs: Math.max(0, deadline - Date.now()),
       intervalMs: 250,
       signal,
@@ -180,12 +206,16 @@ export class BootSession {
     return this.serialLog.copyTo(file);
   }
 
-  /** Kills QEMU, removes its container and the temporary files. Safe to call more than once. */
+  /** Kills QEMU, removes its container (and the test bed's) and the temporary files. Safe to call more than once. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.qmpClient?.close();
       try {
-        await bounded(this.qemu.remove(), removeContainerMs, undefined);
+        try {
+          await bounded(this.qemu.remove(), removeContainerMs, undefined);
+        } finally {
+          if (this.testbed) await bounded(this.testbed.bed.stop(), removeContainerMs, undefined);
+        }
       } finally {
         await this.serialLog.close();
         await removeWorkDir(this.workDir, (dir) => emptyAsRoot(this.docker, this.builderImage, dir));
@@ -206,13 +236,28 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
   let qemu: RunningContainer | undefined;
   let serialLog: SerialLog | undefined;
   let qmp: QmpClient | undefined;
+  let testbed: { bed: Testbed; prober: Prober } | undefined;
   try {
     say('Preparing the boot files (kernel, initrd, a copy-on-write overlay) in a one-shot container');
     const boot = await prepareBootFiles(docker, opts.builderImage, image, binds, labels, workDir, opts.prepareDisk, signal);
-    const ports = await freePorts(4);
-    const routers: RouterPorts[] = [0, 1].map((i) => ({ nic: `nic${i}`, status: ports[2 * i] ?? 0, ssh: ports[2 * i + 1] ?? 0 }));
     const { bond, status_service } = image.manifest.definition.value;
-    const nics = machineNics(status_service.port, slaveNics(bond), routers);
+    const slaves = slaveNics(bond);
+    let routers: RouterPorts[];
+    let nics: Nic[];
+    let networkMode = 'host';
+    if (opts.routers?.kind === 'testbed') {
+      say(`Starting the test bed of real routers (${opts.routers.layout}) in its own container`);
+      testbed = await startTestbed(docker, opts.builderImage, opts.routers.layout, status_service.port, workDir, labels, say);
+      signal?.throwIfAborted();
+      ({ routers, nics } = testbedNics(testbed.bed, testbed.prober, slaves));
+      // QEMU joins the test bed's network namespace, where the taps are; it has no other network.
+      networkMode = `container:${testbed.bed.running.container.id}`;
+    } else {
+      const ports = await freePorts(4);
+      const forwarded = [0, 1].map((i) => ({ nic: `nic${i}`, status: ports[2 * i] ?? 0, ssh: ports[2 * i + 1] ?? 0 }));
+      routers = forwarded;
+      nics = machineNics(status_service.port, slaves, forwarded);
+    }
     const args = qemuArgs({
       kernel: `${inside.run}/boot/${boot.kernel}`,
       initrd: `${inside.run}/boot/${boot.initrd}`,
@@ -232,7 +277,9 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
       name,
       labels,
       binds,
-      networkMode: 'host',
+      networkMode,
+      // The taps are opened through the tun device; they are the invoking user's (see startTestbed).
+      devices: testbed ? ['/dev/net/tun'] : undefined,
       init: true,
       interactive: opts.terminal !== undefined,
       onBytes: (chunk) => {
@@ -248,7 +295,7 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
       throw new Error(`QEMU exited (status ${exit.statusCode}) before QMP answered; the last serial lines:\n  ${log.tail.join('\n  ')}`);
     });
     qmp = await Promise.race([QmpClient.connect(join(workDir, 'qmp.sock'), Date.now() + 30_000, signal), died]);
-    const session = new BootSession(docker, opts.builderImage, image, workDir, routers, nics, running, log, startedAt);
+    const session = new BootSession(docker, opts.builderImage, image, workDir, routers, nics, running, log, startedAt, testbed);
     session.attachQmp(qmp);
     say('QMP connected: the machine is booting');
     return session;
@@ -256,13 +303,64 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
     if (opts.terminal) releaseTerminal(opts.terminal);
     qmp?.close();
     try {
-      if (qemu) await bounded(qemu.remove(), removeContainerMs, undefined);
+      try {
+        if (qemu) await bounded(qemu.remove(), removeContainerMs, undefined);
+      } finally {
+        if (testbed) await bounded(testbed.bed.stop(), removeContainerMs, undefined);
+      }
     } finally {
       await serialLog?.close();
       await removeWorkDir(workDir, (dir) => emptyAsRoot(docker, opts.builderImage, dir));
     }
     throw err;
   }
+}
+
+/**
+ * The test bed for a boot, its container labelled like the boot's (a later boot sweeps it away if
+ * this process is killed outright), its taps owned by the user QEMU runs as, its prober's socket
+ * in the boot's temporary directory. The builder image carries the test bed's packages.
+ */
+async function startTestbed(
+  docker: Docker,
+  builderImage: string,
+  layout: LayoutName,
+  statusPort: number,
+  workDir: string,
+  labels: Record<string, string>,
+  say: (message: string) => void,
+): Promise<{ bed: Testbed; prober: Prober }> {
+  const proberDir = join(workDir, 'prober');
+  await mkdir(proberDir, { recursive: true });
+  const bed = await Testbed.start({
+    docker,
+    image: builderImage,
+    layout,
+    statusPort,
+    tapOwner: { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
+    proberDir,
+    labels,
+    name: `pibond-testbed-${process.pid}-${Date.now().toString(36)}`,
+    sink: () => {},
+  });
+  say(`Test bed up (container ${bed.running.container.id.slice(0, 12)}): main router ${bed.router('main').wan.address}, backup router ${bed.router('backup').wan.address} on its internet`);
+  return { bed, prober: new Prober(join(proberDir, proberSocketName)) };
+}
+
+/**
+ * The NICs on the test bed: the primary slave's on the main router's tap, every other slave's on
+ * the backup router's; each router reached through its WAN address, from the test bed's internet.
+ */
+export function testbedNics(bed: Pick<Testbed, 'router'>, prober: Pick<Prober, 'socketPath'>, slaves: SlaveNic[]): { routers: RouterPorts[]; nics: Nic[] } {
+  const routers: RouterPorts[] = [];
+  const nics = slaves.map((slave) => {
+    const router = bed.router(slave.role === 'primary' ? 'main' : 'backup');
+    const wanPort = (service: 'status' | 'ssh') => router.forwards.find((f) => f.service === service)?.wanPort ?? 0;
+    const via = (port: number) => ({ socketPath: prober.socketPath, host: router.wan.address, port });
+    routers.push({ nic: slave.id, status: via(wanPort('status')), ssh: via(wanPort('ssh')), router: { name: router.name, wan: router.wan.address } });
+    return { ...slave, forwards: [], tap: router.tap };
+  });
+  return { routers: routers.sort((a, b) => a.nic.localeCompare(b.nic)), nics };
 }
 
 /** Who started a boot container: this host and process, and the temporary directory it mounts. */

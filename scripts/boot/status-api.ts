@@ -45,10 +45,26 @@ export type Status = z.output<typeof statusSchema>;
 export type BondState = z.output<typeof bondSchema>;
 export type FailoverEvent = z.output<typeof eventsSchema>['events'][number];
 
-/** GETs `path` from 127.0.0.1:`port` and parses the JSON answer; rejects on any error or after `timeoutMs`. */
-export function getJson(port: number, path: string, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
+/**
+ * Where the service is asked: a port on the host's loopback (a user-mode network's forward), or an
+ * address on the test bed's internet, asked through the test bed's prober (a forward proxy on a
+ * unix socket; it makes a fresh connection from the internet side for each request).
+ */
+export type Endpoint = number | { socketPath: string; host: string; port: number };
+
+/** An endpoint in words: `127.0.0.1:8080`, or `198.51.100.2:8080 (from the test bed's internet)`. */
+export function describeEndpoint(endpoint: Endpoint): string {
+  return typeof endpoint === 'number' ? `127.0.0.1:${endpoint}` : `${endpoint.host}:${endpoint.port} (from the test bed's internet)`;
+}
+
+/** GETs `path` from the endpoint and parses the JSON answer; rejects on any error or after `timeoutMs`. */
+export function getJson(endpoint: Endpoint, path: string, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
+  const where =
+    typeof endpoint === 'number'
+      ? { host: '127.0.0.1', port: endpoint, path }
+      : { socketPath: endpoint.socketPath, path: `http://${endpoint.host}:${endpoint.port}${path}` };
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { Connection: 'close' }, timeout: timeoutMs, signal });
+    const req = request({ ...where, agent: false, headers: { Connection: 'close', 'x-timeout-ms': String(timeoutMs) }, timeout: timeoutMs, signal });
     const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', (err) => {
@@ -62,7 +78,8 @@ export function getJson(port: number, path: string, timeoutMs: number, signal?: 
       res.on('end', () => {
         clearTimeout(timer);
         if (res.statusCode !== 200) {
-          reject(new Error(`GET ${path} answered ${res.statusCode}`));
+          const why = res.headers['x-prober-error'] ? `: ${Buffer.concat(chunks).toString('utf8').trim()}` : '';
+          reject(new Error(`GET ${path} answered ${res.statusCode}${why}`));
           return;
         }
         try {
@@ -76,11 +93,11 @@ export function getJson(port: number, path: string, timeoutMs: number, signal?: 
   });
 }
 
-export async function getStatus(port: number, timeoutMs: number, signal?: AbortSignal): Promise<Status> {
+export async function getStatus(port: Endpoint, timeoutMs: number, signal?: AbortSignal): Promise<Status> {
   return statusSchema.parse(await getJson(port, '/api/status', timeoutMs, signal));
 }
 
-export async function getEvents(port: number, timeoutMs: number, signal?: AbortSignal): Promise<FailoverEvent[]> {
+export async function getEvents(port: Endpoint, timeoutMs: number, signal?: AbortSignal): Promise<FailoverEvent[]> {
   return eventsSchema.parse(await getJson(port, '/api/events', timeoutMs, signal)).events;
 }
 

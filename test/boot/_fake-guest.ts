@@ -4,6 +4,7 @@
  * only through the router of the active slave (the bond drops what arrives on its backup).
  */
 import { NoChange, type Probes, type WatchOptions } from '../../scripts/boot/probes.ts';
+import type { Outage } from '../../scripts/boot/testbed/prober.ts';
 import type { BondState, FailoverEvent, Status } from '../../scripts/boot/status-api.ts';
 
 interface FakeSlave {
@@ -20,6 +21,8 @@ export interface FakeGuestOptions {
   switchMs?: (n: number) => number;
   /** A buggy service: switches it does not count (by switch number, from 1). */
   uncounted?: number[];
+  /** What the outside sees at the nth switch (from 1) the outage probe makes; a quick heal unless told. */
+  outage?: (n: number) => { inboundMs: number | null; outboundMs: number | null };
 }
 
 export class FakeGuest implements Probes {
@@ -80,6 +83,15 @@ export class FakeGuest implements Probes {
     const bond = this.answer(active);
     if (bond.active_slave !== active) throw new Error(`the service did not report ${active} active`);
     return { ms, bond };
+  }
+
+  async outage(slave: string, up: boolean, to: string, windowMs: number): Promise<Outage> {
+    await this.setLink(slave, up);
+    this.calls.push(`outage until ${to}`);
+    const outage = this.opts.outage?.(this.switches) ?? { inboundMs: 180, outboundMs: 160 };
+    const healed = [outage.inboundMs, outage.outboundMs].every((ms) => ms !== null);
+    this.clock += healed ? Math.max(outage.inboundMs ?? 0, outage.outboundMs ?? 0) : windowMs;
+    return outage;
   }
 
   async watch(through: string, done: (bond: BondState) => boolean, opts: WatchOptions = {}): Promise<BondState> {

@@ -2,13 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { type Bench, type Cast, type Check, bondProblem, failback, failover, runChecks } from '../../scripts/boot/checks.ts';
 import { slaveNics } from '../../scripts/boot/machine.ts';
 import type { CheckResult, Figures, GoalsMet } from '../../scripts/boot/report.ts';
-import { castOf, failoverChecks } from '../../scripts/boot/scenario.ts';
+import { castOf, failoverChecks, outboundPinger, testbedChecks } from '../../scripts/boot/scenario.ts';
 import { FakeGuest, type FakeGuestOptions } from './_fake-guest.ts';
 
 const defaultCast = castOf('bond0', slaveNics({ slaves: [{ name: 'eth0' }, { name: 'eth1' }], primary: 'eth0' }));
 
 function benchOn(probes: FakeGuest, cast: Cast = defaultCast): Bench {
-  const figures: Figures = { bootToReadySeconds: null, failoverMs: null, failbackMs: null, flaps: [], reenslaveMs: null };
+  const figures: Figures = { bootToReadySeconds: null, failoverMs: null, failbackMs: null, flaps: [], reenslaveMs: null, outages: [] };
   const goalsMet: GoalsMet = { bootToReady: null, failover: null, failback: null };
   return { probes, cast, figures, goalsMet, failovers: 0 };
 }
@@ -100,6 +100,7 @@ describe('the failover scenario against a well-behaved bond', () => {
         { failoverMs: 107, failbackMs: 108 },
       ],
       reenslaveMs: 950,
+      outages: [],
     });
     expect(bench.goalsMet).toEqual({ bootToReady: true, failover: true, failback: true });
     expect(bench.failovers).toBe(10);
@@ -176,5 +177,41 @@ describe('bondProblem', () => {
     expect(verdict).toBe('fail');
     expect(results.map((r) => r.ok)).toEqual([true, false]);
     expect(results[1]?.detail).toMatch(/^eth1 is down; the service reports \{/);
+  });
+});
+
+describe('the test bed scenario', () => {
+  const opts = { readyTimeoutMs: 180_000, flaps: 3, windowMs: 25_000 };
+
+  it('measures every switch from the internet and checks what must hold: 8 switches, all logged in order', async () => {
+    const probes = guest(defaultCast, { outage: (n) => (n % 2 === 1 ? { inboundMs: 5712, outboundMs: 5500 } : { inboundMs: 9500, outboundMs: null }) });
+    const bench = benchOn(probes);
+    const { verdict, results } = await run(testbedChecks(defaultCast, opts), bench);
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    expect(verdict).toBe('pass');
+    expect(bench.figures.outages).toHaveLength(8);
+    expect(bench.figures.outages[0]).toEqual({ switch: 'failover', inboundMs: 5712, outboundMs: 5500 });
+    expect(bench.figures.outages[1]).toEqual({ switch: 'failback', inboundMs: 9500, outboundMs: null });
+    expect(results.map((r) => r.name)).toContain('unplug eth0 and plug it back (set_link nic0 off, on): the outage seen from the internet');
+    expect(results.map((r) => r.name)).toContain('flap eth0 3 times: the outage of every switch seen from the internet');
+  });
+
+  it('with strictOutage, the outage row fails on a slow or never-healing switch (today\'s image), naming each', async () => {
+    const probes = guest(defaultCast, { outage: (n) => (n === 1 ? { inboundMs: 5712, outboundMs: 5500 } : { inboundMs: 120, outboundMs: n === 4 ? null : 90 }) });
+    const { verdict, results } = await run(testbedChecks(defaultCast, { ...opts, strictOutageMs: 3000 }), benchOn(probes));
+    expect(verdict).toBe('fail');
+    expect(results.at(-1)).toMatchObject({ name: "every switch's inbound and outbound outage is at most 3 s", ok: false });
+    expect(results.at(-1)?.detail).toBe('3 over 3000 ms: switch 1 (failover) inbound 5712 ms, switch 1 (failover) outbound 5500 ms, switch 4 (failback) outbound never resumed');
+  });
+
+  it('with strictOutage and a healing image, every row passes', async () => {
+    const { verdict } = await run(testbedChecks(defaultCast, { ...opts, strictOutageMs: 3000 }), benchOn(guest(defaultCast)));
+    expect(verdict).toBe('pass');
+  });
+
+  it('the outbound pinger is a test boot\'s kernel arguments: multi-user as usual, plus a ping loop that never stops the machine', () => {
+    expect(outboundPinger('192.0.2.2')).toBe(
+      `systemd.unit=multi-user.target systemd.wants=kernel-command-line.service systemd.run="/bin/sh -c 'while :; do /usr/bin/ping -n -q -i 0.02 192.0.2.2; sleep 1; done'" systemd.run_success_action=none systemd.run_failure_action=none`,
+    );
   });
 });

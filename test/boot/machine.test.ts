@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { guestCmdline, machineNics, nicDevice, qemuArgs, slaveNics } from '../../scripts/boot/machine.ts';
+import { testbedNics } from '../../scripts/boot/session.ts';
 
 const defaultBond = { slaves: [{ name: 'eth0' }, { name: 'eth1' }], primary: 'eth0' };
 const routers = [
@@ -156,5 +157,34 @@ describe('guestCmdline', () => {
 
   it('leaves look-alikes alone', () => {
     expect(guestCmdline('root=x consoleblank=0 console=serial0,115200')).toBe('root=x consoleblank=0 console=ttyAMA0');
+  });
+});
+
+describe('NICs on the test bed', () => {
+  const bed = {
+    router: (name: 'main' | 'backup') => ({
+      name,
+      tap: `tap-${name}`,
+      wan: { address: name === 'main' ? '198.51.100.2' : '203.0.113.2' },
+      forwards: [
+        { service: 'status' as const, wanPort: 8080, piPort: 8080 },
+        { service: 'ssh' as const, wanPort: 2222, piPort: 22 },
+      ],
+    }),
+  } as unknown as Parameters<typeof testbedNics>[0];
+
+  it("puts the primary's NIC on the main router's tap, the backup's on the backup router's, keeping the netdev ids", () => {
+    // eth1 is the primary: nic1 goes on tap-main.
+    const { nics, routers } = testbedNics(bed, { socketPath: '/tmp/x/prober.sock' }, slaveNics({ ...defaultBond, primary: 'eth1' }));
+    const args = qemuArgs({ kernel: 'k', initrd: 'i', append: 'a', disk: 'd', qmpSocket: 'q', nics });
+    expect(args.filter((_, i) => args[i - 1] === '-netdev')).toEqual([
+      'tap,id=net0,ifname=tap-backup,script=no,downscript=no',
+      'tap,id=net1,ifname=tap-main,script=no,downscript=no',
+    ]);
+    expect(routers).toEqual([
+      { nic: 'nic0', status: { socketPath: '/tmp/x/prober.sock', host: '203.0.113.2', port: 8080 }, ssh: { socketPath: '/tmp/x/prober.sock', host: '203.0.113.2', port: 2222 }, router: { name: 'backup', wan: '203.0.113.2' } },
+      { nic: 'nic1', status: { socketPath: '/tmp/x/prober.sock', host: '198.51.100.2', port: 8080 }, ssh: { socketPath: '/tmp/x/prober.sock', host: '198.51.100.2', port: 2222 }, router: { name: 'main', wan: '198.51.100.2' } },
+    ]);
+    expect(nicDevice(nics[1] as (typeof nics)[number], 1)).toMatchObject({ netdev: 'net1', id: 'nic1' });
   });
 });

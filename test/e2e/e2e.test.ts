@@ -1,13 +1,15 @@
 /**
  * The single entry of the slow end-to-end tests, so that they run one after another (a build and
  * a QEMU boot at once would fight over this machine's two cores): build the default image, then
- * prove the test bed of real routers (no QEMU), boot the image and prove failover, boot it with a
+ * prove the test bed of real routers (no QEMU), boot the image and prove failover, boot it on the
+ * test bed in both layouts and measure each switch's outage from outside, boot it with a
  * damaged root file system (power cut), and stop boots at every stage.
  */
 import { join } from 'node:path';
 import { describeBuild } from './build.e2e.ts';
 import { describeBootSignals } from './boot-signals.e2e.ts';
 import { describeFailover } from './failover.e2e.ts';
+import { describeOutage } from './outage.e2e.ts';
 import { describePowerCut } from './power-cut.e2e.ts';
 import { repoRoot } from './_pibond.ts';
 import { describeTestbed } from '../boot/testbed.e2e.ts';
@@ -16,5 +18,6 @@ const outDir = join(repoRoot, 'out', 'e2e');
 describeBuild(outDir);
 describeTestbed();
 describeFailover(() => join(outDir, 'pibond-bookworm-arm64.img'));
+describeOutage(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describePowerCut(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describeBootSignals(() => join(outDir, 'pibond-bookworm-arm64.img'));

@@ -16,7 +16,7 @@ export type RouterName = 'main' | 'backup';
 export type LayoutName = 'same-subnet' | 'different-subnets';
 
 /** Debian packages the test bed needs in the builder image (testbed.mjs runs on the image's node). */
-export const testbedPackages = ['iproute2', 'nftables', 'dnsmasq-base', 'nodejs', 'iputils-ping', 'iputils-arping', 'curl'] as const;
+export const testbedPackages = ['iproute2', 'nftables', 'dnsmasq-base', 'nodejs', 'iputils-ping', 'iputils-arping', 'curl', 'tcpdump'] as const;
 
 /** RFC 5737's ranges: addresses that are nobody's on the real internet, so a leak could not reach anyone. */
 export const documentationRanges = ['192.0.2.0/24', '198.51.100.0/24', '203.0.113.0/24'] as const;
@@ -116,14 +116,17 @@ export interface TestbedPlan {
   internet: { namespace: string; targets: string[]; client: string; whoamiPort: number };
   routers: RouterPlan[];
   documentationRanges: string[];
+  /** Where the prober listens, inside the container (see testbed.mjs); no prober when not given. */
+  proberSocket?: string;
 }
 
 /** The test bed for a layout, every address spelled out, as testbed.mjs takes it. */
-export function testbedPlan(layout: LayoutName, opts: { statusPort?: number; tapOwner?: { uid: number; gid: number } } = {}): TestbedPlan {
+export function testbedPlan(layout: LayoutName, opts: { statusPort?: number; tapOwner?: { uid: number; gid: number }; proberSocket?: string } = {}): TestbedPlan {
   const lans = table.layouts[layout];
   return {
     layout,
     tapOwner: opts.tapOwner,
+    proberSocket: opts.proberSocket,
     internet: { ...table.internet, targets: [...table.internet.targets] },
     routers: routerNames.map((name) => {
       const r = table.routers[name];
@@ -178,9 +181,14 @@ export interface TestbedStatus {
 }
 
 /** Where the script and zx are mounted in the container (zx resolves from the script's parent). */
-const inside = { root: '/opt/pibond-testbed', script: '/opt/pibond-testbed/testbed/testbed.mjs' };
+const inside = { root: '/opt/pibond-testbed', script: '/opt/pibond-testbed/testbed/testbed.mjs', proberDir: '/run/pibond-prober' };
+/** The prober's socket in its host directory (proberDir). */
+export const proberSocketName = 'prober.sock';
 // The repo's own zx, so the container needs no npm; zx 8 has no dependencies of its own.
 const zxDir = join(import.meta.dirname, '..', '..', '..', 'node_modules', 'zx');
+
+/** Every test bed container carries it, its value the layout. */
+export const testbedLabel = 'pibond.testbed';
 
 export interface TestbedOptions {
   docker: Docker;
@@ -193,6 +201,13 @@ export interface TestbedOptions {
   tapOwner?: { uid: number; gid: number };
   /** More mounts, e.g. the image and run directory QEMU needs when it runs in this container. */
   binds?: string[];
+  /**
+   * A host directory for the prober's socket (proberSocketName): the host's way to the internet
+   * side. No prober when not given.
+   */
+  proberDir?: string;
+  /** More labels for the container (e.g. the boot's owner, so a later run can sweep it away). */
+  labels?: Record<string, string>;
   name?: string;
   sink?: LineSink;
 }
@@ -213,8 +228,13 @@ export class Testbed {
       image: opts.image,
       cmd: ['sleep', 'infinity'],
       name: opts.name ?? `pibond-testbed-${process.pid}-${Date.now().toString(36)}`,
-      labels: { 'pibond.testbed': opts.layout },
-      binds: [`${import.meta.dirname}:${inside.root}/testbed:ro`, `${zxDir}:${inside.root}/node_modules/zx:ro`, ...(opts.binds ?? [])],
+      labels: { ...opts.labels, [testbedLabel]: opts.layout },
+      binds: [
+        `${import.meta.dirname}:${inside.root}/testbed:ro`,
+        `${zxDir}:${inside.root}/node_modules/zx:ro`,
+        ...(opts.proberDir ? [`${opts.proberDir}:${inside.proberDir}`] : []),
+        ...(opts.binds ?? []),
+      ],
       // Its own network namespace with nothing in it but loopback: no way out of the machine.
       networkMode: 'none',
       // NET_ADMIN for links, routes and nftables; SYS_ADMIN because creating a network namespace
@@ -224,7 +244,8 @@ export class Testbed {
       init: true,
       sink,
     });
-    const testbed = new Testbed(opts.docker, running, testbedPlan(opts.layout, { statusPort: opts.statusPort, tapOwner: opts.tapOwner }), sink);
+    const proberSocket = opts.proberDir ? `${inside.proberDir}/${proberSocketName}` : undefined;
+    const testbed = new Testbed(opts.docker, running, testbedPlan(opts.layout, { statusPort: opts.statusPort, tapOwner: opts.tapOwner, proberSocket }), sink);
     try {
       await testbed.script(['up', opts.layout], { TESTBED_PLAN: JSON.stringify(testbed.plan) });
     } catch (err) {

@@ -13,13 +13,30 @@
  *   testbed.mjs status         the whole state as JSON on stdout
  *   testbed.mjs down           remove everything `up` made; fine when nothing is up
  *
+ * With `proberSocket` in the plan, `up` also starts the prober: the host's hands and eyes on the
+ * internet side (the host has no network into this container, but a unix socket in a bind-mounted
+ * directory crosses network namespaces). It is an HTTP server on that socket, run in the internet
+ * namespace, that
+ *   GET http://ADDRESS:PORT/PATH   fetches that URL from the internet's client (a forward proxy),
+ *                                  on a fresh connection, within the x-timeout-ms header's time
+ *   GET /banner?host=&port=&timeoutMs=   the first line a TCP server there sends (sshd's banner)
+ *   POST /record/start             starts recording what the user would see, in epoch ms:
+ *                                  a TCP connect every 20 ms through each router's status forward
+ *                                  (the times of those that were answered), and every echo request
+ *                                  arriving from the Pi, with the router (WAN address) it came through
+ *   GET /record                    what was recorded so far; POST /record/stop ends it
+ *
  * The plan (addresses, MACs, ports) comes from the host (scripts/boot/testbed/index.ts), which
  * holds the one table of layouts; `up` keeps it in the state directory for the later commands.
  */
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { createServer, request } from 'node:http';
+import { connect } from 'node:net';
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
+import { clearInterval, setInterval } from 'node:timers';
 import { fileURLToPath } from 'node:url';
 // zx's core alone: the full package loads twice as slowly, and every command of the test bed pays it.
 import { $ } from 'zx/core';
@@ -54,6 +71,9 @@ async function main(argv) {
     // Internal: the internet's answering service, started by `up` inside the internet namespace.
     case '_whoami':
       return whoami(argv.slice(1));
+    // Internal: the host's prober, started by `up` inside the internet namespace.
+    case '_prober':
+      return prober(await loadPlan(), arg);
     default:
       throw new UsageError(`usage: testbed.mjs up LAYOUT | down | fail-wan ROUTER | restore-wan ROUTER | hang ROUTER | unhang ROUTER | status`);
   }
@@ -151,6 +171,11 @@ async function up(plan) {
     }
     return true;
   });
+  if (plan.proberSocket) {
+    await rm(plan.proberSocket, { force: true });
+    await startDaemon('prober', ['ip', 'netns', 'exec', internet.namespace, process.execPath, self, '_prober', plan.proberSocket]);
+    await waitFor('the prober', async () => (await $`curl -s -o /dev/null --max-time 1 --unix-socket ${plan.proberSocket} http://prober/record`.nothrow()).exitCode === 0);
+  }
 }
 
 /**
@@ -366,6 +391,151 @@ function whoami([address, port]) {
   });
   server.listen(Number(port), address);
   return new Promise(() => {});
+}
+
+/** The prober: see the header. Runs in the internet namespace; every connection leaves from the client's address. */
+function prober(plan, socketPath) {
+  const client = plan.internet.client;
+  let recording;
+  const server = createServer((req, res) => {
+    const reply = (status, body) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    const url = new URL(req.url, 'http://prober');
+    if (req.url.startsWith('http://')) return proxy(req, res, client);
+    if (req.method === 'GET' && url.pathname === '/banner') {
+      return banner(url.searchParams.get('host'), Number(url.searchParams.get('port')), Number(url.searchParams.get('timeoutMs') ?? 3000), client).then(
+        (line) => reply(200, { line }),
+        (err) => reply(502, { error: err.message }),
+      );
+    }
+    if (req.method === 'POST' && url.pathname === '/record/start') {
+      recording?.stop();
+      recording = record(plan);
+      return recording.ready.then(() => reply(200, { started: recording.started }), (err) => reply(500, { error: err.message }));
+    }
+    if (req.method === 'POST' && url.pathname === '/record/stop') {
+      recording?.stop();
+      const last = recording?.result();
+      recording = undefined;
+      return reply(200, last ?? null);
+    }
+    if (req.method === 'GET' && url.pathname === '/record') return reply(200, recording?.result() ?? null);
+    return reply(404, { error: `no ${req.method} ${url.pathname}` });
+  });
+  server.listen(socketPath);
+  return new Promise(() => {});
+}
+
+/** An epoch time with sub-millisecond resolution: the host and this container share the kernel's clock. */
+const epochMs = () => performance.timeOrigin + performance.now();
+
+/** Fetches an absolute URL on a fresh connection from `client`; a failure or timeout is a 502 with its reason. */
+function proxy(req, res, client) {
+  const timeoutMs = Number(req.headers['x-timeout-ms'] ?? 1500);
+  const target = new URL(req.url);
+  const upstream = request({ host: target.hostname, port: target.port || 80, path: `${target.pathname}${target.search}`, localAddress: client, agent: false, headers: { connection: 'close' } });
+  const fail = (err) => {
+    if (res.headersSent) return res.destroy();
+    res.writeHead(502, { 'content-type': 'application/json', 'x-prober-error': '1' });
+    res.end(`${JSON.stringify({ error: err.message })}\n`);
+  };
+  const timer = setTimeout(() => upstream.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  upstream.on('error', (err) => {
+    clearTimeout(timer);
+    fail(err);
+  });
+  upstream.on('response', (answer) => {
+    const chunks = [];
+    answer.on('data', (c) => chunks.push(c));
+    answer.on('error', fail);
+    answer.on('end', () => {
+      clearTimeout(timer);
+      res.writeHead(answer.statusCode ?? 502, { 'content-type': answer.headers['content-type'] ?? 'application/octet-stream' });
+      res.end(Buffer.concat(chunks));
+    });
+  });
+  // The host gave up on this request: so does the prober.
+  res.on('close', () => {
+    clearTimeout(timer);
+    upstream.destroy();
+  });
+  upstream.end();
+}
+
+function banner(host, port, timeoutMs, client) {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, localAddress: client });
+    let received = '';
+    socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no banner within ${timeoutMs} ms`)));
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1');
+      if (received.includes('\n')) {
+        socket.destroy();
+        resolve(received.split(/\r?\n/)[0]);
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => reject(new Error('closed without a line')));
+  });
+}
+
+/** Polling interval and the life of each connect: a fresh connect every 20 ms, each given 500 ms. */
+const recordEveryMs = 20;
+const connectLifeMs = 500;
+
+/**
+ * Records what a user on the internet sees: inbound, which routers' status forwards accept a TCP
+ * connection (answered by the Pi's kernel, through that router's NAT both ways), and outbound, the
+ * echo requests the Pi sends to the internet's targets, each with the router it came through.
+ */
+function record(plan) {
+  const started = epochMs();
+  const inbound = Object.fromEntries(plan.routers.map((r) => [r.name, []]));
+  const outbound = [];
+  const routerOf = new Map(plan.routers.map((r) => [r.wan.address, r.name]));
+  const timers = plan.routers.map((r) => {
+    const forward = r.forwards.find((f) => f.service === 'status');
+    return setInterval(() => {
+      const socket = connect({ host: r.wan.address, port: forward.wanPort, localAddress: plan.internet.client });
+      socket.setTimeout(connectLifeMs, () => socket.destroy());
+      socket.on('connect', () => {
+        inbound[r.name].push(Math.round(epochMs() * 10) / 10);
+        socket.destroy();
+      });
+      socket.on('error', () => {});
+    }, recordEveryMs);
+  });
+  const filter = `icmp[icmptype] == icmp-echo and (${plan.internet.targets.map((t) => `dst host ${t}`).join(' or ')})`;
+  const capture = spawn('tcpdump', ['-i', 'any', '-n', '-l', '--immediate-mode', '-tt', '-Q', 'in', filter], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let rest = '';
+  capture.stdout.on('data', (chunk) => {
+    const lines = (rest + chunk.toString()).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) {
+      const match = /^(\d+\.\d+) .*\bIP (\d+\.\d+\.\d+\.\d+) > /.exec(line);
+      if (match) outbound.push({ at: Math.round(Number(match[1]) * 10_000) / 10, via: routerOf.get(match[2]) ?? match[2] });
+    }
+  });
+  const ready = new Promise((resolve, reject) => {
+    let said = '';
+    capture.stderr.on('data', (chunk) => {
+      said += chunk.toString();
+      if (/listening on/.test(said)) resolve();
+    });
+    capture.on('exit', (code) => reject(new Error(`tcpdump exited (${code}): ${said.trim()}`)));
+    setTimeout(() => reject(new Error(`tcpdump did not start within 5 s: ${said.trim()}`)), 5000);
+  });
+  return {
+    started,
+    ready,
+    stop() {
+      for (const timer of timers) clearInterval(timer);
+      capture.kill();
+    },
+    result: () => ({ started, now: epochMs(), inbound, outbound }),
+  };
 }
 
 try {
