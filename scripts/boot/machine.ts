@@ -3,7 +3,8 @@
  * overlay) and two virtio NICs, each on its own user-mode network. Each user-mode network is its
  * own little router at 10.0.2.2 handing out 10.0.2.15: the primary slave's NIC is on the main (VDSL)
  * router's network, the backup's on the backup (LTE) router's, and a host port forwarded through one
- * of them reaches the guest only while the bond sends and receives on that NIC.
+ * of them reaches the guest only while the bond sends and receives on that NIC. On the test bed of
+ * real routers, each NIC is a tap on a router's LAN bridge instead (Nic.tap).
  *
  * Each NIC sits on its own PCIe root port, the virt board's hot-plug slot: QMP device_del and
  * device_add can then pull a NIC out and plug it back in, the way a USB NIC leaves and comes back

@@ -4,6 +4,11 @@
  * port forwards bind on the host's loopback, connect to its QMP socket (in a host temporary
  * directory mounted into the container), and tear it all down again on every path.
  *
+ * On the test bed of real routers (routers: testbed), the test bed's container comes up first and
+ * QEMU's container joins its network namespace (and nothing else), its NICs on the routers' taps;
+ * the host reaches the routers' WAN side only through the test bed's prober, whose socket is in the
+ * same temporary directory. The test bed is stopped with the boot, on every path.
+ *
  * Both containers run their work as the invoking user, so everything in the temporary directory
  * is theirs to remove. Each carries labels naming the process that started it (host and pid): a
  * run killed outright (SIGKILL) cannot clean up, so the next boot removes what it left.

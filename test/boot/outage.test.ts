@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseRouters } from '../../scripts/boot/cli.ts';
 import { recipeDir } from '../../scripts/builder/builder-image.ts';
 import { outageTable, summarise } from '../../scripts/boot/report.ts';
 import { testbedPackages } from '../../scripts/boot/testbed/index.ts';
@@ -65,5 +66,14 @@ describe('the builder recipe', () => {
     const dockerfile = await readFile(join(recipeDir, 'Dockerfile'), 'utf8');
     const words = new Set(dockerfile.split(/[\s\\;]+/));
     expect(testbedPackages.filter((p) => !words.has(p))).toEqual([]);
+  });
+});
+
+describe('--routers', () => {
+  it('is user, or the test bed in one of its layouts', () => {
+    expect(parseRouters('user')).toEqual({ kind: 'user' });
+    expect(parseRouters('testbed:same-subnet')).toEqual({ kind: 'testbed', layout: 'same-subnet' });
+    expect(parseRouters('testbed:different-subnets')).toEqual({ kind: 'testbed', layout: 'different-subnets' });
+    expect(() => parseRouters('testbed:mesh')).toThrow('--routers must be user or one of testbed:same-subnet, testbed:different-subnets, got "testbed:mesh"');
   });
 });

@@ -5,8 +5,9 @@
  * internet's side; a failed WAN and a hung router are what they claim to be; and nothing has a way
  * out of the machine.
  *
- * Run from test/e2e/e2e.test.ts after the build, which makes the pibond-builder image it needs; the test bed's packages are added to it in a
- * throwaway image here (until the builder recipe has them: testbedPackages).
+ * Run from test/e2e/e2e.test.ts after the build, which makes the pibond-builder image it needs. The
+ * builder recipe has the test bed's packages (testbedPackages); the fake Pi's DHCP client (busybox)
+ * is added in a throwaway image here.
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';

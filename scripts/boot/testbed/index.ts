@@ -33,6 +33,11 @@ const table = {
     targets: ['192.0.2.1', '192.0.2.2'],
     /** Inbound connections (through the routers' port forwards) come from here. */
     client: '192.0.2.100',
+    /**
+     * The prober's outage recorder connects from here: its stream of connections must not use up
+     * the share of connections the Pi's service allows each client, which the client's probes need.
+     */
+    watcher: '192.0.2.101',
     whoamiPort: 80,
   },
   routers: {
@@ -113,7 +118,7 @@ export interface TestbedPlan {
   layout: LayoutName;
   /** Who may open the taps without NET_ADMIN: QEMU run as the invoking user (uid, gid); else root only. */
   tapOwner?: { uid: number; gid: number };
-  internet: { namespace: string; targets: string[]; client: string; whoamiPort: number };
+  internet: { namespace: string; targets: string[]; client: string; watcher: string; whoamiPort: number };
   routers: RouterPlan[];
   documentationRanges: string[];
   /** Where the prober listens, inside the container (see testbed.mjs); no prober when not given. */

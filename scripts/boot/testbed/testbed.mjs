@@ -135,7 +135,7 @@ async function up(plan) {
     ['link', 'set', 'lo', 'up'],
     // The probe targets and the client are addresses the internet owns, on its loopback so no
     // link going down takes them away (and a dummy device needs a module some kernels lack).
-    ...[...internet.targets, internet.client].map((address) => ['address', 'add', `${address}/32`, 'dev', 'lo']),
+    ...[...internet.targets, internet.client, internet.watcher].map((address) => ['address', 'add', `${address}/32`, 'dev', 'lo']),
     ...routers.flatMap((r) => [
       ['link', 'set', r.wan.peer, 'address', r.wan.peerMac, 'up'],
       ['address', 'add', `${r.wan.gateway}/${r.wan.prefix}`, 'dev', r.wan.peer],
@@ -498,7 +498,7 @@ function record(plan) {
   const timers = plan.routers.map((r) => {
     const forward = r.forwards.find((f) => f.service === 'status');
     return setInterval(() => {
-      const socket = connect({ host: r.wan.address, port: forward.wanPort, localAddress: plan.internet.client });
+      const socket = connect({ host: r.wan.address, port: forward.wanPort, localAddress: plan.internet.watcher });
       socket.setTimeout(connectLifeMs, () => socket.destroy());
       socket.on('connect', () => {
         inbound[r.name].push(Math.round(epochMs() * 10) / 10);
