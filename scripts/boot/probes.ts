@@ -193,7 +193,7 @@ class SessionProbes implements Probes {
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     return this.guarded(
       (async () => {
-        await prober.startRecording(this.signal);
+        await prober.startRecording(this.boot.nics.map((nic) => nic.mac), this.signal);
         try {
           // A moment of traffic before the change, so the silence is measured from its last packet.
           await sleep(outageLeadMs);

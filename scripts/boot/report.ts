@@ -10,6 +10,8 @@ export interface SwitchOutage {
   switch: 'failover' | 'failback';
   inboundMs: number | null;
   outboundMs: number | null;
+  /** The bond's own switch seen on the wire (the Pi's first frame into the new router's LAN); secondary. */
+  bondMs?: number | null;
 }
 
 /** One check as it ran: the report's `checks` rows. */

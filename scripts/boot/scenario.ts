@@ -109,10 +109,10 @@ export function testbedChecks(cast: Cast, opts: { readyTimeoutMs: number; flaps:
     bondWhole(cast),
     reachableOnly(primary, 'primary'),
     sshAnswers(cast),
-    outsideFlaps(cast, 1, { windowMs: opts.windowMs }),
+    outsideFlaps(cast, 1, { windowMs: opts.windowMs, bondFigures: 'first' }),
     backupLinkDown(cast),
     backupLinkUp(cast),
-    outsideFlaps(cast, opts.flaps, { windowMs: opts.windowMs }),
+    outsideFlaps(cast, opts.flaps, { windowMs: opts.windowMs, bondFigures: 'flaps' }),
     ...(opts.strictOutageMs === undefined ? [] : [outageWithin(opts.strictOutageMs)]),
   ];
 }

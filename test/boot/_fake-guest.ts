@@ -22,7 +22,7 @@ export interface FakeGuestOptions {
   /** A buggy service: switches it does not count (by switch number, from 1). */
   uncounted?: number[];
   /** What the outside sees at the nth switch (from 1) the outage probe makes; a quick heal unless told. */
-  outage?: (n: number) => { inboundMs: number | null; outboundMs: number | null };
+  outage?: (n: number) => Outage;
 }
 
 export class FakeGuest implements Probes {
@@ -88,7 +88,7 @@ export class FakeGuest implements Probes {
   async outage(slave: string, up: boolean, to: string, windowMs: number): Promise<Outage> {
     await this.setLink(slave, up);
     this.calls.push(`outage until ${to}`);
-    const outage = this.opts.outage?.(this.switches) ?? { inboundMs: 180, outboundMs: 160 };
+    const outage = { bondMs: 100 + this.switches, ...(this.opts.outage?.(this.switches) ?? { inboundMs: 180, outboundMs: 160 }) };
     const healed = [outage.inboundMs, outage.outboundMs].every((ms) => ms !== null);
     this.clock += healed ? Math.max(outage.inboundMs ?? 0, outage.outboundMs ?? 0) : windowMs;
     return outage;

@@ -190,8 +190,15 @@ describe('the test bed scenario', () => {
     expect(results.filter((r) => !r.ok)).toEqual([]);
     expect(verdict).toBe('pass');
     expect(bench.figures.outages).toHaveLength(8);
-    expect(bench.figures.outages[0]).toEqual({ switch: 'failover', inboundMs: 5712, outboundMs: 5500 });
-    expect(bench.figures.outages[1]).toEqual({ switch: 'failback', inboundMs: 9500, outboundMs: null });
+    expect(bench.figures.outages[0]).toEqual({ switch: 'failover', inboundMs: 5712, outboundMs: 5500, bondMs: 101 });
+    expect(bench.figures.outages[1]).toEqual({ switch: 'failback', inboundMs: 9500, outboundMs: null, bondMs: 102 });
+    // The bond's own switch, seen on the wire, stays as the secondary figures.
+    expect([bench.figures.failoverMs, bench.figures.failbackMs]).toEqual([101, 102]);
+    expect(bench.figures.flaps).toEqual([
+      { failoverMs: 103, failbackMs: 104 },
+      { failoverMs: 105, failbackMs: 106 },
+      { failoverMs: 107, failbackMs: 108 },
+    ]);
     expect(results.map((r) => r.name)).toContain('unplug eth0 and plug it back (set_link nic0 off, on): the outage seen from the internet');
     expect(results.map((r) => r.name)).toContain('flap eth0 3 times: the outage of every switch seen from the internet');
   });

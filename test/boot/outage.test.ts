@@ -34,6 +34,12 @@ describe('outageOf', () => {
     expect(outageOf(r, t0, 'backup', '203.0.113.2', t0 + 25_000)).toEqual({ inboundMs: null, outboundMs: null });
   });
 
+  it("the bond's own switch: from the change to the Pi's first frame into the new router's LAN", () => {
+    const lan = [...pings(t0 - 100, t0, 'main'), ...pings(t0 + 212, t0 + 400, 'backup')];
+    expect(outageOf(record({ lan }), t0, 'backup', '203.0.113.2').bondMs).toBe(212);
+    expect(outageOf(record({}), t0, 'backup', '203.0.113.2').bondMs).toBeUndefined();
+  });
+
   it('no ping before the change (the old path was already dead): the silence counts from the change', () => {
     const r = record({ outbound: pings(t0 + 300, t0 + 400, 'main') });
     expect(outageOf(r, t0, 'main', '198.51.100.2').outboundMs).toBe(300);

@@ -22,12 +22,16 @@ export interface Recording {
   inbound: Record<RouterName, number[]>;
   /** Each echo request of the Pi's that reached the internet, and through which router. */
   outbound: { at: number; via: string }[];
+  /** Each frame the Pi sent into a router's LAN (when the recording was given its MACs). */
+  lan?: { at: number; via: string }[];
 }
 
 /** The outside figures of one switch. */
 export interface Outage {
   inboundMs: number | null;
   outboundMs: number | null;
+  /** The bond's own switch, seen on the wire: from the change to the Pi's first frame into the new router's LAN. */
+  bondMs?: number | null;
 }
 
 export class Prober {
@@ -41,9 +45,12 @@ export class Prober {
     return line;
   }
 
-  /** Starts a fresh record (inbound connects every 20 ms through each router, the Pi's echo requests). */
-  async startRecording(signal?: AbortSignal): Promise<void> {
-    await this.call('POST', '/record/start', 10_000, signal);
+  /**
+   * Starts a fresh record: inbound connects every 20 ms through each router, the Pi's echo
+   * requests, and the frames the NICs with these MACs send into each router's LAN.
+   */
+  async startRecording(macs: string[], signal?: AbortSignal): Promise<void> {
+    await this.call('POST', `/record/start?macs=${encodeURIComponent(macs.join(','))}`, 10_000, signal);
   }
 
   async recording(signal?: AbortSignal): Promise<Recording> {
@@ -102,7 +109,8 @@ export function outageOf(record: Recording, changedAt: number, to: RouterName, t
     for (let i = 1; i < around.length; i++) longest = Math.max(longest, (around[i] ?? 0) - (around[i - 1] ?? 0));
     outboundMs = round(longest);
   }
-  return { inboundMs, outboundMs };
+  const sent = record.lan?.find((frame) => frame.via === to && frame.at >= changedAt && frame.at <= until);
+  return { inboundMs, outboundMs, bondMs: record.lan ? (sent ? round(sent.at - changedAt) : null) : undefined };
 }
 
 function round(ms: number): number {

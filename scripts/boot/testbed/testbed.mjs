@@ -23,7 +23,9 @@
  *   POST /record/start             starts recording what the user would see, in epoch ms:
  *                                  a TCP connect every 20 ms through each router's status forward
  *                                  (the times of those that were answered), and every echo request
- *                                  arriving from the Pi, with the router (WAN address) it came through
+ *                                  arriving from the Pi, with the router (WAN address) it came through;
+ *                                  with ?macs=A,B (the Pi's NICs) also every frame the Pi sends into
+ *                                  each router's LAN: the bond's own switch, seen on the wire
  *   GET /record                    what was recorded so far; POST /record/stop ends it
  *
  * The plan (addresses, MACs, ports) comes from the host (scripts/boot/testbed/index.ts), which
@@ -412,7 +414,8 @@ function prober(plan, socketPath) {
     }
     if (req.method === 'POST' && url.pathname === '/record/start') {
       recording?.stop();
-      recording = record(plan);
+      // The Pi's NICs' MACs, for the bond's own switch seen on the wire.
+      recording = record(plan, (url.searchParams.get('macs') ?? '').split(',').filter((mac) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)));
       return recording.ready.then(() => reply(200, { started: recording.started }), (err) => reply(500, { error: err.message }));
     }
     if (req.method === 'POST' && url.pathname === '/record/stop') {
@@ -490,7 +493,7 @@ const connectLifeMs = 500;
  * connection (answered by the Pi's kernel, through that router's NAT both ways), and outbound, the
  * echo requests the Pi sends to the internet's targets, each with the router it came through.
  */
-function record(plan) {
+function record(plan, macs) {
   const started = epochMs();
   const inbound = Object.fromEntries(plan.routers.map((r) => [r.name, []]));
   const outbound = [];
@@ -508,34 +511,56 @@ function record(plan) {
     }, recordEveryMs);
   });
   const filter = `icmp[icmptype] == icmp-echo and (${plan.internet.targets.map((t) => `dst host ${t}`).join(' or ')})`;
-  const capture = spawn('tcpdump', ['-i', 'any', '-n', '-l', '--immediate-mode', '-tt', '-Q', 'in', filter], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const pings = capture(['-i', 'any', '-Q', 'in', filter], (line) => {
+    const match = /^(\d+\.\d+) .*\bIP (\d+\.\d+\.\d+\.\d+) > /.exec(line);
+    if (match) outbound.push({ at: Math.round(Number(match[1]) * 10_000) / 10, via: routerOf.get(match[2]) ?? match[2] });
+  });
+  const captures = [pings];
+  // The bond itself, seen on the wire: the frames the Pi sends into each router's LAN (on the taps,
+  // in the container's own namespace). An active-backup bond sends on its active slave only.
+  const lan = [];
+  if (macs.length) {
+    const pi = macs.map((mac) => `ether src ${mac}`).join(' or ');
+    for (const r of plan.routers) {
+      // One capture per tap: on `any`, tcpdump's cooked frames cannot be filtered by MAC.
+      const onLine = (line) => {
+        const match = /^(\d+\.\d+) /.exec(line);
+        if (match) lan.push({ at: Math.round(Number(match[1]) * 10_000) / 10, via: r.name });
+      };
+      captures.push(capture(['-i', r.tap, '-Q', 'in', pi], onLine, ['nsenter', '--net=/proc/1/ns/net']));
+    }
+  }
+  return {
+    started,
+    ready: Promise.all(captures.map((c) => c.ready)),
+    stop() {
+      for (const timer of timers) clearInterval(timer);
+      for (const c of captures) c.process.kill();
+    },
+    result: () => ({ started, now: epochMs(), inbound, outbound, lan }),
+  };
+}
+
+/** tcpdump (behind `prefix`, e.g. nsenter) with these arguments, each line of its output to `onLine`; ready once it listens. */
+function capture(args, onLine, prefix = []) {
+  const argv = [...prefix, 'tcpdump', '-n', '-l', '--immediate-mode', '-tt', ...args];
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let rest = '';
-  capture.stdout.on('data', (chunk) => {
+  child.stdout.on('data', (chunk) => {
     const lines = (rest + chunk.toString()).split('\n');
     rest = lines.pop() ?? '';
-    for (const line of lines) {
-      const match = /^(\d+\.\d+) .*\bIP (\d+\.\d+\.\d+\.\d+) > /.exec(line);
-      if (match) outbound.push({ at: Math.round(Number(match[1]) * 10_000) / 10, via: routerOf.get(match[2]) ?? match[2] });
-    }
+    for (const line of lines) onLine(line);
   });
   const ready = new Promise((resolve, reject) => {
     let said = '';
-    capture.stderr.on('data', (chunk) => {
+    child.stderr.on('data', (chunk) => {
       said += chunk.toString();
       if (/listening on/.test(said)) resolve();
     });
-    capture.on('exit', (code) => reject(new Error(`tcpdump exited (${code}): ${said.trim()}`)));
+    child.on('exit', (code) => reject(new Error(`tcpdump exited (${code}): ${said.trim()}`)));
     setTimeout(() => reject(new Error(`tcpdump did not start within 5 s: ${said.trim()}`)), 5000);
   });
-  return {
-    started,
-    ready,
-    stop() {
-      for (const timer of timers) clearInterval(timer);
-      capture.kill();
-    },
-    result: () => ({ started, now: epochMs(), inbound, outbound }),
-  };
+  return { process: child, ready };
 }
 
 try {
