@@ -358,12 +358,19 @@ export function outageWithin(limitMs: number): Check {
     name: `every switch's inbound and outbound outage is at most ${limitMs / 1000} s`,
     async run({ figures }) {
       if (figures.outages.length === 0) throw new Error('no switch was measured from the internet');
-      const over = figures.outages.flatMap((m, i) =>
-        (['inboundMs', 'outboundMs'] as const)
-          .filter((direction) => m[direction] === null || (m[direction] ?? 0) > limitMs)
-          .map((direction) => `switch ${i + 1} (${m.switch}) ${direction.replace('Ms', '')} ${m[direction] === null ? 'never resumed' : `${m[direction]} ms`}`),
+      // One phrase per direction and kind of switch: which switches broke the limit, and how.
+      const over = (['inboundMs', 'outboundMs'] as const).flatMap((direction) =>
+        (['failover', 'failback'] as const).flatMap((which) => {
+          const broken = figures.outages
+            .map((m, i) => ({ n: i + 1, ms: m[direction], which: m.switch }))
+            .filter((m) => m.which === which && (m.ms === null || m.ms > limitMs));
+          if (broken.length === 0) return [];
+          const all = figures.outages.filter((m) => m.switch === which).length;
+          const said = broken.map((m) => `#${m.n} ${m.ms === null ? 'never' : `${m.ms} ms`}`).join(', ');
+          return [`${which} ${direction.replace('Ms', '')}: ${broken.length} of ${all} (${said})`];
+        }),
       );
-      if (over.length) throw new Error(`${over.length} over ${limitMs} ms: ${over.join(', ')}`);
+      if (over.length) throw new Error(`over ${limitMs} ms or never resumed: ${over.join('; ')}`);
       const worst = Math.max(...figures.outages.flatMap((m) => [m.inboundMs ?? 0, m.outboundMs ?? 0]));
       return `${figures.outages.length} switches, the worst ${worst} ms`;
     },
