@@ -7,6 +7,7 @@ import type Docker from 'dockerode';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BootImage } from '../../scripts/boot/image.ts';
 import { SerialLog, asInvokingUser, bootLabels, isStale, removeStaleBoots, removeWorkDir, startBoot } from '../../scripts/boot/session.ts';
+import { testbedLabel } from '../../scripts/boot/testbed/index.ts';
 import { poll } from '../../scripts/lib/poll.ts';
 import { FakeEngine } from '../lib/_fake-engine.ts';
 
@@ -165,6 +166,22 @@ describe('stale boots (their pibond was killed outright)', () => {
     ]);
     expect(await readdir(temp)).not.toContain('pibond-boot-stale');
     expect(said).toEqual([expect.stringContaining(`pibond process ${deadPid}, which is gone: stale`)]);
+  });
+
+  it("take their test bed along: it carries the boot's owner labels", async () => {
+    const engine = new FakeEngine({ container: () => ({}) });
+    const staleDir = join(temp, 'pibond-boot-stale');
+    await mkdir(staleDir, { recursive: true });
+    const labels = { ...bootLabels('x', staleDir), 'pibond.pid': String(deadPid) };
+    for (const [name, more] of [['qemu', {}], ['testbed', { [testbedLabel]: 'same-subnet' }]] as const) {
+      const container = await engine.docker.createContainer({ name, Image: 'pibond-builder:test', Labels: { ...labels, ...more } });
+      await container.start();
+    }
+    await removeStaleBoots(engine.docker, 'pibond-builder:test', () => {});
+    expect(engine.containers.map((c) => [c.name, c.state])).toEqual([
+      ['qemu', 'removed'],
+      ['testbed', 'removed'],
+    ]);
   });
 
   it('are told by a dead owner on this host', () => {
