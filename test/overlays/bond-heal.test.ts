@@ -121,6 +121,40 @@ describe('Healer', () => {
     expect(renewAtOnce({ ...dhcp, dhcp: false }, 'eth1', null)).toBe(false);
   });
 
+  it('learns each slave\'s router: the next switch to a router on another subnet renews at once', async () => {
+    const host = new FakeHost();
+    const healer = new Healer(dhcp, host);
+    await healer.line(failover);
+    host.advance(300);
+    await healer.line('Deleted default via 192.168.1.1 dev bond0 ');
+    await healer.line('default via 192.168.8.1 dev bond0 ');
+    await healer.line('192.168.8.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE');
+    // Back to eth0: its router was never seen, so it is probed; it answers, and is learnt too.
+    host.active = 'eth0';
+    host.gateway = null;
+    await healer.line(failover);
+    expect(host.done.at(-1)).toBe('probe 192.168.8.1');
+    host.advance(300);
+    await healer.line('default via 192.168.1.1 dev bond0 ');
+    await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:01:01 REACHABLE');
+    host.active = 'eth1';
+    host.done.length = 0;
+    await healer.line(failover);
+    expect(host.done).toEqual(['flush bond0', 'renew bond0']);
+    expect(host.heals.map((h) => [h.to, h.action, h.gateway])).toEqual([['eth1', 'renew', '192.168.8.1'], ['eth0', 'renew', '192.168.1.1']]);
+  });
+
+  it('follows the default route from the monitor\'s lines: no command asks for it at a switch', async () => {
+    const host = new FakeHost();
+    let asked = 0;
+    host.defaultGateway = async () => (asked++, '192.168.1.1');
+    const healer = new Healer(dhcp, host);
+    await healer.line('default via 192.168.1.7 dev bond0 proto dhcp ');
+    await healer.line(failover);
+    expect(asked).toBe(0);
+    expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.7']);
+  });
+
   it('static addressing: never renews; a gateway that never answers is recorded as not healed', async () => {
     const host = new FakeHost();
     const healer = new Healer({ ...dhcp, dhcp: false }, host);

@@ -79,16 +79,26 @@ interface Switch {
   flushed: boolean;
 }
 
-/** Renew at once, before any probe: the new slave's router is known to be another address, or there is no gateway at all. */
-export function renewAtOnce(config: HealConfig, to: string | null, gateway: string | null): boolean {
+/**
+ * Renew at once, before any probe: the new slave's router is known (from the definition, or learnt
+ * at an earlier switch) to be another address than the gateway, or there is no gateway at all.
+ */
+export function renewAtOnce(config: HealConfig, to: string | null, gateway: string | null, learned?: string): boolean {
   if (!config.dhcp) return false;
   if (gateway === null) return true;
-  const expected = to === null ? undefined : config.gateways[to];
+  const expected = (to === null ? undefined : config.gateways[to]) ?? learned;
   return expected !== undefined && expected !== gateway;
 }
 
 export class Healer {
   private current: Switch | null = null;
+  /** The bond's IPv4 default gateway, followed from the route lines: no command to run at a failover. */
+  private gateway: string | null | undefined;
+  /**
+   * Each slave's router as last seen answering: after the first switch each way, a switch to a
+   * router on another subnet renews at once instead of waiting answerWithinMs for an answer.
+   */
+  private readonly learned = new Map<string, string>();
 
   constructor(
     private readonly config: HealConfig,
@@ -107,7 +117,10 @@ export class Healer {
     } else if (event.kind === 'neighbour') {
       const open = this.current;
       if (open?.flushed && event.dev === this.config.bond && event.address === open.gateway && resolved(event)) this.finish(open, 'healed');
-    } else if (event.dev === this.config.bond && !event.deleted) {
+    } else if (event.dev === this.config.bond && event.deleted) {
+      if (this.gateway === event.via) this.gateway = null;
+    } else if (event.dev === this.config.bond) {
+      this.gateway = event.via;
       // A new default route: after a renewal, the new router's address; resolve it at once.
       const open = this.current;
       if (open?.action === 'renew' && open.gateway !== event.via) {
@@ -124,14 +137,15 @@ export class Healer {
     const open: Switch = { startedAt: started, time: effects.wallClock(), to: effects.activeSlave(config.bond), action: 'flush', gateway: null, cancelTimers: [], flushed: false };
     this.current = open;
     // Together: each is a command, and every millisecond here is outage.
-    const [gateway] = await Promise.all([effects.defaultGateway(config.bond), effects.flushNeighbours(config.bond)]);
+    const known = this.gateway;
+    const [gateway] = await Promise.all([known === undefined ? effects.defaultGateway(config.bond) : known, effects.flushNeighbours(config.bond)]);
     open.gateway = gateway;
     open.flushed = true;
     if (this.current !== open) return;
     const to = open.to;
     effects.log('info', `${config.bond}: failover to ${to ?? 'none'}: neighbours flushed, waiting for ${gateway ?? 'a gateway'}`);
 
-    if (renewAtOnce(config, to, gateway)) {
+    if (renewAtOnce(config, to, gateway, to === null ? undefined : this.learned.get(to))) {
       this.renew(open);
     } else if (gateway !== null) {
       effects.probe(gateway);
@@ -158,6 +172,7 @@ export class Healer {
     for (const cancel of open.cancelTimers) cancel();
     if (this.current === open) this.current = null;
     const healMs = outcome === 'healed' ? Math.round(this.effects.now() - open.startedAt) : null;
+    if (outcome === 'healed' && open.to !== null && open.gateway !== null) this.learned.set(open.to, open.gateway);
     const heal: HealRecord = { bond: this.config.bond, time: open.time.toISOString(), to: open.to, action: open.action, outcome, gateway: open.gateway, heal_ms: healMs };
     this.effects.record(heal);
     const message = `${heal.bond}: switch to ${heal.to ?? 'none'} ${outcome === 'healed' ? `healed in ${healMs} ms` : outcome.replace('_', ' ')} (${heal.action}${heal.gateway === null ? '' : `, gateway ${heal.gateway}`})`;
