@@ -64,6 +64,22 @@ describe('detectFailovers', () => {
     const time = new Date('2026-01-02T03:04:05.678Z');
     expect(detectFailovers(before, after, time)).toEqual([{ time: '2026-01-02T03:04:05.678Z', bond: 'bond0', from: 'eth0', to: 'eth1', cause: 'link_down' }]);
   });
+
+  it('a switch and its way back between two reads: the active slave\'s link failure counter tells, one round trip per failure', () => {
+    const before = [{ ok: true as const, bond: bond('eth0', [slave('eth0', 'up', 3), slave('eth1', 'up')]) }];
+    const after = [{ ok: true as const, bond: bond('eth0', [slave('eth0', 'up', 5), slave('eth1', 'up')]) }];
+    const events = detectFailovers(before, after, new Date('2026-01-02T03:04:05.678Z'));
+    expect(events.map((e) => [e.from, e.to, e.cause])).toEqual([
+      ['eth0', 'eth1', 'link_down'],
+      ['eth1', 'eth0', 'primary_back'],
+      ['eth0', 'eth1', 'link_down'],
+      ['eth1', 'eth0', 'primary_back'],
+    ]);
+    // A counter that went back (the slave was enslaved anew) or leapt is no flood of made-up events.
+    expect(detectFailovers(after, before, new Date())).toEqual([]);
+    const leap = [{ ok: true as const, bond: bond('eth0', [slave('eth0', 'up', 1000), slave('eth1', 'up')]) }];
+    expect(detectFailovers(before, leap, new Date())).toHaveLength(16);
+  });
 });
 
 describe('BondMonitor', () => {

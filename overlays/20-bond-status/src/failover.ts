@@ -43,7 +43,11 @@ export function detectFailovers(before: readonly BondReading[], after: readonly 
     if (!reading.ok) continue;
     const old = previous.get(reading.bond.name);
     // A bond that just appeared, or was unreadable a moment ago, has no "before" to compare with.
-    if (!old || old.active_slave === reading.bond.active_slave) continue;
+    if (!old) continue;
+    if (old.active_slave === reading.bond.active_slave) {
+      events.push(...roundTrips(old, reading.bond, time));
+      continue;
+    }
     events.push({
       time: time.toISOString(),
       bond: reading.bond.name,
@@ -51,6 +55,31 @@ export function detectFailovers(before: readonly BondReading[], after: readonly 
       to: reading.bond.active_slave,
       cause: failoverCause(old, reading.bond),
     });
+  }
+  return events;
+}
+
+/** Round trips reported for one unchanged active slave at most: a counter that leaps is not 100 flaps' worth of events. */
+const maxRoundTrips = 8;
+
+/**
+ * The active slave is the same in both readings, but its link failed in between (its counter
+ * moved): the bond went away from it and came back, unseen. Under load (a busy Pi, or QEMU with
+ * the healer at work) a switch and its way back can both fall between two reads; the kernel's
+ * counter still tells, so each failure is a failover away and one back.
+ */
+function roundTrips(before: BondStatus, after: BondStatus, time: Date): FailoverEvent[] {
+  const active = after.active_slave;
+  if (active === null) return [];
+  const was = slave(before, active)?.link_failure_count;
+  const is = slave(after, active)?.link_failure_count;
+  if (was === null || was === undefined || is === null || is === undefined || is <= was) return [];
+  const other = after.slaves.find((s) => s.name !== active && s.mii_status === 'up')?.name ?? null;
+  const back: FailoverCause = active === after.primary ? 'primary_back' : 'link_up';
+  const events: FailoverEvent[] = [];
+  for (let i = 0; i < Math.min(is - was, maxRoundTrips); i++) {
+    const at = { time: time.toISOString(), bond: after.name };
+    events.push({ ...at, from: active, to: other, cause: 'link_down' }, { ...at, from: other, to: active, cause: back });
   }
   return events;
 }
