@@ -31,7 +31,10 @@ const renewRows: Record<Stack, string> = {
   // files, so `ifdown` still finds and releases it. Restarting it with the old lease (INIT-REBOOT)
   // would cost a NAK from an authoritative server and 10 s of silence (dhclient's reboot timeout)
   // from one that is not: the old lease is the other router's subnet, so it goes, and dhclient
-  // starts with a DISCOVER. -nw: the script ends at once and the new dhclient goes on as a daemon.
+  // starts with a DISCOVER. The lease file's default-duid stays: it is the Pi's DHCP identity, and
+  // without it dhclient makes a new one, which a router holding a lease for the old one (a one-address
+  // pool on the test bed) does not answer: the way back never healed.
+  // -nw: the script ends at once and the new dhclient goes on as a daemon.
   ifupdown: `#!/bin/sh
 # pibond-dhcp-renew.service runs this when pibond-heal found that the router behind the bond's new
 # active slave does not answer at the old gateway (it serves another subnet). The ifupdown row:
@@ -46,7 +49,11 @@ if [ -s "$pidfile" ] && pid=$(cat "$pidfile") && kill "$pid" 2>/dev/null; then
     i=0
     while kill -0 "$pid" 2>/dev/null && [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done
 fi
-rm -f "$leases"
+# Keep only the client's DUID: routers hand the same address back to the same DUID.
+if [ -f "$leases" ]; then
+    grep '^default-duid ' "$leases" > "$leases.new" || true
+    mv -f "$leases.new" "$leases"
+fi
 ip -4 addr flush dev "$bond" scope global || true
 ip -4 route flush dev "$bond" || true
 echo "asking for a new lease on $bond"

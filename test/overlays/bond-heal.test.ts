@@ -242,7 +242,9 @@ describe('render()', () => {
     expect(text).toContain('-pf "$pidfile" -lf "$leases"');
     expect(text).toContain('pidfile=/run/dhclient.$bond.pid');
     expect(text).toContain('leases=/var/lib/dhcp/dhclient.$bond.leases');
-    expect(text).toContain('rm -f "$leases"');
+    // The old lease goes, the DUID stays: a new DUID is a stranger to the router holding the Pi's address.
+    expect(text).toContain(`grep '^default-duid ' "$leases" > "$leases.new"`);
+    expect(text).not.toContain('rm -f "$leases"');
     execFileSync('sh', ['-n', '-c', text]);
   });
 });
