@@ -106,12 +106,15 @@ export function formatFigures(report: BootReport): string {
   const mark = (met: boolean | null) => (met === null ? '' : met ? '  (goal met)' : '  (goal MISSED)');
   const value = (n: number | null, unit: string) => (n === null ? 'not measured' : `${n} ${unit}`);
   const flapTimes = figures.flaps.flatMap((f) => [f.failoverMs, f.failbackMs]);
+  // On the test bed the bond's own switch is timed on the wire; on user-mode networks, by the service's answer.
+  const onWire = figures.outages.length > 0;
+  const bondWords = { failover: onWire ? 'bond failover   ' : 'failover        ', failback: onWire ? 'bond failback   ' : 'failback        ' };
   const lines = [
     // What the user sees leads; the bond's own switch times follow.
     ...formatOutages(report),
     `boot to ready   ${value(figures.bootToReadySeconds, 's').padEnd(14)} goal <= ${goals.bootToReadySeconds} s${mark(goalsMet.bootToReady)}`,
-    `failover        ${value(figures.failoverMs, 'ms').padEnd(14)} goal <= ${goals.failoverMs} ms${mark(goalsMet.failover)}`,
-    `failback        ${value(figures.failbackMs, 'ms').padEnd(14)} goal <= ${goals.failbackMs} ms${mark(goalsMet.failback)}`,
+    `${bondWords.failover}${value(figures.failoverMs, 'ms').padEnd(14)} goal <= ${goals.failoverMs} ms${mark(goalsMet.failover)}`,
+    `${bondWords.failback}${value(figures.failbackMs, 'ms').padEnd(14)} goal <= ${goals.failbackMs} ms${mark(goalsMet.failback)}`,
   ];
   if (flapTimes.length) {
     const sorted = [...flapTimes].sort((a, b) => a - b);
