@@ -44,18 +44,22 @@ bond=\${BOND:?BOND is not set: /etc/default/pibond-heal is missing}
 pidfile=/run/dhclient.$bond.pid
 leases=/var/lib/dhcp/dhclient.$bond.leases
 
+# SIGTERM ends dhclient without a release (the old router is not there to hear one). A new dhclient
+# refuses to start while the pid in the pid file lives: wait for it with the shell's own kill -0
+# (a sleep between tries cost a second per switch under QEMU), then take the file away regardless.
 if [ -s "$pidfile" ] && pid=$(cat "$pidfile") && kill "$pid" 2>/dev/null; then
-    # A second dhclient with the same pid file refuses to start while the first one lives.
     i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done
+    while kill -0 "$pid" 2>/dev/null && [ $i -lt 5000 ]; do i=$((i + 1)); done
+    rm -f "$pidfile"
 fi
 # Keep only the client's DUID: routers hand the same address back to the same DUID.
 if [ -f "$leases" ]; then
     grep '^default-duid ' "$leases" > "$leases.new" || true
     mv -f "$leases.new" "$leases"
 fi
-ip -4 addr flush dev "$bond" scope global || true
-ip -4 route flush dev "$bond" || true
+# The old subnet's address and routes go (dhclient-script would add the new default route next to
+# the old one, and fail): one ip process for both.
+printf 'addr flush dev %s scope global\\nroute flush dev %s\\n' "$bond" "$bond" | ip -4 -force -batch - || true
 echo "asking for a new lease on $bond"
 exec /sbin/dhclient -4 -nw -v -i -pf "$pidfile" -lf "$leases" -I -df "/var/lib/dhcp/dhclient6.$bond.leases" "$bond"
 `,
