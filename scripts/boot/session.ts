@@ -21,7 +21,7 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promise
 import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { type Docker, type RunningContainer, CommandFailed, listContainers, removeContainer, runContainer, startContainer } from '../lib/docker.ts';
+import { type Docker, type RunningContainer, CommandFailed, containerById, listContainers, removeContainer, runContainer, startContainer } from '../lib/docker.ts';
 import { UserError } from '../lib/errors.ts';
 import { bounded, poll } from '../lib/poll.ts';
 import { type BootImage, bootFilesFrom, notPibond } from './image.ts';
@@ -391,7 +391,7 @@ export async function removeStaleBoots(docker: Docker, builderImage: string, say
     const labels = info.Labels ?? {};
     if (!isStale(labels, host, processAlive)) continue;
     say(`Removing a boot left behind by pibond process ${labels[ownerLabels.pid]}, which is gone: ${info.Names?.[0]?.replace(/^\//, '') ?? info.Id}`);
-    await bounded(removeContainer(docker.getContainer(info.Id)), removeContainerMs, undefined);
+    await bounded(removeContainer(containerById(docker, info.Id)), removeContainerMs, undefined);
     const workDir = labels[ownerLabels.workDir];
     // Only a directory this code made: a forged or mangled label must not point rm anywhere else.
     if (workDir && basename(workDir).startsWith('pibond-boot-') && dirname(workDir) === tmpdir()) {

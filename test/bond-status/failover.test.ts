@@ -115,6 +115,33 @@ describe('BondMonitor', () => {
     expect(lines).toEqual(['<3>bond0 does not exist (no /proc/net/bonding/bond0)', '<6>bond0: readable again']);
   });
 
+  it('shows the last good reading through a short run of torn reads, and the error once it lasts', () => {
+    // A slave being enslaved tears a read now and then: the API must not lose the active slave for
+    // a poll (the QEMU scenario saw "the active slave became undefined" while eth1 was replugged).
+    const root = makeFakeRoot([healthyBond]);
+    const lines: string[] = [];
+    const journal = { error: (m: string) => lines.push(m), warning: () => {}, notice: () => {}, info: () => {} };
+    const monitor = new BondMonitor({ root, journal, graceReads: 2 });
+    const proc = 'proc/net/bonding/bond0';
+    const full = procReport(healthyBond);
+    const shown = () => {
+      const [reading] = monitor.bonds();
+      return reading?.ok ? `active ${reading.bond.active_slave}` : `error`;
+    };
+    writeInPlace(root, proc, full.slice(0, full.length - 5));
+    monitor.poll();
+    expect(shown()).toBe('active eth0');
+    monitor.poll();
+    expect(shown()).toBe('active eth0');
+    expect(lines).toEqual([]);
+    monitor.poll();
+    expect(shown()).toBe('error');
+    expect(lines).toHaveLength(1);
+    writeInPlace(root, proc, full);
+    monitor.poll();
+    expect(shown()).toBe('active eth0');
+  });
+
   it('loses no failover and makes none up when a read in between fails or comes back torn', () => {
     // Cable out, cable back, over and over, the report rewritten in place each time; between two
     // states the monitor reads it once mid-rewrite: empty, cut at each line end, cut mid-line, or

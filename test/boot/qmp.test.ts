@@ -166,9 +166,9 @@ describe('QmpClient', () => {
     const stop = new AbortController();
     const connecting = QmpClient.connect(join(dir, 'never.sock'), Date.now() + 60_000, stop.signal);
     setTimeout(() => stop.abort(new Error('stopped by SIGINT')), 100);
-    const started = Date.now();
+    // The deadline is a minute away: only the abort can end the wait within the test's timeout,
+    // and it must end it with the abort's own reason.
     await expect(connecting).rejects.toThrow('stopped by SIGINT');
-    expect(Date.now() - started).toBeLessThan(2000);
   });
 
   it('closes its connection when the handshake fails', async () => {

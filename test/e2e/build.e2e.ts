@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ensureBuilderImage } from '../../scripts/builder/builder-image.ts';
-import { connectDocker, runContainer } from '../../scripts/lib/docker.ts';
+import { connectDocker, listContainers, runContainer } from '../../scripts/lib/docker.ts';
 import { readManifest } from '../../scripts/lib/manifest.ts';
 import { type Mbr, type Partition, parseMbr, readFirstSector, sectorBytes } from '../../scripts/lib/mbr.ts';
 import { runPibond, startPibond } from './_pibond.ts';
@@ -48,7 +48,7 @@ async function inspect(outDir: string, script: string): Promise<string[]> {
 
 async function buildContainers(): Promise<string[]> {
   const docker = await connectDocker();
-  const list = await docker.listContainers({ all: true, filters: { label: ['org.pibond.role=build'] } });
+  const list = await listContainers(docker, ['org.pibond.role=build']);
   return list.map((c) => c.Id);
 }
 

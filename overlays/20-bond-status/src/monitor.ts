@@ -12,6 +12,12 @@
  * read that fails or comes back torn in between says nothing about the active slave, and comparing
  * across it would lose the failover that happened meanwhile. Only a bond that no longer exists is
  * forgotten, so one that is created anew is not taken for a failover.
+ *
+ * What the API shows rides out a short run of failed reads the same way: a slave being enslaved or
+ * removed tears a read now and then (the report and sysfs disagree for a moment), and the page must
+ * not flicker to an error, nor a client see the active slave vanish, for one 50 ms poll. Up to
+ * `graceReads` failed reads in a row show the bond's last good reading; a failure that lasts
+ * longer (a FIFO, a refused report) shows as the error it is.
  */
 import { performance } from 'node:perf_hooks';
 import { detectFailovers, type FailoverEvent } from './failover.ts';
@@ -35,6 +41,8 @@ export interface MonitorOptions {
   pollMs?: number;
   /** How many events the log keeps; older ones drop out (the counters keep counting). */
   eventCapacity?: number;
+  /** How many failed reads in a row still show the bond's last good reading (default 4: 200 ms). */
+  graceReads?: number;
   journal: Journal;
 }
 
@@ -53,6 +61,8 @@ export class BondMonitor {
   /** Heals already taken from the heals file, by healKey. */
   private readonly healsSeen = new Set<string>();
   private readonly errors = new Map<string, string>();
+  /** Each bond's failed reads in a row. */
+  private readonly failedInARow = new Map<string, number>();
   private journalledNote: string | null = null;
   private timer: NodeJS.Timeout | undefined;
 
@@ -81,9 +91,11 @@ export class BondMonitor {
     const next = readBonds(this.options.root, this.options.expectedBonds);
     const before = [...this.lastGood.values()].map((bond): BondReading => ({ ok: true, bond }));
     const events = detectFailovers(before, next.readings, new Date());
-    this.snapshot = next;
+    this.countFailures(next.readings);
+    this.snapshot = { ...next, readings: next.readings.map((reading) => this.shown(reading)) };
     this.remember(next.readings);
-    this.journalErrors(next.readings);
+    // As shown: a read torn for a moment is no news for the journal either.
+    this.journalErrors(this.snapshot.readings);
     for (const event of events) this.record(event);
     this.takeHeals();
     return events;
@@ -171,6 +183,22 @@ export class BondMonitor {
     else this.options.journal.notice(message);
 
     for (const listener of this.listeners) listener(event);
+  }
+
+  private countFailures(readings: readonly BondReading[]): void {
+    for (const reading of readings) {
+      const name = bondName(reading);
+      if (reading.ok) this.failedInARow.delete(name);
+      else this.failedInARow.set(name, (this.failedInARow.get(name) ?? 0) + 1);
+    }
+  }
+
+  /** The reading the API shows: a bond's last good one while its reads fail only briefly. */
+  private shown(reading: BondReading): BondReading {
+    if (reading.ok || reading.missing) return reading;
+    const lastGood = this.lastGood.get(reading.name);
+    const failed = this.failedInARow.get(reading.name) ?? 0;
+    return lastGood && failed <= (this.options.graceReads ?? 4) ? { ok: true, bond: lastGood } : reading;
   }
 
   private remember(readings: readonly BondReading[]): void {

@@ -11,7 +11,11 @@ import { mirrorUnreachable, recipeHash } from '../../builder/builder-image.ts';
 import { type BuildContext, type Step, paths, requireContainer, runTool, verifyTools } from '../context.ts';
 import { initrdModules, packageList } from '../packages.ts';
 
-/** The builder files a root filesystem depends on: the image's tools and the bootstrap script. */
+/**
+ * The builder files a root filesystem depends on: the image's tools and the bootstrap script.
+ * bootstrap-rootfs stays bash, unlike the other in-container scripts: it is one mmdebstrap call
+ * whose hooks are shell snippets mmdebstrap itself runs, so zx would only wrap the same strings.
+ */
 const bootstrapInputs = (path: string) => path === 'Dockerfile' || path === 'bin/bootstrap-rootfs';
 
 export async function rootfsCacheKey(def: Definition): Promise<string> {
