@@ -23,6 +23,8 @@ export interface FailoverTestOptions {
   routers?: Routers;
   /** On the test bed: also require every switch's outage (inbound and outbound) to be at most strictOutageMs. */
   strictOutage?: boolean;
+  /** The same check with a limit of its own (ms); wins over strictOutage. */
+  outageLimitMs?: number;
   say: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -49,7 +51,7 @@ export async function failoverTest(opts: FailoverTestOptions): Promise<FailoverT
     signal,
     flaps: opts.flaps,
     routers: opts.routers,
-    strictOutageMs: opts.strictOutage ? strictOutageMs : undefined,
+    strictOutageMs: opts.outageLimitMs ?? (opts.strictOutage ? strictOutageMs : undefined),
     serialLogOnFailure: join(dirname(reportFile), `${image.name}.boot-serial.log`),
   });
   if (timeout.aborted && report.verdict === 'fail') report.error = `the run took longer than its timeout (${seconds} s)`;

@@ -1,21 +1,28 @@
 /**
  * The default image on the test bed of real routers, in both layouts, judged from the test bed's
  * internet: cable pulled and replugged, the backup unplugged, a few flaps, each switch's inbound
- * and outbound outage measured and reported. What holds today and must hold is asserted; the
- * outage itself is judged only with PIBOND_STRICT_OUTAGE=1 (the strict row, which today's image
- * fails: it does not heal the switch; the image-side healing turns it on).
+ * and outbound outage measured and reported, and judged: every switch's traffic must resume through
+ * the new router within the layout's limit. An image without pibond-heal fails it in both layouts
+ * (same subnet: 5-24 s or never; different subnets: never).
  */
 import { describe, expect, it } from 'vitest';
 import { type FailoverTestResult, failoverTest } from '../../scripts/boot/failover-test.ts';
 import { formatFigures, formatVerdict } from '../../scripts/boot/report.ts';
-import { layoutNames } from '../../scripts/boot/testbed/index.ts';
+import { type LayoutName, layoutNames } from '../../scripts/boot/testbed/index.ts';
 
 /** Flaps in CI: enough to see every kind of switch more than once; `npm run bench -- outage` does 10. */
 const ciFlaps = 3;
 const scenarioTimeoutMs = 20 * 60_000;
 
-export function describeOutage(image: () => string, opts: { strictOutage?: boolean } = {}): void {
-  const strictOutage = opts.strictOutage ?? process.env['PIBOND_STRICT_OUTAGE'] === '1';
+/**
+ * The most a switch's inbound or outbound outage may be, here. The goal is 1 s worst (a benchmark
+ * figure, `npm run bench -- outage`); these limits leave room for software emulation, where the
+ * healing unit's own start and, across subnets, dhclient's renewal under TCG take seconds (seen:
+ * 1.1 s worst on the same subnet, 4.7 s across subnets with the machine loaded).
+ */
+const outageLimitMs: Record<LayoutName, number> = { 'same-subnet': 3_000, 'different-subnets': 10_000 };
+
+export function describeOutage(image: () => string): void {
 
   describe('QEMU on the test bed of real routers', { tags: ['slow'] }, () => {
     describe.each(layoutNames)('%s', (layout) => {
@@ -28,7 +35,7 @@ export function describeOutage(image: () => string, opts: { strictOutage?: boole
             image: image(),
             routers: { kind: 'testbed', layout },
             flaps: ciFlaps,
-            strictOutage,
+            outageLimitMs: outageLimitMs[layout],
             timeoutSeconds: scenarioTimeoutMs / 1000 - 60,
             reportFile: image().replace(/\.img$/, `.boot-report.${layout}.json`),
             say: (message) => process.stderr.write(`[${layout}] ${message}\n`),
