@@ -71,6 +71,9 @@ const maxRoundTrips = 8;
 function roundTrips(before: BondStatus, after: BondStatus, time: Date): FailoverEvent[] {
   const active = after.active_slave;
   if (active === null) return [];
+  // Back means up again: a read can catch the counter already moved while the bond has not yet
+  // left the slave whose link just failed (its switch comes in the next read, as an event of its own).
+  if (slave(after, active)?.mii_status !== 'up') return [];
   const was = slave(before, active)?.link_failure_count;
   const is = slave(after, active)?.link_failure_count;
   if (was === null || was === undefined || is === null || is === undefined || is <= was) return [];
