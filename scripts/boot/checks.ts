@@ -350,8 +350,9 @@ function keepBondFigures({ figures, goalsMet }: Bench, measured: SwitchOutage[],
 
 /**
  * The healing's promise, judged on every switch measured so far: inbound and outbound traffic
- * resumed through the new router within `limitMs`. Today's image fails it (FACTS: 5-6 s inbound in
- * one layout, never in the other); the image-side healing turns it on (strictOutage).
+ * resumed through the new router within `limitMs`. An image without pibond-heal fails it (FACTS:
+ * 5-6 s inbound in one layout, never in the other); CI's test bed boots run it per layout, and
+ * `pibond boot --strict-outage` with 3 s.
  */
 export function outageWithin(limitMs: number): Check {
   return {

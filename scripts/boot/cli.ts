@@ -94,7 +94,7 @@ async function test(
 ): Promise<number> {
   const stop = listenForStop((signal) => say(`${signal}: stopping QEMU, removing its container and temporary files...`));
   try {
-    const { report, reportFile: written } = await failoverTest({ image, reportFile, timeoutSeconds, flaps, routers, strictOutage, say, signal: stop.signal });
+    const { report, reportFile: written } = await failoverTest({ image, reportFile, timeoutSeconds, flaps, routers, outageLimitMs: strictOutage ? strictOutageMs : undefined, say, signal: stop.signal });
     process.stdout.write(`\n${formatFigures(report)}\n\n${formatVerdict(report)}\nReport: ${written}\n`);
     if (report.serialLog) process.stdout.write(`Serial log: ${report.serialLog}\n`);
     if (stop.received) return stopped(stop.received);

@@ -9,7 +9,7 @@ import type { Docker } from '../lib/docker.ts';
 import { ensureDockerEngine } from '../lib/host.ts';
 import { type BootImage, inspectImage } from './image.ts';
 import { writeReport } from './report.ts';
-import { type BootReport, runFailoverScenario, strictOutageMs } from './scenario.ts';
+import { type BootReport, runFailoverScenario } from './scenario.ts';
 import type { Routers } from './session.ts';
 
 export interface FailoverTestOptions {
@@ -21,9 +21,7 @@ export interface FailoverTestOptions {
   flaps?: number;
   /** QEMU's user-mode networks (the default), or the test bed of real routers in a layout. */
   routers?: Routers;
-  /** On the test bed: also require every switch's outage (inbound and outbound) to be at most strictOutageMs. */
-  strictOutage?: boolean;
-  /** The same check with a limit of its own (ms); wins over strictOutage. */
+  /** On the test bed: also require every switch's outage (inbound and outbound) to be at most this (ms). */
   outageLimitMs?: number;
   say: (message: string) => void;
   signal?: AbortSignal;
@@ -51,7 +49,7 @@ export async function failoverTest(opts: FailoverTestOptions): Promise<FailoverT
     signal,
     flaps: opts.flaps,
     routers: opts.routers,
-    strictOutageMs: opts.outageLimitMs ?? (opts.strictOutage ? strictOutageMs : undefined),
+    strictOutageMs: opts.outageLimitMs,
     serialLogOnFailure: join(dirname(reportFile), `${image.name}.boot-serial.log`),
   });
   if (timeout.aborted && report.verdict === 'fail') report.error = `the run took longer than its timeout (${seconds} s)`;
