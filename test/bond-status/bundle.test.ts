@@ -3,15 +3,17 @@
  * no TypeScript loader, no node_modules next to it.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { runInNewContext, Script } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { render, type OverlayFile } from '../../overlays/20-bond-status/render.ts';
 import type { FailoverEvent } from '../../overlays/20-bond-status/src/failover.ts';
 import type { StatusDocument } from '../../overlays/20-bond-status/src/status.ts';
 import { definitionSchema } from '../../scripts/lib/definition.ts';
-import { json } from './_http-client.ts';
+import { uplinksFile } from '../../overlays/20-bond-status/src/uplinks.ts';
+import { json, request } from './_http-client.ts';
 import { eth0, eth1, healthyBond, makeFakeRoot, makeFifo, waitFor, writeBonds } from './fake-root.ts';
 
 const recorded = join(import.meta.dirname, 'fixtures/recorded');
@@ -105,6 +107,26 @@ describe('the bundle under plain node', () => {
     service.child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(service.output()).toContain('<6>stopping\n');
+  });
+
+  it("shows pibond-uplink's report, and the page's script, with the words it shares with the terminal, runs as bundled", async () => {
+    const root = makeFakeRoot([{ ...healthyBond, primary: 'eth1', active: 'eth1' }]);
+    const report = readFileSync(join(import.meta.dirname, 'fixtures/uplinks/primary-line-down.json'), 'utf8');
+    mkdirSync(dirname(join(root, uplinksFile)), { recursive: true });
+    writeFileSync(join(root, uplinksFile), report);
+    const service = await startBundle(root);
+    const bond = (await json<StatusDocument>(`${service.url}/api/status`)).bonds[0];
+    expect(bond?.uplinks).toEqual(JSON.parse(report));
+
+    const script = /<script>\n([\s\S]*)<\/script>/.exec((await request(`${service.url}/`)).body)?.[1] ?? '';
+    expect(() => new Script(script)).not.toThrow();
+    const words = /^const uplinkCells = [\s\S]*?^const explainActiveSlave = [\s\S]*?;$(?=\nconst show)/m.exec(script)?.[0];
+    expect(words).toBeDefined();
+    const said = runInNewContext(`${words ?? ''}; [uplinkCells(bond.uplinks.uplinks[0]), explainActiveSlave(bond)]`, { bond }) as [string[], string];
+    expect(said).toEqual([
+      ['eth0', 'DOWN (the router answers, the internet does not)', '0.84 ms', '0 of 3 answered', ''],
+      'eth1 is active: the uplink of the primary, eth0, is down (eth0: 3 rounds without an answer from 1.1.1.1, 8.8.8.8, 9.9.9.9)',
+    ]);
   });
 
   it('starts and answers with a FIFO where the bond report should be, reporting it instead of waiting on it', async () => {

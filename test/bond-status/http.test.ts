@@ -48,6 +48,7 @@ describe('GET /api/status', () => {
           { name: 'eth0', mii_status: 'up', carrier: true, speed_mbps: 1000, duplex: 'full', link_failure_count: 0, perm_hwaddr: '52:54:00:00:00:01', state: 'active', operstate: 'up' },
           { name: 'eth1', mii_status: 'up', carrier: true, speed_mbps: 100, duplex: 'full', link_failure_count: 0, perm_hwaddr: '52:54:00:00:00:02', state: 'backup', operstate: 'up' },
         ],
+        uplinks: null,
       },
     ]);
   });
@@ -338,7 +339,7 @@ describe('what others on the LAN cannot do to the service', () => {
       return status.bonds[0]?.error ? status : undefined;
     });
     expect(doc.bonds).toEqual([
-      { name: 'bond0', error: '/proc/net/bonding/bond0: refused: larger than 32768 bytes', failovers: 0, last_failover: null, seconds_since_last_failover: null, last_heal: null },
+      { name: 'bond0', error: '/proc/net/bonding/bond0: refused: larger than 32768 bytes', failovers: 0, last_failover: null, seconds_since_last_failover: null, last_heal: null, uplinks: null },
     ]);
     const answers = await Promise.all(['/healthz', '/api/status', '/metrics', '/'].map((path) => request(`${url}${path}`)));
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);

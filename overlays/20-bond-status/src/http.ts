@@ -111,6 +111,12 @@ export function createStatusServer(monitor: BondMonitor, overrides: Partial<Http
     const chunk = `event: heal\ndata: ${JSON.stringify({ event, heal })}\n\n`;
     for (const stream of streams) write(stream, chunk);
   });
+  // Uplink tracking: `event: uplink` when an uplink's state changes, `event: decision` when
+  // pibond-uplink moves the bond's primary (the failover that follows carries its reason).
+  const unsubscribeUplinks = monitor.onUplink((event) => {
+    const chunk = `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+    for (const stream of streams) write(stream, chunk);
+  });
   // Comments keep proxies and NAT tables from closing a quiet stream, and reveal dead readers.
   const heartbeat = setInterval(() => {
     for (const stream of streams) write(stream, ': heartbeat\n\n');
@@ -156,6 +162,7 @@ export function createStatusServer(monitor: BondMonitor, overrides: Partial<Http
       clearInterval(heartbeat);
       unsubscribe();
       unsubscribeHeals();
+      unsubscribeUplinks();
       for (const stream of streams) stream.end();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();

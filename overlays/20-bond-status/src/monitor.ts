@@ -18,12 +18,26 @@
  * not flicker to an error, nor a client see the active slave vanish, for one 50 ms poll. Up to
  * `graceReads` failed reads in a row show the bond's last good reading; a failure that lasts
  * longer (a FIFO, a refused report) shows as the error it is.
+ *
+ * Two other units' files are read at every poll too: pibond-heal's heal times, and pibond-uplink's
+ * uplink tracking (each uplink's state, and the decisions that moved the bond's primary). What
+ * they held when the service started is history; what changes afterwards is announced.
  */
 import { performance } from 'node:perf_hooks';
 import { detectFailovers, type FailoverEvent } from './failover.ts';
 import { healKey, matchWindowMs, readHeals, type HealRecord } from './heals.ts';
 import type { Journal } from './journal.ts';
 import { bondName, readBonds, type BondReading, type BondsReport, type BondStatus } from './read-bonds.ts';
+import {
+  decisionKey,
+  decisionMatches,
+  uplinkChanges,
+  uplinksReader,
+  uplinksView,
+  type DecisionRecord,
+  type UplinkEvent,
+  type UplinksFile,
+} from './uplinks.ts';
 
 export interface BondHistory {
   failovers: number;
@@ -48,6 +62,7 @@ export interface MonitorOptions {
 
 type FailoverListener = (event: FailoverEvent) => void;
 type HealListener = (event: FailoverEvent | null, heal: HealRecord) => void;
+type UplinkListener = (event: UplinkEvent) => void;
 
 export class BondMonitor {
   readonly startedAt = performance.now();
@@ -60,6 +75,16 @@ export class BondMonitor {
   private readonly healListeners = new Set<HealListener>();
   /** Heals already taken from the heals file, by healKey. */
   private readonly healsSeen = new Set<string>();
+  private readonly uplinkListeners = new Set<UplinkListener>();
+  private readonly readUplinks: () => UplinksFile | null;
+  /** The uplinks file as last read (null: no uplink tracking), and as /api/status shows it. */
+  private uplinksNow: UplinksFile | null = null;
+  private uplinksShown: UplinksFile | null = null;
+  /** The last file that could be read: what a change of an uplink's state is measured against. */
+  private uplinksBefore: UplinksFile | null = null;
+  /** Decisions already taken from the uplinks file, and those a failover event was matched to, by decisionKey. */
+  private readonly decisionsSeen = new Set<string>();
+  private readonly decisionsMatched = new Set<string>();
   private readonly errors = new Map<string, string>();
   /** Each bond's failed reads in a row. */
   private readonly failedInARow = new Map<string, number>();
@@ -75,6 +100,9 @@ export class BondMonitor {
       this.healsSeen.add(healKey(heal));
       this.histories.set(heal.bond, { ...this.history(heal.bond), lastHeal: heal });
     }
+    // The same for uplink tracking: states and decisions from before this start are not news.
+    this.readUplinks = uplinksReader(options.root);
+    this.takeUplinks(false);
   }
 
   start(): void {
@@ -96,6 +124,9 @@ export class BondMonitor {
     this.remember(next.readings);
     // As shown: a read torn for a moment is no news for the journal either.
     this.journalErrors(this.snapshot.readings);
+    // Uplinks first: a decision already written is announced before the failover it caused, which
+    // then carries its reason.
+    this.takeUplinks(true);
     for (const event of events) this.record(event);
     this.takeHeals();
     return events;
@@ -119,6 +150,11 @@ export class BondMonitor {
     return this.histories.get(bond) ?? { failovers: 0, lastFailover: null, lastFailoverAt: null, lastHeal: null };
   }
 
+  /** The bond's uplink tracking as /api/status shows it; null when pibond-uplink reports nothing on it. */
+  uplinks(bond: string): UplinksFile | null {
+    return this.uplinksShown?.bond === bond ? this.uplinksShown : null;
+  }
+
   uptimeSeconds(): number {
     return (performance.now() - this.startedAt) / 1000;
   }
@@ -136,6 +172,68 @@ export class BondMonitor {
   onHeal(listener: HealListener): () => void {
     this.healListeners.add(listener);
     return () => this.healListeners.delete(listener);
+  }
+
+  /** Called when an uplink's state changes and when pibond-uplink makes a decision. */
+  onUplink(listener: UplinkListener): () => void {
+    this.uplinkListeners.add(listener);
+    return () => this.uplinkListeners.delete(listener);
+  }
+
+  /**
+   * The uplinks file, when it changed: each uplink whose state changed, and each new decision, is
+   * an event; a new decision gives its reason to the failover it caused, when that was seen first.
+   */
+  private takeUplinks(announce: boolean): void {
+    const file = this.readUplinks();
+    if (file === this.uplinksNow) return;
+    this.uplinksNow = file;
+    this.uplinksShown = file === null ? null : uplinksView(file);
+    if (file === null) return;
+    const events: UplinkEvent[] = uplinkChanges(this.uplinksBefore, file);
+    this.uplinksBefore = file;
+    for (const decision of file.decisions) {
+      const key = decisionKey(file.bond, decision);
+      if (this.decisionsSeen.has(key)) continue;
+      this.decisionsSeen.add(key);
+      events.push({ type: 'decision', bond: file.bond, ...decision });
+      if (announce) this.giveReason(file.bond, decision, key);
+    }
+    // The file keeps only its last decisions: forget the keys of those that have left it.
+    if (this.decisionsSeen.size > 2 * file.decisions.length + 64) {
+      const kept = new Set(file.decisions.map((decision) => decisionKey(file.bond, decision)));
+      for (const key of this.decisionsSeen) if (!kept.has(key)) this.decisionsSeen.delete(key);
+      for (const key of this.decisionsMatched) if (!kept.has(key)) this.decisionsMatched.delete(key);
+    }
+    if (!announce) return;
+    for (const event of events) for (const listener of this.uplinkListeners) listener(event);
+  }
+
+  /** A decision read after its failover was recorded: the closest such failover gets its reason. */
+  private giveReason(bond: string, decision: DecisionRecord, key: string): void {
+    let match: FailoverEvent | null = null;
+    for (const event of this.events) {
+      if (event.reason !== undefined || !decisionMatches(event, bond, decision)) continue;
+      if (match === null || Math.abs(Date.parse(event.time) - Date.parse(decision.time)) < Math.abs(Date.parse(match.time) - Date.parse(decision.time))) match = event;
+    }
+    if (match === null) return;
+    match.reason = decision.reason;
+    this.decisionsMatched.add(key);
+  }
+
+  /** A failover recorded after the decision that caused it was read: the latest such decision not yet matched. */
+  private takeReason(event: FailoverEvent): void {
+    const file = this.uplinksNow;
+    if (file === null) return;
+    for (let i = file.decisions.length - 1; i >= 0; i--) {
+      const decision = file.decisions[i];
+      if (decision === undefined || !decisionMatches(event, file.bond, decision)) continue;
+      const key = decisionKey(file.bond, decision);
+      if (this.decisionsMatched.has(key)) continue;
+      this.decisionsMatched.add(key);
+      event.reason = decision.reason;
+      return;
+    }
   }
 
   /**
@@ -172,12 +270,13 @@ export class BondMonitor {
   private record(event: FailoverEvent): void {
     // Not known yet: pibond-heal.service records it once the gateway answers on the new segment.
     event.heal_ms = null;
+    this.takeReason(event);
     const history = this.history(event.bond);
     this.histories.set(event.bond, { ...history, failovers: history.failovers + 1, lastFailover: event, lastFailoverAt: performance.now() });
     this.events.push(event);
     if (this.events.length > (this.options.eventCapacity ?? 256)) this.events.shift();
 
-    const message = `${event.bond}: failover from ${event.from ?? 'none'} to ${event.to ?? 'none'} (${event.cause})`;
+    const message = `${event.bond}: failover from ${event.from ?? 'none'} to ${event.to ?? 'none'} (${event.cause}${event.reason === undefined ? '' : `, uplinks: ${event.reason}`})`;
     // Losing the primary link is what an operator wants to find; the way back is routine.
     if (event.cause === 'link_down' || event.to === null) this.options.journal.warning(message);
     else this.options.journal.notice(message);

@@ -2,9 +2,10 @@
  * GET /: one self-contained page (inline CSS and script, no external assets) for an appliance that
  * may have lost its internet line -- the moment someone opens it. It subscribes to the failover
  * stream and re-reads /api/status every second (MII and carrier changes are not events) and at
- * every failover. All values go in through textContent, never as HTML.
+ * every failover, uplink change and decision. All values go in through textContent, never as HTML.
  */
 import { describeLinkMonitor } from './link-monitor.ts';
+import { explainActiveSlave, uplinkCells } from './uplink-summary.ts';
 export const pageContentSecurityPolicy = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 export const page = `<!doctype html>
@@ -29,12 +30,15 @@ export const page = `<!doctype html>
 <h1>bond status <span id="uptime" class="muted"></span></h1>
 <div id="bonds"></div>
 <h2>Failovers</h2>
-<table><thead><tr><th>time</th><th>bond</th><th>from</th><th>to</th><th>cause</th><th>healed after</th></tr></thead><tbody id="events"></tbody></table>
+<table><thead><tr><th>time</th><th>bond</th><th>from</th><th>to</th><th>cause</th><th>uplink reason</th><th>healed after</th></tr></thead><tbody id="events"></tbody></table>
 <script>
 "use strict";
 const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = String(text); if (cls) e.className = cls; return e; };
 // The terminal's own wording, from link-monitor.ts.
 const describeLinkMonitor = ${describeLinkMonitor.toString()};
+// The terminal's uplink rows and reasons, from uplink-summary.ts.
+const uplinkCells = ${uplinkCells.toString()};
+const explainActiveSlave = ${explainActiveSlave.toString()};
 const show = (v) => v === null || v === undefined ? "-" : v;
 function row(cells, cls) { const tr = el("tr", undefined, cls); for (const c of cells) tr.append(c instanceof Node ? c : el("td", show(c))); return tr; }
 function status(text) { return el("td", show(text), text === "up" ? "up" : text === null ? "" : "down"); }
@@ -58,7 +62,18 @@ function renderBonds(doc) {
         s.speed_mbps === null ? "-" : s.speed_mbps + " Mbps", s.duplex, s.link_failure_count, s.perm_hwaddr], s.state === "active" ? "active" : ""));
     }
     root.append(table);
+    if (b.uplinks) renderUplinks(root, b);
   }
+}
+function renderUplinks(root, b) {
+  root.append(el("p", "Uplinks (pibond-uplink, targets " + (b.uplinks.targets.join(", ") || "none") + "): " + explainActiveSlave(b)));
+  const table = el("table");
+  table.append(row(["slave", "uplink", "router", "targets", "note"].map((h) => el("th", h))));
+  for (const u of b.uplinks.uplinks) {
+    const cells = uplinkCells(u);
+    table.append(row([cells[0], el("td", cells[1], u.state === "up" ? "up" : u.state === "down" ? "down" : "muted"), cells[2], cells[3], cells[4]]));
+  }
+  root.append(table);
 }
 function healText(h) {
   if (!h) return "-";
@@ -66,7 +81,7 @@ function healText(h) {
 }
 function addEvent(e) {
   const healed = e.heal_ms === undefined || e.heal_ms === null ? "-" : e.heal_ms + " ms (" + e.heal_action + ")";
-  document.getElementById("events").prepend(row([new Date(e.time).toLocaleString(), e.bond, e.from, e.to, e.cause, healed]));
+  document.getElementById("events").prepend(row([new Date(e.time).toLocaleString(), e.bond, e.from, e.to, e.cause, e.reason, healed]));
 }
 async function refresh() {
   try {
@@ -87,6 +102,9 @@ stream.onopen = () => { document.getElementById("conn").textContent = "live"; lo
 stream.onerror = () => { document.getElementById("conn").textContent = "reconnecting..."; };
 stream.addEventListener("failover", (m) => { addEvent(JSON.parse(m.data)); refresh(); });
 stream.addEventListener("heal", () => { loadEvents(); refresh(); });
+stream.addEventListener("uplink", () => { refresh(); });
+// A decision read after its failover gives that failover its reason: the list again.
+stream.addEventListener("decision", () => { loadEvents(); refresh(); });
 refresh();
 setInterval(refresh, 1000);
 </script>

@@ -6,6 +6,7 @@ import type { FailoverEvent } from './failover.ts';
 import type { HealRecord } from './heals.ts';
 import type { BondMonitor } from './monitor.ts';
 import type { BondReading, SlaveStatus } from './read-bonds.ts';
+import type { UplinksFile } from './uplinks.ts';
 
 export interface BondDocument {
   name: string;
@@ -25,6 +26,12 @@ export interface BondDocument {
   /** The last switch's heal, as pibond-heal.service measured it; null when none is known. */
   last_heal: HealRecord | null;
   slaves?: SlaveStatus[];
+  /**
+   * Uplink tracking, as pibond-uplink.service last reported it: each slave's uplink (state, cause,
+   * router and targets with their round-trip times), the slave the bond prefers and why
+   * (`reason`), the last decisions and their counts. null: no uplink tracking for this bond.
+   */
+  uplinks: UplinksFile | null;
 }
 
 export interface StatusDocument {
@@ -50,7 +57,15 @@ function bondDocument(reading: BondReading, monitor: BondMonitor): BondDocument 
   const sinceLast = history.lastFailoverAt === null ? null : round(monitor.secondsSince(history.lastFailoverAt));
   // Literals rather than spreads: this runs for every request, and a fixed shape is cheaper to build.
   if (!reading.ok) {
-    return { name, error: reading.error, failovers: history.failovers, last_failover: history.lastFailover, seconds_since_last_failover: sinceLast, last_heal: history.lastHeal };
+    return {
+      name,
+      error: reading.error,
+      failovers: history.failovers,
+      last_failover: history.lastFailover,
+      seconds_since_last_failover: sinceLast,
+      last_heal: history.lastHeal,
+      uplinks: monitor.uplinks(name),
+    };
   }
   const bond = reading.bond;
   return {
@@ -68,6 +83,7 @@ function bondDocument(reading: BondReading, monitor: BondMonitor): BondDocument 
     seconds_since_last_failover: sinceLast,
     last_heal: history.lastHeal,
     slaves: bond.slaves,
+    uplinks: monitor.uplinks(name),
   };
 }
 

@@ -2,13 +2,16 @@
  * `bond-status` in a terminal. It reads /proc and /sys itself rather than asking the service:
  * an operator runs it exactly when something is wrong, and that includes the service being down,
  * failed or sandboxed away. Only the failover history lives solely in the service's memory, so it
- * is asked for that, briefly, and the command says so when it does not answer.
+ * is asked for that, briefly, and the command says so when it does not answer. Uplink tracking is
+ * pibond-uplink's file in /run, read here directly too.
  */
 import { get } from 'node:http';
 import type { FailoverEvent } from './failover.ts';
 import { describeLinkMonitor } from './link-monitor.ts';
 import { readBonds, type BondReading } from './read-bonds.ts';
 import type { StatusDocument } from './status.ts';
+import { explainActiveSlave, uplinkCells } from './uplink-summary.ts';
+import { readUplinks, type UplinksFile } from './uplinks.ts';
 
 export interface ServiceView {
   url: string;
@@ -33,12 +36,12 @@ export async function printStatus(options: TerminalOptions): Promise<number> {
       url: options.serviceUrl,
       status: isStatus(status) ? status : null,
       events: isEvents(events) ? events.events : null,
-    }, note),
+    }, note, readUplinks(options.root)),
   );
   return readings.every((reading) => reading.ok) ? 0 : 1;
 }
 
-export function formatStatus(readings: readonly BondReading[], service: ServiceView, note: string | null = null): string {
+export function formatStatus(readings: readonly BondReading[], service: ServiceView, note: string | null = null, uplinks: UplinksFile | null = null): string {
   const lines: string[] = [];
   if (readings.length === 0) lines.push('No bonds (is the bonding driver loaded? /proc/net/bonding is empty).');
   if (note !== null) lines.push(`Note: ${note}.`, '');
@@ -52,6 +55,9 @@ export function formatStatus(readings: readonly BondReading[], service: ServiceV
       `${bond.name}: ${bond.mode}, MII ${bond.mii_status ?? '?'}, ${describeLinkMonitor(bond)}`,
       `  active slave: ${bond.active_slave ?? 'NONE'}    primary: ${bond.primary ?? 'none'}${bond.primary_reselect ? ` (reselect ${bond.primary_reselect})` : ''}`,
     );
+    const tracking = uplinks?.bond === bond.name ? uplinks : null;
+    const why = explainActiveSlave({ ...bond, uplinks: tracking });
+    if (why !== null) lines.push(`  why: ${why}`);
     const history = service.status?.bonds.find((b) => b.name === bond.name);
     if (history) {
       const last = history.last_failover;
@@ -77,8 +83,12 @@ export function formatStatus(readings: readonly BondReading[], service: ServiceV
           s.perm_hwaddr ?? '-',
         ]),
       ]).map((line) => `  ${line}`),
-      '',
     );
+    if (tracking !== null) {
+      lines.push(`  uplinks (pibond-uplink, targets ${tracking.targets.join(', ') || 'none'}):`);
+      lines.push(...table([['SLAVE', 'UPLINK', 'ROUTER', 'TARGETS', 'NOTE'], ...tracking.uplinks.map(uplinkCells)]).map((line) => `    ${line}`));
+    }
+    lines.push('');
   }
 
   if (service.events === null) {
@@ -87,7 +97,9 @@ export function formatStatus(readings: readonly BondReading[], service: ServiceV
     lines.push('No failovers since the service started.');
   } else {
     lines.push('Recent failovers (oldest first):');
-    for (const event of service.events.slice(-10)) lines.push(`  ${event.time}  ${event.bond}  ${event.from ?? 'none'} -> ${event.to ?? 'none'}  ${event.cause}`);
+    for (const event of service.events.slice(-10)) {
+      lines.push(`  ${event.time}  ${event.bond}  ${event.from ?? 'none'} -> ${event.to ?? 'none'}  ${event.cause}${event.reason === undefined ? '' : ` (uplinks: ${event.reason})`}`);
+    }
   }
   return `${lines.join('\n')}\n`;
 }
