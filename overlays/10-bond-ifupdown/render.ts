@@ -74,14 +74,21 @@ function bondStanza(bond: string, addressing: Addressing): string[] {
 }
 
 /**
- * The bond-* options in the order of the verified form. The delays and fail_over_mac appear only
- * when they differ from the kernel's defaults, so the default image keeps exactly the form that
- * was proven over repeated boots.
+ * The bond-* options in the order of the verified form. The delays, fail_over_mac and the ARP
+ * monitor appear only when they differ from the kernel's defaults, so the default image keeps
+ * exactly the form that was proven over repeated boots.
+ *
+ * The ARP monitor's names are ifenslave 2.13's (bookworm, /etc/network/if-pre-up.d/ifenslave):
+ * it writes arp_ip_target (each word added with "+"), then arp_interval, then miimon, so
+ * `bond-miimon 0` comes after the ARP monitor is on and leaves it on; arp_validate after the mode.
  */
 function bondOptions(bond: Bond): string[] {
+  const arp = bond.arp_interval > 0;
   return [
     `    bond-mode ${bond.mode}`,
     `    bond-miimon ${bond.miimon}`,
+    ...(arp ? [`    bond-arp-interval ${bond.arp_interval}`, `    bond-arp-ip-target ${bond.arp_ip_target.join(' ')}`] : []),
+    ...(arp && bond.arp_validate !== 'none' ? [`    bond-arp-validate ${bond.arp_validate}`] : []),
     ...(bond.updelay === 0 ? [] : [`    bond-updelay ${bond.updelay}`]),
     ...(bond.downdelay === 0 ? [] : [`    bond-downdelay ${bond.downdelay}`]),
     ...(bond.fail_over_mac === 'none' ? [] : [`    bond-fail-over-mac ${bond.fail_over_mac}`]),

@@ -24,7 +24,7 @@ describe('broken definitions report exactly what is wrong and what is allowed', 
     [
       'broken-unknown-key.yaml',
       (f) => [
-        `${f}: bond.primary_reselct: unknown key (did you mean primary_reselect?); allowed keys: name, mode, slaves, primary, miimon, updelay, downdelay, primary_reselect, fail_over_mac (got "better")`,
+        `${f}: bond.primary_reselct: unknown key (did you mean primary_reselect?); allowed keys: name, mode, slaves, primary, miimon, arp_interval, arp_ip_target, arp_validate, updelay, downdelay, primary_reselect, fail_over_mac (got "better")`,
       ],
     ],
     ['broken-bad-enum.yaml', (f) => [`${f}: bond.mode: must be one of: active-backup (got "balance-rr")`]],
@@ -49,7 +49,7 @@ describe('broken definitions report exactly what is wrong and what is allowed', 
         `${f}: name: must be 1 to 63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit (got "Many Problems")`,
         `${f}: base.suite: must be one of: bookworm (got "trixie")`,
         `${f}: bond.slaves[1].mac: must be a MAC address like 52:54:00:00:00:01 (got "not-a-mac")`,
-        `${f}: bond.mtu: unknown key; allowed keys: name, mode, slaves, primary, miimon, updelay, downdelay, primary_reselect, fail_over_mac (got 9000)`,
+        `${f}: bond.mtu: unknown key; allowed keys: name, mode, slaves, primary, miimon, arp_interval, arp_ip_target, arp_validate, updelay, downdelay, primary_reselect, fail_over_mac (got 9000)`,
         `${f}: bond.slaves[2].name: is already another slave; each slave must be listed once (got "eth0")`,
         `${f}: bond.primary: must be one of the slaves: eth0, eth1 (got "eth2")`,
         `${f}: bond.name: must differ from every slave name (eth0, eth1) (got "eth1")`,
@@ -86,12 +86,27 @@ describe('parseDefinition', () => {
       slaves: [{ name: 'eth0' }, { name: 'eth1' }],
       primary: 'eth0',
       miimon: 100,
+      arp_interval: 0,
+      arp_ip_target: [],
+      arp_validate: 'none',
       updelay: 0,
       downdelay: 0,
       primary_reselect: 'always',
       fail_over_mac: 'none',
     });
     expect(def.network).toEqual({ stack: 'ifupdown', addressing: { method: 'dhcp' } });
+    expect(def.uplink).toEqual({
+      enabled: true,
+      targets: ['1.1.1.1', '8.8.8.8', '9.9.9.9'],
+      method: 'icmp',
+      count: 2,
+      reliability: 1,
+      interval: 1000,
+      failure_interval: 500,
+      timeout: 1000,
+      down: 3,
+      up: 10,
+    });
     expect(def.base).toEqual({ distribution: 'debian', suite: 'bookworm', architecture: 'arm64' });
     expect(def.disk).toEqual({ size: 2 * 1024 ** 3, boot_size: 256 * 1024 ** 2, compression: 'zstd' });
   });
@@ -111,7 +126,7 @@ describe('parseDefinition', () => {
     expect(parse('hostname: 42\nstatus_service: {port: "8080"}\nbond: {miimon: fast}\n').map((p) => `${p.path}: ${p.message}`)).toEqual([
       'name: must be 1 to 63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit',
       'hostname: must be a host name: letters, digits and "-", at most 63',
-      'bond.miimon: must be a whole number of milliseconds from 1 to 10000',
+      'bond.miimon: must be a whole number of milliseconds from 1 to 10000, or 0 with the ARP monitor (arp_interval)',
       'status_service.port: must be a port from 1 to 65535',
     ]);
   });
@@ -223,12 +238,12 @@ describe('input that once crashed the validator or slipped past it is one clear 
     [
       'a document that is a list',
       '- name: x\n',
-      ['x.yaml: (top level): must be a mapping with the keys name, base, mirror, packages, hostname, timezone, locale, admin, bond, network, status_service, disk (got [{"name":"x"}])'],
+      ['x.yaml: (top level): must be a mapping with the keys name, base, mirror, packages, hostname, timezone, locale, admin, bond, network, uplink, status_service, disk (got [{"name":"x"}])'],
     ],
     [
       'a key that would set a prototype',
       'name: x\nbond:\n  __proto__: {name: eth0}\n',
-      ['x.yaml: bond.__proto__: unknown key; allowed keys: name, mode, slaves, primary, miimon, updelay, downdelay, primary_reselect, fail_over_mac (got {"name":"eth0"})'],
+      ['x.yaml: bond.__proto__: unknown key; allowed keys: name, mode, slaves, primary, miimon, arp_interval, arp_ip_target, arp_validate, updelay, downdelay, primary_reselect, fail_over_mac (got {"name":"eth0"})'],
     ],
     ['a byte order mark', '\uFEFFname: x\n', []],
   ];
@@ -285,5 +300,85 @@ describe('input that once crashed the validator or slipped past it is one clear 
       await writeFile(file, '\uFEFFname: x\n');
       expect(await load(file)).toEqual([]);
     });
+  });
+});
+
+describe('the uplink section and the kernel\'s ARP monitor', () => {
+  /** `path: message` for each problem, or [] when the definition is valid. */
+  const problems = (yaml: string) => {
+    try {
+      parseDefinition(`name: x\n${yaml}\n`, 'x.yaml');
+      return [];
+    } catch (err) {
+      if (err instanceof DefinitionError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+      throw err;
+    }
+  };
+  const nine = Array.from({ length: 9 }, (_, i) => `10.0.0.${i + 1}`).join(', ');
+  const seventeen = Array.from({ length: 17 }, (_, i) => `192.168.1.${i + 1}`).join(', ');
+
+  it('accepts every uplink field within its range, and a switched-off tracker', () => {
+    const def = parseDefinition(
+      'name: x\nuplink: {targets: [1.1.1.1, 8.8.4.4], count: 5, reliability: 2, interval: 60000, failure_interval: 200, timeout: 10000, down: 20, up: 1}\n',
+      'x.yaml',
+    );
+    expect(def.uplink).toEqual({ enabled: true, targets: ['1.1.1.1', '8.8.4.4'], method: 'icmp', count: 5, reliability: 2, interval: 60000, failure_interval: 200, timeout: 10000, down: 20, up: 1 });
+    expect(parseDefinition('name: x\nuplink: {enabled: false}\n', 'x.yaml').uplink.enabled).toBe(false);
+  });
+
+  it.each([
+    ['uplink: {enabled: "yes"}', 'uplink.enabled: must be true or false'],
+    ['uplink: {targets: []}', 'uplink.targets: must be a list of 1 to 8 IPv4 addresses, like [1.1.1.1, 8.8.8.8]'],
+    [`uplink: {targets: [${nine}]}`, 'uplink.targets: must be a list of 1 to 8 IPv4 addresses, like [1.1.1.1, 8.8.8.8]'],
+    ['uplink: {targets: 1.1.1.1}', 'uplink.targets: must be a list of 1 to 8 IPv4 addresses, like [1.1.1.1, 8.8.8.8]'],
+    ['uplink: {targets: [1.1.1.1, "2606:4700::1111"]}', 'uplink.targets[1]: must be a unicast IPv4 address like 1.1.1.1'],
+    ['uplink: {targets: [1.1.1.1, 224.0.0.1]}', 'uplink.targets[1]: must be a unicast IPv4 address like 1.1.1.1'],
+    ['uplink: {targets: [1.1.1.1, 8.8.8.8, 1.1.1.1]}', 'uplink.targets[2]: is already another target; each target must be listed once'],
+    ['uplink: {method: tcp}', 'uplink.method: must be one of: icmp'],
+    ['uplink: {count: 6}', 'uplink.count: must be a whole number of echo requests per target from 1 to 5'],
+    ['uplink: {reliability: 0}', 'uplink.reliability: must be a whole number of targets from 1 to 8'],
+    ['uplink: {reliability: 4}', 'uplink.reliability: must be at most the number of targets (3): it is how many must answer for a round to count as good'],
+    ['uplink: {interval: 100}', 'uplink.interval: must be a whole number of milliseconds from 200 to 60000'],
+    ['uplink: {failure_interval: 1.5}', 'uplink.failure_interval: must be a whole number of milliseconds from 200 to 60000'],
+    ['uplink: {failure_interval: 2000}', 'uplink.failure_interval: must be at most interval (1000): a failing uplink is probed at least as often as a healthy one'],
+    ['uplink: {timeout: 20000}', 'uplink.timeout: must be a whole number of milliseconds from 100 to 10000'],
+    ['uplink: {down: 0}', 'uplink.down: must be a whole number of rounds from 1 to 20'],
+    ['uplink: {up: 101}', 'uplink.up: must be a whole number of rounds from 1 to 100'],
+    ['uplink: {interva: 500}', 'uplink.interva: unknown key (did you mean interval?); allowed keys: enabled, targets, method, count, reliability, interval, failure_interval, timeout, down, up'],
+    ['uplink: on', 'uplink: must be a mapping with the keys enabled, targets, method, count, reliability, interval, failure_interval, timeout, down, up'],
+  ])('%s: %s', (yaml, line) => {
+    expect(problems(yaml)).toEqual([line]);
+  });
+
+  it('does not pile cross-field noise onto a field that is already wrong', () => {
+    expect(problems('uplink: {targets: [1.1.1.1, nope], reliability: 9, interval: fast, failure_interval: 5000}')).toEqual([
+      'uplink.targets[1]: must be a unicast IPv4 address like 1.1.1.1',
+      'uplink.reliability: must be a whole number of targets from 1 to 8',
+      'uplink.interval: must be a whole number of milliseconds from 200 to 60000',
+    ]);
+    expect(problems('bond: {miimon: fast, arp_interval: 1000, arp_ip_target: [192.168.1.1]}')).toEqual([
+      'bond.miimon: must be a whole number of milliseconds from 1 to 10000, or 0 with the ARP monitor (arp_interval)',
+    ]);
+  });
+
+  it('accepts the ARP monitor in place of miimon, with its targets and validation', () => {
+    const def = parseDefinition('name: x\nbond: {miimon: 0, arp_interval: 1000, arp_ip_target: [192.168.1.1, 192.168.8.1], arp_validate: filter_backup}\n', 'x.yaml');
+    expect(def.bond).toMatchObject({ miimon: 0, arp_interval: 1000, arp_ip_target: ['192.168.1.1', '192.168.8.1'], arp_validate: 'filter_backup' });
+  });
+
+  it.each([
+    ['bond: {arp_interval: 1000, arp_ip_target: [192.168.1.1]}', 'bond.arp_interval: the ARP monitor replaces miimon (the kernel runs one or the other): set miimon: 0'],
+    ['bond: {miimon: 0, arp_interval: 1000}', 'bond.arp_interval: needs arp_ip_target: the 1 to 16 IPv4 addresses the ARP monitor asks for'],
+    ['bond: {miimon: 0}', 'bond.miimon: must be from 1 to 10000: 0 turns the link check off, which only the ARP monitor (arp_interval > 0) may replace'],
+    ['bond: {arp_ip_target: [192.168.1.1]}', 'bond.arp_ip_target: is probed only by the ARP monitor: set arp_interval too, like 1000'],
+    ['bond: {arp_validate: all}', 'bond.arp_validate: works only with the ARP monitor: set arp_interval too, like 1000'],
+    ['bond: {arp_validate: sometimes}', 'bond.arp_validate: must be one of: none, active, backup, all, filter, filter_active, filter_backup'],
+    ['bond: {arp_interval: -1}', 'bond.arp_interval: must be a whole number of milliseconds from 0 (off) to 10000'],
+    [`bond: {miimon: 0, arp_interval: 1000, arp_ip_target: [${seventeen}]}`, 'bond.arp_ip_target: must be a list of 1 to 16 IPv4 addresses, like [192.168.1.1]'],
+    ['bond: {miimon: 0, arp_interval: 1000, arp_ip_target: [255.255.255.255]}', 'bond.arp_ip_target[0]: must be a unicast IPv4 address like 192.168.1.1'],
+    ['bond: {miimon: 0, arp_interval: 1000, arp_ip_target: [192.168.1.1, 192.168.1.1]}', 'bond.arp_ip_target[1]: is already another target; each target must be listed once'],
+    ['bond: {miimon: 0, arp_interval: 1000, arp_ip_target: [192.168.1.1], updelay: 2000}', 'bond.updelay: works only with miimon, and the ARP monitor turns miimon off: set it to 0'],
+  ])('%s: %s', (yaml, line) => {
+    expect(problems(yaml)).toEqual([line]);
   });
 });

@@ -28,6 +28,7 @@ describe('/etc/network/interfaces', () => {
     ['images/default.yaml', 'default.interfaces'],
     ['test/fixtures/definitions/static.yaml', 'static.interfaces'],
     ['test/fixtures/definitions/mac-pinned.yaml', 'mac-pinned.interfaces'],
+    ['test/fixtures/definitions/arp-monitor.yaml', 'arp-monitor.interfaces'],
   ])('for %s equals golden/%s', async (definition, golden) => {
     const files = await rendered(await loadDefinition(join(root, definition)));
     expect(contentOf(files, 'etc/network/interfaces')).toBe(await readFile(join(import.meta.dirname, 'golden', golden), 'utf8'));

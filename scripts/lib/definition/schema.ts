@@ -47,6 +47,14 @@ const interfaceName = text(/^[A-Za-z0-9_.-]{1,15}$/, 'must be an interface name 
 
 const ipAddress = z.string({ error: 'must be an IPv4 or IPv6 address like 192.168.1.1' }).refine((s) => isIP(s) !== 0);
 
+/** Where probes go: a host's address, so not 0.x (this network), 127.x (loopback), multicast or broadcast. */
+function unicastIPv4(example: string) {
+  return z.string({ error: `must be a unicast IPv4 address like ${example}` }).refine((s) => {
+    const first = Number(s.split('.')[0]);
+    return isIP(s) === 4 && first !== 0 && first !== 127 && first < 224;
+  });
+}
+
 const addressWithPrefix = z
   .string({ error: 'must be an address with a prefix length, like 192.168.1.2/24' })
   .refine((s) => {
@@ -96,12 +104,42 @@ const bond = section({
     { name: 'eth1' },
   ]),
   primary: interfaceName.default('eth0'),
-  miimon: wholeNumber(1, 10_000, 'must be a whole number of milliseconds from 1 to 10000').default(100),
+  miimon: wholeNumber(0, 10_000, 'must be a whole number of milliseconds from 1 to 10000, or 0 with the ARP monitor (arp_interval)').default(100),
+  /** The kernel's ARP monitor: a slave is up while ARP requests to arp_ip_target through it are answered. */
+  arp_interval: wholeNumber(0, 10_000, 'must be a whole number of milliseconds from 0 (off) to 10000').default(0),
+  arp_ip_target: listOf(unicastIPv4('192.168.1.1'), 'must be a list of 1 to 16 IPv4 addresses, like [192.168.1.1]').max(16).default([]),
+  arp_validate: oneOf(['none', 'active', 'backup', 'all', 'filter', 'filter_active', 'filter_backup']).default('none'),
   updelay: wholeNumber(0, 60_000, 'must be a whole number of milliseconds from 0 to 60000').default(0),
   downdelay: wholeNumber(0, 60_000, 'must be a whole number of milliseconds from 0 to 60000').default(0),
   primary_reselect: oneOf(['always', 'better', 'failure']).default('always'),
   fail_over_mac: oneOf(['none', 'active', 'follow']).default('none'),
 }).superRefine(checkBond, evenWhenFieldsFailed);
+
+const milliseconds = (min: number, max: number) => wholeNumber(min, max, `must be a whole number of milliseconds from ${min} to ${max}`);
+
+/**
+ * pibond-uplink (overlays/16-bond-uplink): each slave's uplink probed through that slave, and the
+ * bond's primary moved when the primary's uplink is down and the backup's is not. The defaults
+ * notice a dead line in ~3.5 s with under 1 kB/s of probes per uplink, and do not flap at 30 %
+ * loss: a round fails only when all of its 2 x 3 echo requests go unanswered, and it takes 3 such
+ * rounds in a row.
+ */
+const uplink = section({
+  enabled: z.boolean({ error: 'must be true or false' }).default(true),
+  /** Public anycast resolvers: answer pings from anywhere, and are never all down at once. */
+  targets: listOf(unicastIPv4('1.1.1.1'), 'must be a list of 1 to 8 IPv4 addresses, like [1.1.1.1, 8.8.8.8]')
+    .min(1)
+    .max(8)
+    .default(['1.1.1.1', '8.8.8.8', '9.9.9.9']),
+  method: oneOf(['icmp']).default('icmp'),
+  count: wholeNumber(1, 5, 'must be a whole number of echo requests per target from 1 to 5').default(2),
+  reliability: wholeNumber(1, 8, 'must be a whole number of targets from 1 to 8').default(1),
+  interval: milliseconds(200, 60_000).default(1000),
+  failure_interval: milliseconds(200, 60_000).default(500),
+  timeout: milliseconds(100, 10_000).default(1000),
+  down: wholeNumber(1, 20, 'must be a whole number of rounds from 1 to 20').default(3),
+  up: wholeNumber(1, 100, 'must be a whole number of rounds from 1 to 100').default(10),
+}).superRefine(checkUplink, evenWhenFieldsFailed);
 
 const addressing = z.discriminatedUnion(
   'method',
@@ -152,6 +190,7 @@ export const definitionSchema = section({
     stack: oneOf(['ifupdown']).default('ifupdown'),
     addressing: addressing.default({ method: 'dhcp' }),
   }).default({ stack: 'ifupdown', addressing: { method: 'dhcp' } }),
+  uplink: uplink.default(uplink.parse({})),
   status_service: section({
     listen: ipAddress.default('0.0.0.0'),
     port: port.default(8080),
@@ -193,12 +232,62 @@ function checkBond(bond: unknown, ctx: RefinementContext): void {
   if (typeof bond.name === 'string' && !failed('name') && names.includes(bond.name)) {
     ctx.addIssue({ code: 'custom', path: ['name'], message: `must differ from every slave name (${distinctNames})` });
   }
-  // The kernel rounds a delay down to a multiple of miimon, and says so only in dmesg.
+  checkMonitors(bond, ctx);
+}
+
+/**
+ * The kernel runs either the link (MII) monitor or the ARP monitor: arp_interval > 0 turns miimon
+ * off, and the delays belong to miimon (the kernel refuses them without it, and rounds them down
+ * to a multiple of it, saying so only in dmesg).
+ */
+function checkMonitors(bond: Record<string, unknown>, ctx: RefinementContext): void {
+  const failed = (field: string) => failedItself(ctx, field);
+  const number = (field: string): number | undefined => (typeof bond[field] === 'number' && !failed(field) ? bond[field] : undefined);
+  const miimon = number('miimon');
+  const arpInterval = number('arp_interval');
+  const targets = Array.isArray(bond.arp_ip_target) && !failed('arp_ip_target') ? bond.arp_ip_target : undefined;
+  const issue = (field: string, message: string) => ctx.addIssue({ code: 'custom', path: [field], message });
+
+  if (arpInterval !== undefined && arpInterval > 0) {
+    if (miimon !== undefined && miimon !== 0) issue('arp_interval', 'the ARP monitor replaces miimon (the kernel runs one or the other): set miimon: 0');
+    if (targets?.length === 0) issue('arp_interval', 'needs arp_ip_target: the 1 to 16 IPv4 addresses the ARP monitor asks for');
+  } else if (arpInterval === 0) {
+    if (miimon === 0) issue('miimon', 'must be from 1 to 10000: 0 turns the link check off, which only the ARP monitor (arp_interval > 0) may replace');
+    if (targets !== undefined && targets.length > 0) issue('arp_ip_target', 'is probed only by the ARP monitor: set arp_interval too, like 1000');
+    if (typeof bond.arp_validate === 'string' && !failed('arp_validate') && bond.arp_validate !== 'none') issue('arp_validate', 'works only with the ARP monitor: set arp_interval too, like 1000');
+  }
+  if (targets !== undefined) {
+    targets.forEach((target, i) => {
+      if (typeof target === 'string' && targets.indexOf(target) !== i) {
+        ctx.addIssue({ code: 'custom', path: ['arp_ip_target', i], message: 'is already another target; each target must be listed once' });
+      }
+    });
+  }
   for (const delay of ['updelay', 'downdelay'] as const) {
-    const value = bond[delay];
-    if (typeof bond.miimon === 'number' && !failed('miimon') && typeof value === 'number' && !failed(delay) && value % bond.miimon !== 0) {
-      ctx.addIssue({ code: 'custom', path: [delay], message: `must be a multiple of miimon (${bond.miimon})` });
+    const value = number(delay);
+    if (miimon === undefined || value === undefined || value === 0) continue;
+    if (miimon === 0) issue(delay, 'works only with miimon, and the ARP monitor turns miimon off: set it to 0');
+    else if (value % miimon !== 0) issue(delay, `must be a multiple of miimon (${miimon})`);
+  }
+}
+
+/** The uplink tracker's rules that span fields. */
+function checkUplink(uplink: unknown, ctx: RefinementContext): void {
+  if (!isMapping(uplink)) return;
+  const failed = (field: string) => failedItself(ctx, field);
+  const { targets, reliability, interval } = uplink;
+  if (Array.isArray(targets) && !failed('targets')) {
+    targets.forEach((target, i) => {
+      if (typeof target === 'string' && targets.indexOf(target) !== i) {
+        ctx.addIssue({ code: 'custom', path: ['targets', i], message: 'is already another target; each target must be listed once' });
+      }
+    });
+    if (typeof reliability === 'number' && !failed('reliability') && targets.length > 0 && reliability > targets.length) {
+      ctx.addIssue({ code: 'custom', path: ['reliability'], message: `must be at most the number of targets (${targets.length}): it is how many must answer for a round to count as good` });
     }
+  }
+  if (typeof uplink.failure_interval === 'number' && !failed('failure_interval') && typeof interval === 'number' && !failed('interval') && uplink.failure_interval > interval) {
+    ctx.addIssue({ code: 'custom', path: ['failure_interval'], message: `must be at most interval (${interval}): a failing uplink is probed at least as often as a healthy one` });
   }
 }
 
