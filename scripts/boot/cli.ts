@@ -38,6 +38,13 @@ Options:
                                                   192.168.8.1. --test then leads with the outage
                                                   of every switch as seen from that internet
                                                   (only with --test)
+  --scenario NAME   what --test does (default: failover):
+                      failover   pull and replug the NICs' cables (above)
+                      uplink     on a test bed: cut the main router's WAN, hang it, cut the
+                                 backup's WAN, both, and 30% loss on the main line; the image's
+                                 uplink tracking must move traffic to the backup router and back,
+                                 and stay put where nothing is better
+  --loss-seconds N  how long the uplink scenario keeps the main line lossy (default: 60)
   --strict-outage   with a test bed: fail unless every switch's inbound and outbound outage is at
                     most ${strictOutageMs / 1000} s
   -h, --help        this text
@@ -54,6 +61,8 @@ export async function main(args: string[]): Promise<number> {
       flaps: { type: 'string' },
       routers: { type: 'string', default: 'user' },
       'strict-outage': { type: 'boolean', default: false },
+      scenario: { type: 'string', default: 'failover' },
+      'loss-seconds': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -71,7 +80,13 @@ export async function main(args: string[]): Promise<number> {
   if (routers.kind === 'testbed' && !values.test) throw new UserError('--routers testbed:LAYOUT goes with --test (the test bed has no way in from this host but its prober)');
   if (values['strict-outage'] && routers.kind !== 'testbed') throw new UserError('--strict-outage goes with --routers testbed:LAYOUT (only the test bed sees the outage from outside)');
 
-  return values.test ? test(image, values.report, timeoutSeconds, flaps, routers, values['strict-outage']) : interactive(image, timeoutSeconds);
+  const scenario = values.scenario;
+  if (scenario !== 'failover' && scenario !== 'uplink') throw new UserError(`--scenario must be one of: failover, uplink; got "${scenario}"`);
+  if (scenario === 'uplink' && (!values.test || routers.kind !== 'testbed')) throw new UserError('--scenario uplink goes with --test and --routers testbed:LAYOUT (it fails routers, which only the test bed has)');
+  const lossSeconds = values['loss-seconds'] === undefined ? undefined : positiveNumber('--loss-seconds', values['loss-seconds']);
+  if (lossSeconds !== undefined && scenario !== 'uplink') throw new UserError('--loss-seconds goes with --scenario uplink');
+
+  return values.test ? test(image, values.report, timeoutSeconds, flaps, routers, values['strict-outage'], { scenario, lossSeconds }) : interactive(image, timeoutSeconds);
 }
 
 /** `user` or `testbed:LAYOUT`. */
@@ -91,10 +106,11 @@ async function test(
   flaps: number | undefined,
   routers: Routers,
   strictOutage: boolean,
+  what: { scenario: 'failover' | 'uplink'; lossSeconds: number | undefined },
 ): Promise<number> {
   const stop = listenForStop((signal) => say(`${signal}: stopping QEMU, removing its container and temporary files...`));
   try {
-    const { report, reportFile: written } = await failoverTest({ image, reportFile, timeoutSeconds, flaps, routers, outageLimitMs: strictOutage ? strictOutageMs : undefined, say, signal: stop.signal });
+    const { report, reportFile: written } = await failoverTest({ image, reportFile, timeoutSeconds, flaps, routers, outageLimitMs: strictOutage ? strictOutageMs : undefined, ...what, say, signal: stop.signal });
     process.stdout.write(`\n${formatFigures(report)}\n\n${formatVerdict(report)}\nReport: ${written}\n`);
     if (report.serialLog) process.stdout.write(`Serial log: ${report.serialLog}\n`);
     if (stop.received) return stopped(stop.received);

@@ -23,6 +23,10 @@ export interface FailoverTestOptions {
   routers?: Routers;
   /** On the test bed: also require every switch's outage (inbound and outbound) to be at most this (ms). */
   outageLimitMs?: number;
+  /** failover (cables, the default) or uplink (on the test bed: lines cut, a router hung, loss). */
+  scenario?: 'failover' | 'uplink';
+  /** The uplink scenario: seconds of 30% loss on the main line. */
+  lossSeconds?: number;
   say: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -50,6 +54,8 @@ export async function failoverTest(opts: FailoverTestOptions): Promise<FailoverT
     flaps: opts.flaps,
     routers: opts.routers,
     strictOutageMs: opts.outageLimitMs,
+    scenario: opts.scenario,
+    lossSeconds: opts.lossSeconds,
     serialLogOnFailure: join(dirname(reportFile), `${image.name}.boot-serial.log`),
   });
   if (timeout.aborted && report.verdict === 'fail') report.error = `the run took longer than its timeout (${seconds} s)`;

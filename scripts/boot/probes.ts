@@ -19,6 +19,7 @@ import { PollTimeout, poll } from '../lib/poll.ts';
 import { type Nic, nicDevice } from './machine.ts';
 import type { BootSession, RouterPorts } from './session.ts';
 import { type BondState, type FailoverEvent, type Status, bondIn, describeEndpoint, getEvents, getStatus } from './status-api.ts';
+import type { Testbed } from './testbed/index.ts';
 import { type Outage, outageOf } from './testbed/prober.ts';
 
 export interface Probes {
@@ -54,6 +55,10 @@ export interface Probes {
    * within `windowMs`.
    */
   outage(slave: string, up: boolean, to: string, windowMs: number): Promise<Outage>;
+  /** On the test bed only: as `outage`, for any change (a router's WAN cut, a router hung). */
+  outageAfter(change: () => Promise<unknown>, to: string, windowMs: number): Promise<Outage>;
+  /** On the test bed only: its routers' controls (fail-wan, hang, loss). */
+  testbed(): Testbed;
   /** Milliseconds on a monotonic clock, for the checks' own measurements. */
   now(): number;
 }
@@ -186,10 +191,14 @@ class SessionProbes implements Probes {
   }
 
   async outage(slave: string, up: boolean, to: string, windowMs: number): Promise<Outage> {
+    const { id } = this.nicOf(slave);
+    return this.outageAfter(() => this.boot.qmp.setLink(id, up), to, windowMs);
+  }
+
+  async outageAfter(change: () => Promise<unknown>, to: string, windowMs: number): Promise<Outage> {
     const prober = this.boot.testbed?.prober ?? noProber();
     const router = this.routerOf(to).router;
     if (!router) throw new Error(`no test bed router carries ${to}`);
-    const { id } = this.nicOf(slave);
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     return this.guarded(
       (async () => {
@@ -198,7 +207,7 @@ class SessionProbes implements Probes {
           // A moment of traffic before the change, so the silence is measured from its last packet.
           await sleep(outageLeadMs);
           const changedAt = performance.timeOrigin + performance.now();
-          await this.boot.qmp.setLink(id, up);
+          await change();
           const until = changedAt + windowMs;
           for (;;) {
             this.signal?.throwIfAborted();
@@ -212,6 +221,10 @@ class SessionProbes implements Probes {
         }
       })(),
     );
+  }
+
+  testbed(): Testbed {
+    return (this.boot.testbed ?? noProber()).bed;
   }
 
   now(): number {

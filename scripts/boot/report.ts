@@ -3,6 +3,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Endpoint } from './status-api.ts';
 
+/** The uplink scenario's goals (issue: uplink-aware failover), as benchmark figures. */
+export const uplinkGoals = { detectAndSwitchMs: 5000, backMs: 30_000, probeBytesPerSecond: 1000 };
+
 export const goals = { bootToReadySeconds: 45, failoverMs: 300, failbackMs: 300, outageMedianMs: 500, outageWorstMs: 1000 };
 
 /** One switch seen from the test bed's internet (see testbed/prober.ts); null: not resumed within the window. */
@@ -35,6 +38,29 @@ export interface Figures {
   reenslaveMs: number | null;
   /** On the test bed: every switch's outage as the internet saw it, in order. */
   outages: SwitchOutage[];
+  /** The uplink scenario's figures (scenario: uplink). */
+  uplink?: UplinkFigures;
+}
+
+/** The uplink figures: each failure's outage as the internet saw it, and the tracker's own costs. */
+export interface UplinkFigures {
+  /** The main router's WAN cut -> traffic through the backup; and restored -> through the main again. */
+  wanCut?: SwitchOutageFigure;
+  wanBack?: SwitchOutageFigure;
+  /** The main router hung (link up, nothing answers) -> through the backup; and back. */
+  hang?: SwitchOutageFigure;
+  unhang?: SwitchOutageFigure;
+  /** Seconds of loss on the main WAN, and the switches the tracker made meanwhile (the goal: none). */
+  loss?: { percent: number; seconds: number; switches: number };
+  /** Probe traffic per uplink at the defaults, bytes per second (Ethernet, both ways). */
+  probeBytesPerSecond?: Record<string, number>;
+}
+
+/** An outage seen from the internet after a change (see testbed/prober.ts); null: never within the window. */
+export interface SwitchOutageFigure {
+  inboundMs: number | null;
+  outboundMs: number | null;
+  bondMs?: number | null;
 }
 
 export interface GoalsMet {
@@ -122,7 +148,30 @@ export function formatFigures(report: BootReport): string {
     lines.push(`flap switches   ${flapTimes.length}: median ${median} ms, min ${sorted[0]} ms, max ${sorted.at(-1)} ms`);
   }
   if (figures.reenslaveMs !== null) lines.push(`re-enslave      ${figures.reenslaveMs} ms after the backup NIC was plugged back in`);
+  if (figures.uplink) lines.unshift(...formatUplink(figures.uplink));
   return lines.join('\n');
+}
+
+/** The uplink scenario's figures, as the internet saw each failure and recovery. */
+export function formatUplink(uplink: UplinkFigures): string[] {
+  const ms = (n: number | null | undefined) => (n === null || n === undefined ? 'never' : `${n} ms`);
+  const row = (what: string, o: SwitchOutageFigure | undefined, goalMs: number) => {
+    if (!o) return [];
+    const worst = o.inboundMs === null || o.outboundMs === null ? null : Math.max(o.inboundMs, o.outboundMs);
+    return [`${what.padEnd(30)} inbound ${ms(o.inboundMs).padEnd(9)} outbound ${ms(o.outboundMs).padEnd(9)} goal <= ${goalMs / 1000} s${worst === null ? '' : worst <= goalMs ? '  (goal met)' : '  (goal MISSED)'}`];
+  };
+  const lines = [
+    ...row('main WAN cut -> via backup', uplink.wanCut, uplinkGoals.detectAndSwitchMs),
+    ...row('main WAN back -> via main', uplink.wanBack, uplinkGoals.backMs),
+    ...row('main router hung -> backup', uplink.hang, uplinkGoals.detectAndSwitchMs),
+    ...row('main router back -> main', uplink.unhang, uplinkGoals.backMs),
+  ];
+  if (uplink.loss) lines.push(`${`${uplink.loss.percent}% loss, ${uplink.loss.seconds} s`.padEnd(30)} ${uplink.loss.switches} switches (goal: none)`);
+  if (uplink.probeBytesPerSecond) {
+    const rates = Object.entries(uplink.probeBytesPerSecond).map(([slave, rate]) => `${slave} ${rate} B/s`).join(', ');
+    lines.push(`${'probe traffic'.padEnd(30)} ${rates} (goal < ${uplinkGoals.probeBytesPerSecond} B/s each)`);
+  }
+  return lines;
 }
 
 export function formatVerdict(report: BootReport): string {

@@ -19,7 +19,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Docker } from '../lib/docker.ts';
-import { isUserError } from '../lib/errors.ts';
+import { UserError, isUserError } from '../lib/errors.ts';
 import {
   type Cast,
   type Check,
@@ -47,6 +47,7 @@ import { sessionProbes } from './probes.ts';
 import { type BootReport, goals } from './report.ts';
 import { type BootSession, type Routers, describeEndpoint, describeRouters, startBoot } from './session.ts';
 import { testbedPlan } from './testbed/index.ts';
+import { uplinkChecks } from './uplink-checks.ts';
 
 export { type BootReport, type Figures, goals } from './report.ts';
 
@@ -68,6 +69,13 @@ export interface ScenarioOptions {
   strictOutageMs?: number;
   /** On the test bed: how long a switch is given for traffic to resume through the new router. */
   outageWindowMs?: number;
+  /**
+   * What to test: failover (cables pulled, the default), or uplink (on the test bed: routers'
+   * lines cut, a router hung, loss; the image's uplink tracking must switch, or not).
+   */
+  scenario?: 'failover' | 'uplink';
+  /** The uplink scenario: how long the main line is lossy (the bench runs 5 minutes). */
+  lossSeconds?: number;
 }
 
 /** The strict outage check's limit in CI: the goal is 1 s; a loaded CI machine gets slack. */
@@ -115,6 +123,16 @@ export function testbedChecks(cast: Cast, opts: { readyTimeoutMs: number; flaps:
     outsideFlaps(cast, opts.flaps, { windowMs: opts.windowMs, bondFigures: 'flaps' }),
     ...(opts.strictOutageMs === undefined ? [] : [outageWithin(opts.strictOutageMs)]),
   ];
+}
+
+/**
+ * Kernel arguments for every test boot (never written into the image): pibond-uplink probes the
+ * test bed's internet, never the image's own targets (public resolvers): no test sends traffic to
+ * a real address. On QEMU's user-mode networks nothing answers them, so both uplinks are down
+ * there and the tracker stays on the primary, leaving the switching to the cables.
+ */
+export function uplinkTargetsArg(targets: string[]): string {
+  return `pibond.uplink.targets=${targets.join(',')}`;
 }
 
 /**
@@ -168,17 +186,22 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
     const onTestbed = routers.kind === 'testbed';
     const startName = onTestbed ? `QEMU starts with two NICs on the test bed's routers (${routers.layout}) and answers on QMP` : 'QEMU starts with two NICs and answers on QMP';
     const boot = await runCheck(startName, async () => {
-      const pingTarget = testbedPlan(onTestbed ? routers.layout : 'same-subnet').internet.targets.at(-1) ?? '';
-      session = await startBoot({ docker: opts.docker, builderImage: opts.builderImage, image, say, routers, extraKernelArgs: onTestbed ? outboundPinger(pingTarget) : undefined });
+      const { targets } = testbedPlan(onTestbed ? routers.layout : 'same-subnet').internet;
+      const kernelArgs = [uplinkTargetsArg(targets), ...(onTestbed ? [outboundPinger(targets.at(-1) ?? '')] : [])].join(' ');
+      session = await startBoot({ docker: opts.docker, builderImage: opts.builderImage, image, say, routers, extraKernelArgs: kernelArgs });
       report.ports = session.routers;
       const detail = session.routers.map((r) => `${r.nic}: status ${describeEndpoint(r.status)}, ssh ${describeEndpoint(r.ssh)}`).join('; ');
       return { detail, value: session };
     }, run);
     const bench = { probes: sessionProbes(boot, bondDef.name, signal), cast, figures: report.figures, goalsMet: report.goalsMet, failovers: 0 };
     const readyTimeoutMs = opts.readyTimeoutMs ?? 180_000;
-    const checks = onTestbed
-      ? testbedChecks(cast, { readyTimeoutMs, flaps: opts.flaps ?? 10, windowMs: opts.outageWindowMs ?? outageWindowMs, strictOutageMs: opts.strictOutageMs })
-      : failoverChecks(cast, { readyTimeoutMs, flaps: opts.flaps ?? 10 });
+    if (opts.scenario === 'uplink' && !onTestbed) throw new UserError('the uplink scenario needs the test bed of real routers: add --routers testbed:same-subnet (or testbed:different-subnets)');
+    const checks =
+      opts.scenario === 'uplink'
+        ? [serviceAnswers(readyTimeoutMs), bondWhole(cast), reachableOnly(cast.primary, 'primary'), ...uplinkChecks(cast, { lossSeconds: opts.lossSeconds ?? 60 })]
+        : onTestbed
+          ? testbedChecks(cast, { readyTimeoutMs, flaps: opts.flaps ?? 10, windowMs: opts.outageWindowMs ?? outageWindowMs, strictOutageMs: opts.strictOutageMs })
+          : failoverChecks(cast, { readyTimeoutMs, flaps: opts.flaps ?? 10 });
     report.verdict = await runChecks(checks, bench, run);
   } catch (err) {
     if (isUserError(err)) throw err;

@@ -14,6 +14,25 @@ const slaveSchema = z.object({
   speed_mbps: z.number().nullable().optional(),
 });
 
+/** pibond-uplink's view of each uplink, as bond-status serves it (overlays/16-bond-uplink/src/report.ts). */
+const uplinkSchema = z.object({
+  slave: z.string(),
+  state: z.enum(['up', 'down', 'unknown']),
+  cause: z.enum(['router', 'line']).nullable(),
+  note: z.string().nullable().optional(),
+  router: z.object({ address: z.string().nullable(), mac: z.string().nullable(), rtt_ms: z.number().nullable() }),
+  targets: z.array(z.object({ address: z.string(), rtt_ms: z.number().nullable() })),
+  rounds: z.object({ ok: z.number(), failed: z.number() }),
+});
+
+const uplinksSchema = z.object({
+  preferred: z.string().nullable(),
+  reason: z.string(),
+  uplinks: z.array(uplinkSchema),
+  decision_counts: z.record(z.string(), z.number()),
+  probe_bytes: z.record(z.string(), z.number()),
+});
+
 const bondSchema = z.object({
   name: z.string(),
   mode: z.string().optional(),
@@ -22,6 +41,8 @@ const bondSchema = z.object({
   failovers: z.number(),
   slaves: z.array(slaveSchema).optional(),
   error: z.string().optional(),
+  /** null or absent: the image tracks no uplinks. */
+  uplinks: uplinksSchema.nullable().optional(),
 });
 
 export const statusSchema = z.object({
@@ -43,6 +64,7 @@ export const eventsSchema = z.object({
 
 export type Status = z.output<typeof statusSchema>;
 export type BondState = z.output<typeof bondSchema>;
+export type UplinkView = z.output<typeof uplinksSchema>;
 export type FailoverEvent = z.output<typeof eventsSchema>['events'][number];
 
 /**
@@ -104,4 +126,9 @@ export async function getEvents(port: Endpoint, timeoutMs: number, signal?: Abor
 /** The bond called `name` in a status answer, or undefined. */
 export function bondIn(status: Status, name: string): BondState | undefined {
   return status.bonds.find((bond) => bond.name === name);
+}
+
+/** The uplink tracking of the bond called `name`; null when the image tracks none. */
+export function uplinksIn(status: Status, name: string): UplinkView | null {
+  return bondIn(status, name)?.uplinks ?? null;
 }

@@ -94,6 +94,15 @@ export class FakeGuest implements Probes {
     return outage;
   }
 
+  /** The fake plays QEMU's user-mode networks, as SessionProbes there: no test bed to fail routers in. */
+  outageAfter(): Promise<Outage> {
+    return Promise.reject(new Error('this boot is not on the test bed of real routers'));
+  }
+
+  testbed(): never {
+    throw new Error('this boot is not on the test bed of real routers');
+  }
+
   async watch(through: string, done: (bond: BondState) => boolean, opts: WatchOptions = {}): Promise<BondState> {
     this.calls.push(`watch via ${through}`);
     const bond = this.answer(through);

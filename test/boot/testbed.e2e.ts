@@ -170,6 +170,28 @@ export function describeTestbed(): void {
         expect(await p.lanAnswers(subject)).toEqual({ arp: true, ping: true });
         expect(await p.outbound()).toMatchObject({ from: bed.router(subject).wan.address });
       });
+      it(`loss ${subject}: a share of what crosses its WAN is lost each way, the rest gets through; 0 ends it`, async () => {
+        const p = probe();
+        await p.use(subject);
+        const target = bed.plan.internet.targets[0] ?? '';
+        const answered = async (count: number) => {
+          const { out } = await p.attempt(piNamespace, ['ping', '-n', '-q', '-c', String(count), '-i', '0.01', '-W', '1', target]);
+          return Number(/(\d+) received/.exec(out)?.[1] ?? Number.NaN);
+        };
+        await bed.loss(subject, 30);
+        expect((await bed.status()).routers[subject].lossPercent).toBe(30);
+        // 30% each way: an echo comes back with p = 0.49. Of 60, fewer than 8 or more than 52
+        // answered happens with a chance below 1e-8 either way.
+        const lossy = await answered(60);
+        expect(lossy).toBeGreaterThan(8);
+        expect(lossy).toBeLessThan(52);
+        // The LAN is untouched: the router itself still answers every time.
+        expect(await p.lanAnswers(subject)).toEqual({ arp: true, ping: true });
+
+        await bed.loss(subject, 0);
+        expect((await bed.status()).routers[subject].lossPercent).toBe(0);
+        expect(await answered(20)).toBe(20);
+      });
     });
   });
 }

@@ -2,7 +2,8 @@
  * The single entry of the slow end-to-end tests, so that they run one after another (a build and
  * a QEMU boot at once would fight over this machine's two cores): build the default image, then
  * prove the test bed of real routers (no QEMU), boot the image and prove failover, boot it on the
- * test bed in both layouts and measure each switch's outage from outside, boot it with a
+ * test bed in both layouts and measure each switch's outage from outside, fail its routers' lines
+ * and hang a router (uplink tracking), boot it with a
  * damaged root file system (power cut), and stop boots at every stage.
  */
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import { describeBootSignals } from './boot-signals.e2e.ts';
 import { describeFailover } from './failover.e2e.ts';
 import { describeOutage } from './outage.e2e.ts';
 import { describePowerCut } from './power-cut.e2e.ts';
+import { describeUplink } from './uplink.e2e.ts';
 import { repoRoot } from './_pibond.ts';
 import { describeTestbed } from '../boot/testbed.e2e.ts';
 
@@ -19,5 +21,6 @@ describeBuild(outDir);
 describeTestbed();
 describeFailover(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describeOutage(() => join(outDir, 'pibond-bookworm-arm64.img'));
+describeUplink(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describePowerCut(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describeBootSignals(() => join(outDir, 'pibond-bookworm-arm64.img'));

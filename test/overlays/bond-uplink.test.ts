@@ -157,7 +157,7 @@ describe('Tracker', () => {
 });
 
 describe('Tracker.nextRoundDelay', () => {
-  it('starts rounds every interval while healthy, every failure_interval while the last round failed or the uplink is down', () => {
+  it('starts rounds every failure_interval while the last round failed, otherwise every interval (a down uplink recovering too)', () => {
     const tracker = new Tracker('eth0', defaults, started);
     expect(tracker.nextRoundDelay()).toBe(1000);
     feed(tracker, [answered()]);
@@ -170,7 +170,8 @@ describe('Tracker.nextRoundDelay', () => {
     expect(tracker.nextRoundDelay()).toBe(1000);
     feed(tracker, [lineDead(), lineDead(), lineDead(), answered()], 4);
     expect(tracker.report()).toMatchObject({ state: 'down', streak: 1 });
-    expect(tracker.nextRoundDelay()).toBe(500);
+    // `up` good rounds must span up * interval: healthy for long enough, not a burst.
+    expect(tracker.nextRoundDelay()).toBe(1000);
   });
 
   it('at the defaults a dead line is down 3 to 4 s after it died (3 failed rounds of 1 s, back to back)', () => {
@@ -297,7 +298,7 @@ describe('decide', () => {
       'eth1',
       'eth0',
       'all_uplinks_down',
-      'every uplink is down (eth0: router 192.168.1.1 answers, none of 1.1.1.1, 8.8.8.8 did in 3 rounds; eth1: router 192.168.8.1 did not answer in 1 round), so the primary eth0 stays preferred',
+      'no uplink is better (eth0: router 192.168.1.1 answers, none of 1.1.1.1, 8.8.8.8 did in 3 rounds; eth1: router 192.168.8.1 did not answer in 1 round), so the primary eth0 stays preferred',
     ],
     [
       'the primary back after `up` good rounds',

@@ -3,7 +3,9 @@
  *   - the configured primary's uplink is not down: the primary ('primary_healthy', or 'primary_back'
  *     when another slave was preferred before);
  *   - the primary's uplink is down and another's is not: that one, an uplink known up before one
- *     not yet known, then in the slaves' order ('primary_uplink_down');
+ *     not yet known, then in the slaves' order ('primary_uplink_down'). A backup is no candidate
+ *     while its last round failed (both lines cut at once: the primary is down first, and the
+ *     backup, failing too, must not be tried for a moment) or while it has no carrier;
  *   - every uplink is down: the primary ('all_uplinks_down'): no backup would do better, and the
  *     primary's link is the one people expect in use.
  * Carrier stays the kernel's business: a preferred slave without link is not made active by the bond.
@@ -26,7 +28,14 @@ export interface Decision {
  * `uplinks` holds the trackers' reports (a slave without one counts as unknown); `previous` is the
  * slave the bond preferred before this decision (null at start).
  */
-export function decide(primary: string, slaves: readonly string[], uplinks: readonly UplinkReport[], previous: string | null = null): Decision {
+export function decide(
+  primary: string,
+  slaves: readonly string[],
+  uplinks: readonly UplinkReport[],
+  previous: string | null = null,
+  /** Whether a slave has carrier now: one without is no candidate. */
+  hasCarrier: (slave: string) => boolean = () => true,
+): Decision {
   const bySlave = new Map(uplinks.map((uplink) => [uplink.slave, uplink]));
   const state = (slave: string): UplinkState => bySlave.get(slave)?.state ?? 'unknown';
   const primaryUplink = bySlave.get(primary);
@@ -40,15 +49,15 @@ export function decide(primary: string, slaves: readonly string[], uplinks: read
     return { preferred: primary, reason: 'primary_healthy', detail: `${primary}'s uplink ${standing}` };
   }
 
-  const backups = slaves.filter((slave) => slave !== primary && state(slave) !== 'down');
+  const backups = slaves.filter((slave) => slave !== primary && state(slave) !== 'down' && (bySlave.get(slave)?.streak ?? 0) >= 0 && hasCarrier(slave));
   const backup = backups.find((slave) => state(slave) === 'up') ?? backups[0];
   if (backup !== undefined) {
     const theirs = state(backup) === 'up' ? 'up' : `not known to be down (${notYet(bySlave.get(backup))})`;
     return { preferred: backup, reason: 'primary_uplink_down', detail: `${primary}'s uplink is down (${downBecause(primaryUplink)}); ${backup}'s is ${theirs}` };
   }
 
-  const each = slaves.map((slave) => `${slave}: ${downBecause(bySlave.get(slave))}`).join('; ');
-  return { preferred: primary, reason: 'all_uplinks_down', detail: `every uplink is down (${each}), so the primary ${primary} stays preferred` };
+  const each = slaves.map((slave) => `${slave}: ${hasCarrier(slave) ? (state(slave) === 'down' ? downBecause(bySlave.get(slave)) : 'failing') : 'no carrier'}`).join('; ');
+  return { preferred: primary, reason: 'all_uplinks_down', detail: `no uplink is better (${each}), so the primary ${primary} stays preferred` };
 }
 
 /** Why a down uplink is down, from its last rounds. */

@@ -128,12 +128,13 @@ export class Tracker {
 
   /**
    * How long to wait before the next round, given how long the last one took: rounds start every
-   * interval_ms while the uplink is up or unknown, every failure_interval_ms while the last round
-   * failed or it is down, and a round never starts before the previous one ended. So at the
+   * failure_interval_ms while the last round failed (a failure is confirmed quickly), otherwise every
+   * interval_ms, also while a down uplink recovers (its `up` good rounds then span up * interval_ms:
+   * "healthy long enough" is time, not a burst), and a round never starts before the previous one ended. So at the
    * defaults a dead line's failed rounds (each waits the whole 1 s timeout) follow each other at once.
    */
   nextRoundDelay(lastRoundMs = 0): number {
-    const failing = this.current.state === 'down' || this.current.streak < 0;
+    const failing = this.current.streak < 0;
     return Math.max(0, (failing ? this.config.failure_interval_ms : this.config.interval_ms) - lastRoundMs);
   }
 

@@ -178,6 +178,8 @@ export interface TestbedStatus {
       wan: LinkState & { address: string; gateway: string };
       wanFailed: boolean;
       hung: boolean;
+      /** Of what crosses the WAN, the share dropped each way (testbed.mjs loss). */
+      lossPercent: number;
       dhcp: { running: boolean; pool: [string, string]; leases: { mac: string; address: string; expires: number }[] };
       forwards: Forward[];
     }
@@ -282,6 +284,11 @@ export class Testbed {
 
   unhang(router: RouterName): Promise<string> {
     return this.script(['unhang', router]);
+  }
+
+  /** Drops `percent` of what crosses the router's WAN, each way (0 ends it); the LAN is untouched. */
+  loss(router: RouterName, percent: number): Promise<string> {
+    return this.script(['loss', router, String(percent)]);
   }
 
   async status(): Promise<TestbedStatus> {

@@ -10,6 +10,8 @@
  *   testbed.mjs restore-wan R
  *   testbed.mjs hang R         router R's LAN port stays up, but nothing goes in or out (not even ARP)
  *   testbed.mjs unhang R
+ *   testbed.mjs loss R PERCENT  drop PERCENT (0-100, 0 = none) of what crosses router R's WAN, each way:
+ *                               a bad line that still carries most of the traffic
  *   testbed.mjs status         the whole state as JSON on stdout
  *   testbed.mjs down           remove everything `up` made; fine when nothing is up
  *
@@ -67,6 +69,8 @@ async function main(argv) {
       return setHung(await router(arg), true);
     case 'unhang':
       return setHung(await router(arg), false);
+    case 'loss':
+      return setLoss(await router(arg), percent(argv[2]));
     case 'status':
       process.stdout.write(`${JSON.stringify(await status(), null, 2)}\n`);
       return;
@@ -77,7 +81,7 @@ async function main(argv) {
     case '_prober':
       return prober(await loadPlan(), arg);
     default:
-      throw new UsageError(`usage: testbed.mjs up LAYOUT | down | fail-wan ROUTER | restore-wan ROUTER | hang ROUTER | unhang ROUTER | status`);
+      throw new UsageError(`usage: testbed.mjs up LAYOUT | down | fail-wan ROUTER | restore-wan ROUTER | hang ROUTER | unhang ROUTER | loss ROUTER PERCENT | status`);
   }
 }
 
@@ -329,16 +333,40 @@ table netdev hang {
   }
 }
 
+function percent(word) {
+  const value = Number(word);
+  if (word === undefined || !Number.isInteger(value) || value < 0 || value > 100) throw new UsageError(`loss: PERCENT must be a whole number from 0 to 100, not ${word}`);
+  return value;
+}
+
+async function setLoss(r, lossPercent) {
+  // Random drops in the router's forward path on its WAN port, in both directions: the LAN, ARP,
+  // DHCP and the router itself are untouched, as on a DSL line with errors. nft's numgen, not
+  // netem: that needs sch_netem, a module not every host kernel has.
+  await $`ip netns exec ${r.namespace} nft delete table inet loss`.nothrow();
+  if (lossPercent === 0) return;
+  await $({ input: `
+table inet loss {
+  chain forward {
+    type filter hook forward priority -10; policy accept;
+    oifname "wan" numgen random mod 100 < ${lossPercent} drop
+    iifname "wan" numgen random mod 100 < ${lossPercent} drop
+  }
+}
+` })`ip netns exec ${r.namespace} nft -f -`;
+}
+
 async function status() {
   const plan = await loadPlan();
   const inet = plan.internet.namespace;
   const routers = {};
   for (const r of plan.routers) {
-    const [lan, wan, isp, hang, dhcp, leases] = await Promise.all([
+    const [lan, wan, isp, hang, loss, dhcp, leases] = await Promise.all([
       link(r.namespace, 'lan'),
       link(r.namespace, 'wan'),
       link(inet, r.wan.peer),
       $`ip netns exec ${r.namespace} nft list table netdev hang`.nothrow(),
+      $`ip netns exec ${r.namespace} nft list table inet loss`.nothrow(),
       alive(`dnsmasq-${r.name}`),
       readLeases(r.name),
     ]);
@@ -348,6 +376,7 @@ async function status() {
       wan: { ...wan, address: r.wan.address, gateway: r.wan.gateway },
       wanFailed: !isp.up,
       hung: hang.exitCode === 0,
+      lossPercent: loss.exitCode === 0 ? Number(/ < (\d+) drop/.exec(loss.stdout)?.[1] ?? 0) : 0,
       dhcp: { running: dhcp, pool: r.lan.pool, leases },
       forwards: r.forwards,
     };
