@@ -17,6 +17,8 @@ import { type UplinkView, uplinksIn } from './status-api.ts';
 const failureWindowMs = 30_000;
 /** How long the primary's recovery is given to bring traffic back through it. */
 const recoveryWindowMs = 60_000;
+/** How long a status request is retried when the guest does not answer. */
+const statusRetryMs = 15_000;
 /** How long the tracker is given to see a line go down or come back when nothing switches. */
 const noticeMs = 20_000;
 
@@ -187,9 +189,9 @@ function figuresOf({ figures }: Bench): UplinkFigures {
   return figures.uplink;
 }
 
+/** The uplinks as the service reports them through `through`'s router (retried: a busy guest answers late). */
 async function view(probes: Probes, through: string, bond: string): Promise<UplinkView> {
-  const found = uplinksIn(await probes.status(through), bond);
-  if (!found) throw new Error(`the status service reports no uplink tracking for ${bond}`);
+  const found = await untilUplinks(probes, through, bond, () => true, statusRetryMs);
   return found;
 }
 
@@ -210,15 +212,26 @@ async function untilUplinks(
   timeoutMs: number,
   each?: (status: { active_slave?: string | null; failovers: number }) => void,
 ): Promise<UplinkView> {
-  let last: UplinkView | undefined;
   const deadline = probes.now() + timeoutMs;
+  let unanswered: unknown;
   for (;;) {
-    const status = await probes.status(through);
-    const state = status.bonds.find((b) => b.name === bond);
-    if (state) each?.(state);
-    last = uplinksIn(status, bond) ?? undefined;
-    if (last && done(last)) return last;
-    if (probes.now() >= deadline) throw new NoChange(state, timeoutMs);
+    // An unanswered request is retried until the deadline: software emulation on a busy machine
+    // answers late at times. A rule broken (each) or a bond without tracking fails at once.
+    const status = await probes.status(through).catch((err: unknown) => {
+      unanswered = err;
+      return null;
+    });
+    if (status !== null) {
+      unanswered = undefined;
+      const state = status.bonds.find((b) => b.name === bond);
+      if (state) each?.(state);
+      const last = uplinksIn(status, bond);
+      if (last === null) throw new Error(`the status service reports no uplink tracking for ${bond}`);
+      if (done(last)) return last;
+      if (probes.now() >= deadline) throw new NoChange(state, timeoutMs);
+    } else if (probes.now() >= deadline) {
+      throw new Error(`the status service did not answer through ${through}'s router within ${timeoutMs / 1000} s: ${(unanswered as Error)?.message}`);
+    }
     await sleep(500);
   }
 }

@@ -295,13 +295,16 @@ describe.skipIf(!isRoot)('uplink-probe (skipped unless root: it builds network n
   });
 
   // First, before any probe: later the router's neighbour probing (ARP) would count as traffic here.
-  it('lets only ARP and IPv4 ICMP through its socket filter, and goes on working after other traffic', async () => {
+  it('lets only ARP and echo replies to its own id through its socket filter, and goes on working after other traffic', async () => {
     const toPi = (type: number, payload: Buffer, vlan?: number) => ethernet(piMac, routerMac, type, payload, vlan);
-    const icmp = toPi(0x0800, ipv4(1, router, '192.168.8.50', echoRequest));
+    const ours = helper.pid & 0xffff;
+    const icmp = toPi(0x0800, ipv4(1, router, '192.168.8.50', echoReply(ours, 1)));
     const unrelated = [
+      toPi(0x0800, ipv4(1, router, '192.168.8.50', echoRequest)), // an echo request (someone pinging the Pi)
+      toPi(0x0800, ipv4(1, router, '192.168.8.50', echoReply(ours ^ 0x8000, 1))), // another pinger's reply
       toPi(0x0800, ipv4(17, router, '192.168.8.50', Buffer.from('0009000900080000', 'hex'))), // UDP
       toPi(0x86dd, Buffer.concat([Buffer.from('6000000000083a40', 'hex'), Buffer.alloc(32, 0x20), Buffer.from('8000000000000000', 'hex')])), // IPv6 ICMPv6
-      toPi(0x0800, ipv4(1, router, '192.168.8.50', echoRequest), 10), // ICMP, but on VLAN 10 on top of eth1
+      toPi(0x0800, ipv4(1, router, '192.168.8.50', echoReply(ours, 2)), 10), // ours, but on VLAN 10 on top of eth1
     ];
     // Stopped, the helper reads nothing: whatever passes the filter stays queued on its socket.
     process.kill(helper.pid, 'SIGSTOP');
@@ -315,7 +318,7 @@ describe.skipIf(!isRoot)('uplink-probe (skipped unless root: it builds network n
       // is the sign that all went by.
       net.sendFrames(net.router, 'lan', [...unrelated, ...unrelated, icmp]);
       await waitFor('the ICMP frame queued', () => queuedBytes(helper.pid) > 0);
-      expect(queuedBytes(helper.pid), 'only the ICMP frame is queued, none of the UDP, IPv6 and VLAN frames').toBe(oneFrame);
+      expect(queuedBytes(helper.pid), 'only our echo reply is queued: no echo request, other id, UDP, IPv6 or VLAN frame').toBe(oneFrame);
     } finally {
       process.kill(helper.pid, 'SIGCONT');
     }
