@@ -383,9 +383,25 @@ describe.skipIf(!isRoot)('uplink-probe (skipped unless root: it builds network n
       expect(result.routerMac).toBeNull();
       expect(result.routerRttMs).toBeNull();
       expect(result.targets).toEqual(targets.map((target) => [target, null]));
-      expect(result.bytes, 'its ARP request alone, padded to 60 bytes').toBe(60);
+      expect(result.bytes, 'its ARP requests alone (3 over the timeout), padded to 60 bytes each').toBe(180);
     } finally {
       net.ip(net.router, 'address', 'add', `${router}/24`, 'dev', 'lan');
+    }
+  });
+
+  it('asks the router again when its first ARP request is lost: one lost frame is no hung router', async () => {
+    // The router's LAN port drops the first ARP request it gets, and lets the next ones through.
+    net.exec(net.router, 'nft', 'add', 'table', 'netdev', 'lossy');
+    net.exec(net.router, 'nft', 'add', 'chain', 'netdev', 'lossy', 'in', '{ type filter hook ingress device lan priority 0; }');
+    net.exec(net.router, 'nft', 'add', 'rule', 'netdev', 'lossy', 'in', 'arp', 'operation', 'request', 'quota', 'until', '1', 'bytes', 'drop');
+    try {
+      const result = await helper.probe('retry', { sourceMac: piMac, targets });
+      expect(result.routerMac).toBe(routerMac);
+      // Asked again a third of the timeout later: the RTT is from the request that was answered.
+      expect(result.routerRttMs).toBeLessThan(timeoutMs / 3);
+      expect(result.targets.map(([, ms]) => ms === null)).toEqual([false, false]);
+    } finally {
+      net.exec(net.router, 'nft', 'delete', 'table', 'netdev', 'lossy');
     }
   });
 

@@ -29,8 +29,13 @@ export const documentationRanges = ['192.0.2.0/24', '198.51.100.0/24', '203.0.11
 const table = {
   internet: {
     namespace: 'pibond-inet',
-    /** Probe targets; each answers ping, and HTTP on whoamiPort with the caller's address as it arrived. */
-    targets: ['192.0.2.1', '192.0.2.2'],
+    /**
+     * Probe targets; each answers ping, and HTTP on whoamiPort with the caller's address as it
+     * arrived. The last is the outbound pinger's (a test boot's own traffic, which the prober
+     * records), the others the image's uplink probes' (uplinkTargets): apart, so that the uplink
+     * probes sent through the inactive backup never count as the Pi's traffic through it.
+     */
+    targets: ['192.0.2.1', '192.0.2.2', '192.0.2.3'],
     /** Inbound connections (through the routers' port forwards) come from here. */
     client: '192.0.2.100',
     /**
@@ -316,4 +321,16 @@ export class Testbed {
   private script(args: string[], env?: Record<string, string>): Promise<string> {
     return this.exec(['node', inside.script, ...args], env);
   }
+}
+
+/** Where a test boot's pinger sends the Pi's outbound traffic, which the prober records. */
+export function pingTarget(plan: Pick<TestbedPlan, 'internet'>): string {
+  const target = plan.internet.targets.at(-1);
+  if (target === undefined) throw new Error('the test bed plan has no targets');
+  return target;
+}
+
+/** Where the image's uplink probes go on a test boot: every target but the pinger's. */
+export function uplinkTargets(plan: Pick<TestbedPlan, 'internet'>): string[] {
+  return plan.internet.targets.slice(0, -1);
 }

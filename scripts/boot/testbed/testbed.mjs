@@ -25,7 +25,7 @@
  *   POST /record/start             starts recording what the user would see, in epoch ms:
  *                                  a TCP connect every 20 ms through each router's status forward
  *                                  (the times of those that were answered), and every echo request
- *                                  arriving from the Pi, with the router (WAN address) it came through;
+ *                                  arriving from the Pi's pinger (to the last target), with the router (WAN address) it came through;
  *                                  with ?macs=A,B (the Pi's NICs) also every frame the Pi sends into
  *                                  each router's LAN: the bond's own switch, seen on the wire
  *   GET /record                    what was recorded so far; POST /record/stop ends it
@@ -520,7 +520,7 @@ const connectLifeMs = 500;
 /**
  * Records what a user on the internet sees: inbound, which routers' status forwards accept a TCP
  * connection (answered by the Pi's kernel, through that router's NAT both ways), and outbound, the
- * echo requests the Pi sends to the internet's targets, each with the router it came through.
+ * echo requests the Pi's pinger sends to the internet's last target, each with the router it came through.
  */
 function record(plan, macs) {
   const started = epochMs();
@@ -539,7 +539,8 @@ function record(plan, macs) {
       socket.on('error', () => {});
     }, recordEveryMs);
   });
-  const filter = `icmp[icmptype] == icmp-echo and (${plan.internet.targets.map((t) => `dst host ${t}`).join(' or ')})`;
+  // The test boot's pinger only (the last target): the image's uplink probes go to the others.
+  const filter = `icmp[icmptype] == icmp-echo and dst host ${plan.internet.targets.at(-1)}`;
   const pings = capture(['-i', 'any', '-Q', 'in', filter], (line) => {
     const match = /^(\d+\.\d+) .*\bIP (\d+\.\d+\.\d+\.\d+) > /.exec(line);
     if (match) outbound.push({ at: Math.round(Number(match[1]) * 10_000) / 10, via: routerOf.get(match[2]) ?? match[2] });
