@@ -46,7 +46,7 @@ import { type SlaveNic, slaveNics } from './machine.ts';
 import { sessionProbes } from './probes.ts';
 import { type BootReport, goals } from './report.ts';
 import { type BootSession, type Routers, describeEndpoint, describeRouters, startBoot } from './session.ts';
-import { testbedPlan } from './testbed/index.ts';
+import { pingTarget, testbedPlan } from './testbed/index.ts';
 import { uplinkChecks } from './uplink-checks.ts';
 
 export { type BootReport, type Figures, goals } from './report.ts';
@@ -126,16 +126,6 @@ export function testbedChecks(cast: Cast, opts: { readyTimeoutMs: number; flaps:
 }
 
 /**
- * Kernel arguments for every test boot (never written into the image): pibond-uplink probes the
- * test bed's internet, never the image's own targets (public resolvers): no test sends traffic to
- * a real address. On QEMU's user-mode networks nothing answers them, so both uplinks are down
- * there and the tracker stays on the primary, leaving the switching to the cables.
- */
-export function uplinkTargetsArg(targets: string[]): string {
-  return `pibond.uplink.targets=${targets.join(',')}`;
-}
-
-/**
  * Kernel arguments for a test boot on the test bed (never written into the image): the Pi pings an
  * internet target every 20 ms from boot on, so the internet sees its outbound traffic stop and
  * resume. systemd's run generator makes the command a service and would boot into it alone, so
@@ -186,9 +176,8 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
     const onTestbed = routers.kind === 'testbed';
     const startName = onTestbed ? `QEMU starts with two NICs on the test bed's routers (${routers.layout}) and answers on QMP` : 'QEMU starts with two NICs and answers on QMP';
     const boot = await runCheck(startName, async () => {
-      const { targets } = testbedPlan(onTestbed ? routers.layout : 'same-subnet').internet;
-      const kernelArgs = [uplinkTargetsArg(targets), ...(onTestbed ? [outboundPinger(targets.at(-1) ?? '')] : [])].join(' ');
-      session = await startBoot({ docker: opts.docker, builderImage: opts.builderImage, image, say, routers, extraKernelArgs: kernelArgs });
+      const extraKernelArgs = onTestbed ? outboundPinger(pingTarget(testbedPlan(routers.layout))) : undefined;
+      session = await startBoot({ docker: opts.docker, builderImage: opts.builderImage, image, say, routers, extraKernelArgs });
       report.ports = session.routers;
       const detail = session.routers.map((r) => `${r.nic}: status ${describeEndpoint(r.status)}, ssh ${describeEndpoint(r.ssh)}`).join('; ');
       return { detail, value: session };

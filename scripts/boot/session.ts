@@ -31,7 +31,7 @@ import { QmpClient } from './qmp.ts';
 import { type Endpoint, type Status, describeEndpoint, getStatus } from './status-api.ts';
 
 export { describeEndpoint } from './status-api.ts';
-import { type LayoutName, type RouterName, Testbed, proberSocketName } from './testbed/index.ts';
+import { type LayoutName, type RouterName, Testbed, proberSocketName, testbedPlan, uplinkTargets } from './testbed/index.ts';
 import { Prober } from './testbed/prober.ts';
 
 /** Paths inside the container. */
@@ -266,7 +266,11 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
     const args = qemuArgs({
       kernel: `${inside.run}/boot/${boot.kernel}`,
       initrd: `${inside.run}/boot/${boot.initrd}`,
-      append: opts.extraKernelArgs ? `${boot.append} ${opts.extraKernelArgs}` : boot.append,
+      // Every boot here is a test boot: the image's uplink probes go to the test bed's internet
+      // (documentation addresses), never to its configured targets, whatever the routers.
+      append: [boot.append, uplinkTargetsArg(uplinkTargets(testbedPlan(opts.routers?.kind === 'testbed' ? opts.routers.layout : 'same-subnet'))), opts.extraKernelArgs]
+        .filter((part) => part !== undefined && part !== '')
+        .join(' '),
       disk: `${inside.run}/overlay.qcow2`,
       qmpSocket: `${inside.run}/qmp.sock`,
       nics,
@@ -567,4 +571,14 @@ export function releaseTerminal(terminal: Terminal): void {
   }
   terminal.stdin.removeAllListeners('data');
   terminal.stdin.pause();
+}
+
+/**
+ * The kernel argument that points a test boot's uplink probes (pibond-uplink) at `targets` instead
+ * of the image's own (public resolvers): no test boot sends traffic to a real address. Never
+ * written into the image. On QEMU's user-mode networks nothing answers them, so both uplinks are
+ * down there and the tracker stays on the primary, leaving the switching to the cables.
+ */
+export function uplinkTargetsArg(targets: string[]): string {
+  return `pibond.uplink.targets=${targets.join(',')}`;
 }

@@ -142,6 +142,27 @@ describe('startBoot leaves nothing behind', () => {
   });
 });
 
+describe('a test boot', () => {
+  it("points the image's uplink probes at the test bed's documentation addresses, never the image's own targets", async () => {
+    let qemuCmd: string[] = [];
+    const engine = new FakeEngine({
+      container: (opts) => {
+        if (isQemu(opts)) {
+          qemuCmd = opts.Cmd ?? [];
+          return { exitCode: 1 };
+        }
+        prepareWritesBootFiles(opts);
+        return { exitCode: 0 };
+      },
+    });
+    await expect(boot(engine)).rejects.toThrow(/QEMU exited/);
+    const append = qemuCmd[qemuCmd.indexOf('-append') + 1] ?? '';
+    const targets = /\bpibond\.uplink\.targets=(\S+)/.exec(append)?.[1]?.split(',') ?? [];
+    expect(targets.length).toBeGreaterThan(0);
+    for (const target of targets) expect(target).toMatch(/^(192\.0\.2|198\.51\.100|203\.0\.113)\.\d+$/);
+  });
+});
+
 describe('stale boots (their pibond was killed outright)', () => {
   it('are removed with their temporary directory; live ones, other hosts and unlabelled ones are left alone', async () => {
     const engine = new FakeEngine({ container: () => ({}) });
