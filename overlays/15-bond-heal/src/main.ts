@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs, promisify } from 'node:util';
+import { readText, runMain } from '../../00-base/src/device.ts';
 import { checkConfig } from './config.ts';
 import { HealLog } from './heal-log.ts';
 import { Healer, type HealEffects } from './healer.ts';
@@ -31,7 +32,7 @@ async function main(argv: string[]): Promise<void> {
   const effects: HealEffects = {
     now: () => performance.now(),
     wallClock: () => new Date(),
-    activeSlave: (bond) => readAttribute(`/sys/class/net/${bond}/bonding/active_slave`),
+    activeSlave: (bond) => readText(`/sys/class/net/${bond}/bonding/active_slave`),
     defaultGateway: async (bond) => {
       const { stdout } = await run('ip', ['-4', 'route', 'show', 'default', 'dev', bond]).catch(() => ({ stdout: '' }));
       return /\bvia\s+(\S+)/.exec(stdout)?.[1] ?? null;
@@ -69,18 +70,4 @@ async function main(argv: string[]): Promise<void> {
   });
 }
 
-function readAttribute(path: string): string | null {
-  try {
-    return readFileSync(path, 'utf8').trim() || null;
-  } catch {
-    return null;
-  }
-}
-
-main(process.argv.slice(2)).then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`<3>bond-heal: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runMain('bond-heal', main);

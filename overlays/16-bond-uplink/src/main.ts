@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs, promisify } from 'node:util';
 import { targetsFromCommandLine } from './command-line.ts';
+import { readText, runMain } from '../../00-base/src/device.ts';
 import { checkConfig } from './config.ts';
 import { ProbeHelper } from './probe-helper.ts';
 import { type UplinkEffects, UplinkService } from './service.ts';
@@ -88,18 +89,4 @@ function bondView(bond: string): BondView {
   };
 }
 
-function readText(path: string): string | null {
-  try {
-    return readFileSync(path, 'utf8').trim() || null;
-  } catch {
-    return null;
-  }
-}
-
-main(process.argv.slice(2)).then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`<3>bond-uplink: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runMain('bond-uplink', main);
