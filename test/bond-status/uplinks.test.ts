@@ -131,6 +131,17 @@ describe('the uplinks file', () => {
     writeUplinks(root, fixture('primary-line-down'));
     expect(read()?.reason).toBe('primary_uplink_down');
   });
+
+  it('the service\'s reader looks at the file at most every everyMs: a 50 ms poll need not read it each time', async () => {
+    const root = makeFakeRoot();
+    writeUplinks(root, fixture('starting'));
+    const read = uplinksReader(root, 200);
+    expect(read()?.reason).toBe(fixture('starting').reason);
+    writeUplinks(root, fixture('primary-line-down'));
+    expect(read()?.reason, 'read again too soon: the last reading').toBe(fixture('starting').reason);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(read()?.reason).toBe('primary_uplink_down');
+  });
 });
 
 describe('uplinks in /api/status', () => {

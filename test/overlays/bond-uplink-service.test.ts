@@ -3,7 +3,10 @@
  * changes (and when it must not), where each slave is probed from, and the helper's result lines
  * and the kernel command line's override.
  */
+import { readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { bundlePath, configPath, runtimeDirectory } from '../../overlays/16-bond-uplink/render.ts';
 import { targetsFromCommandLine } from '../../overlays/16-bond-uplink/src/command-line.ts';
 import type { UplinkConfigFile } from '../../overlays/16-bond-uplink/src/config.ts';
 import { type ProbeRequest, parseResult } from '../../overlays/16-bond-uplink/src/probe-helper.ts';
@@ -223,5 +226,34 @@ describe('targetsFromCommandLine', () => {
     ['pibond.uplink.targets=', null],
   ])('%s', (cmdline, targets) => {
     expect(targetsFromCommandLine(cmdline)).toEqual(targets);
+  });
+});
+
+describe('pibond-uplink.service', () => {
+  const rootfs = join(import.meta.dirname, '../../overlays/16-bond-uplink/rootfs');
+  const unit = readFileSync(join(rootfs, 'usr/lib/systemd/system/pibond-uplink.service'), 'utf8')
+    .split('\n')
+    .filter((line) => /^[A-Za-z]+=/.test(line));
+
+  it('runs the bundle with the rendered configuration, only when uplink tracking is on, enabled at boot', () => {
+    expect(unit).toEqual(
+      expect.arrayContaining([`ConditionPathExists=/${configPath}`, `ExecStart=/usr/bin/node /${bundlePath} --config /${configPath}`, `RuntimeDirectory=${runtimeDirectory.replace('/run/', '')}`]),
+    );
+    expect(readlinkSync(join(rootfs, 'etc/systemd/system/multi-user.target.wants/pibond-uplink.service'))).toBe('/usr/lib/systemd/system/pibond-uplink.service');
+  });
+
+  it('holds only what probing and switching take: a packet socket and the bond\'s primary', () => {
+    expect(unit).toEqual(
+      expect.arrayContaining([
+        'DynamicUser=yes',
+        'CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN',
+        'AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN',
+        'NoNewPrivileges=yes',
+        'ProtectSystem=strict',
+        'RestrictAddressFamilies=AF_PACKET AF_NETLINK AF_INET AF_UNIX',
+      ]),
+    );
+    // Behind the status service and pibond-heal when the CPU is short.
+    expect(unit).toEqual(expect.arrayContaining(['Nice=10', 'CPUWeight=20']));
   });
 });

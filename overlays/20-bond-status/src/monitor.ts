@@ -55,6 +55,11 @@ export interface MonitorOptions {
   pollMs?: number;
   /** How many events the log keeps; older ones drop out (the counters keep counting). */
   eventCapacity?: number;
+  /**
+   * Reads of pibond-uplink's report at most this often (default: at every poll). It changes twice
+   * a second at most, and a read of it at every 50 ms poll is CPU an emulated or busy Pi lacks.
+   */
+  uplinksEveryMs?: number;
   /** How many failed reads in a row still show the bond's last good reading (default 4: 200 ms). */
   graceReads?: number;
   journal: Journal;
@@ -101,7 +106,7 @@ export class BondMonitor {
       this.histories.set(heal.bond, { ...this.history(heal.bond), lastHeal: heal });
     }
     // The same for uplink tracking: states and decisions from before this start are not news.
-    this.readUplinks = uplinksReader(options.root);
+    this.readUplinks = uplinksReader(options.root, options.uplinksEveryMs ?? 0);
     this.takeUplinks(false);
   }
 

@@ -25,7 +25,7 @@ export interface RunningService {
 }
 
 export async function startService(options: ServiceOptions): Promise<RunningService> {
-  const monitor = new BondMonitor({ root: options.root, expectedBonds: options.expectedBonds, pollMs: options.pollMs, journal: options.journal });
+  const monitor = new BondMonitor({ root: options.root, expectedBonds: options.expectedBonds, pollMs: options.pollMs, uplinksEveryMs: 250, journal: options.journal });
   const http = createStatusServer(monitor, options.limits);
   await new Promise<void>((resolve, reject) => {
     http.server.once('error', reject);

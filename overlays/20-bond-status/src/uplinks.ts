@@ -11,6 +11,7 @@
  */
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { DecisionReason, DecisionRecord, ProbeAnswer, UplinkReport, UplinksFile, UplinkState } from '../../16-bond-uplink/src/report.ts';
 import type { FailoverEvent } from './failover.ts';
 import { readBounded } from './read-bonds.ts';
@@ -36,10 +37,14 @@ const states: readonly UplinkState[] = ['up', 'down', 'unknown'];
  * A reader for the monitor, which polls 20 times a second while the file changes about once a
  * second: the text is read every time (a few kB from tmpfs), parsed and checked only when it changed.
  */
-export function uplinksReader(root: string): () => UplinksFile | null {
+export function uplinksReader(root: string, everyMs = 0): () => UplinksFile | null {
   let lastText: string | null = null;
   let last: UplinksFile | null = null;
+  let readAt = Number.NEGATIVE_INFINITY;
   return () => {
+    const now = performance.now();
+    if (now - readAt < everyMs) return last;
+    readAt = now;
     const text = readUplinksText(root);
     if (text !== lastText) {
       lastText = text;
