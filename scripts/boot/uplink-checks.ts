@@ -244,10 +244,13 @@ async function untilUplinks(
       unanswered = undefined;
       const state = status.bonds.find((b) => b.name === bond);
       if (state) each?.(state);
+      // No report yet is "not yet": the tracker starts after the status service.
       const last = uplinksIn(status, bond);
-      if (last === null) throw new Error(`the status service reports no uplink tracking for ${bond}`);
-      if (done(last)) return last;
-      if (probes.now() >= deadline) throw new NoChange(state, timeoutMs);
+      if (last !== null && done(last)) return last;
+      if (probes.now() >= deadline) {
+        if (last === null) throw new Error(`the status service reported no uplink tracking for ${bond} within ${timeoutMs / 1000} s`);
+        throw new NoChange(state, timeoutMs);
+      }
     } else if (probes.now() >= deadline) {
       throw new Error(`the status service did not answer through ${through}'s router within ${timeoutMs / 1000} s: ${(unanswered as Error)?.message}`);
     }

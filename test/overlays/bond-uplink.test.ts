@@ -327,6 +327,8 @@ describe('decide', () => {
     expect(decide('eth0', three, [uplink('eth0', 'down'), uplink('eth1', 'unknown'), uplink('eth2', 'up')]).preferred).toBe('eth2');
     expect(decide('eth0', three, [uplink('eth0', 'down'), uplink('eth1', 'unknown'), uplink('eth2', 'unknown')]).preferred).toBe('eth1');
     expect(decide('eth0', three, [uplink('eth0', 'down'), uplink('eth1', 'down'), uplink('eth2', 'unknown')]).preferred).toBe('eth2');
+    // A backup whose first round has not ended (its helper still starting) is no candidate.
+    expect(decide('eth0', three, [uplink('eth0', 'down'), uplink('eth1', 'unknown', { last_round: null }), uplink('eth2', 'down')])).toMatchObject({ preferred: 'eth0', reason: 'all_uplinks_down' });
     // The primary need not be the first slave.
     expect(decide('eth1', three, [uplink('eth0', 'up'), uplink('eth1', 'down'), uplink('eth2', 'up')]).preferred).toBe('eth0');
   });

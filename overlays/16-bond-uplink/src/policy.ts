@@ -5,7 +5,8 @@
  *   - the primary's uplink is down and another's is not: that one, an uplink known up before one
  *     not yet known, then in the slaves' order ('primary_uplink_down'). A backup is no candidate
  *     while its last round failed (both lines cut at once: the primary is down first, and the
- *     backup, failing too, must not be tried for a moment) or while it has no carrier;
+ *     backup, failing too, must not be tried for a moment), before its first round has ended, or
+ *     while it has no carrier;
  *   - every uplink is down: the primary ('all_uplinks_down'): no backup would do better, and the
  *     primary's link is the one people expect in use.
  * Carrier stays the kernel's business: a preferred slave without link is not made active by the bond.
@@ -49,14 +50,18 @@ export function decide(
     return { preferred: primary, reason: 'primary_healthy', detail: `${primary}'s uplink ${standing}` };
   }
 
-  const backups = slaves.filter((slave) => slave !== primary && state(slave) !== 'down' && (bySlave.get(slave)?.streak ?? 0) >= 0 && hasCarrier(slave));
+  const backups = slaves.filter((slave) => {
+    const uplink = bySlave.get(slave);
+    // Not one round ended yet (its helper still starting) is not "unknown, usable": it is not known at all.
+    return slave !== primary && uplink !== undefined && uplink.last_round !== null && uplink.state !== 'down' && uplink.streak >= 0 && hasCarrier(slave);
+  });
   const backup = backups.find((slave) => state(slave) === 'up') ?? backups[0];
   if (backup !== undefined) {
     const theirs = state(backup) === 'up' ? 'up' : `not known to be down (${notYet(bySlave.get(backup))})`;
     return { preferred: backup, reason: 'primary_uplink_down', detail: `${primary}'s uplink is down (${downBecause(primaryUplink)}); ${backup}'s is ${theirs}` };
   }
 
-  const each = slaves.map((slave) => `${slave}: ${hasCarrier(slave) ? (state(slave) === 'down' ? downBecause(bySlave.get(slave)) : 'failing') : 'no carrier'}`).join('; ');
+  const each = slaves.map((slave) => `${slave}: ${hasCarrier(slave) ? (state(slave) === 'down' ? downBecause(bySlave.get(slave)) : bySlave.get(slave)?.last_round == null ? 'no round ended yet' : 'failing') : 'no carrier'}`).join('; ');
   return { preferred: primary, reason: 'all_uplinks_down', detail: `no uplink is better (${each}), so the primary ${primary} stays preferred` };
 }
 
