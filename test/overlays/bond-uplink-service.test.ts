@@ -146,6 +146,14 @@ describe('UplinkService', () => {
     expect(run.last.reason).toBe('all_uplinks_down');
   });
 
+  it('both lines die and come back at once: never a moment on the backup, on the way out or back', async () => {
+    for (const backLag of [0, 300, 700]) {
+      const run = await runService((slave, ms) => (ms >= 5 * s && ms < (slave === 'eth0' ? 25 * s + backLag : 25 * s) ? 'line-dead' : 'healthy'), 60 * s);
+      expect(run.writes, `the backup's line back ${backLag} ms before the primary's`).toEqual([]);
+      expect(run.last.uplinks.map((u) => u.state)).toEqual(['up', 'up']);
+    }
+  });
+
   it('a pulled cable is the kernel\'s: its rounds are skipped, the uplink keeps its state, nothing is written', async () => {
     const run = await runService((slave, ms) => (slave === 'eth0' && ms >= 5 * s && ms < 25 * s ? 'unplugged' : 'healthy'), 30 * s);
     expect(run.writes).toEqual([]);

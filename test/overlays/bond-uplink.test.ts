@@ -327,6 +327,10 @@ describe('decide', () => {
     expect(decide('eth0', three, [uplink('eth0', 'down'), uplink('eth1', 'unknown'), uplink('eth2', 'up')]).preferred).toBe('eth2');
     expect(decide('eth0', three, [uplink('eth0', 'down'), uplink('eth1', 'unknown'), uplink('eth2', 'unknown')]).preferred).toBe('eth1');
     expect(decide('eth0', three, [uplink('eth0', 'down'), uplink('eth1', 'down'), uplink('eth2', 'unknown')]).preferred).toBe('eth2');
+    // Both lines back at once: the primary, down but coming back, is not left for a backup that recovered first.
+    expect(decide('eth0', slaves, [uplink('eth0', 'down', { streak: 4 }), uplink('eth1', 'up')], 'eth0')).toMatchObject({ preferred: 'eth0', reason: 'all_uplinks_down' });
+    // ...while a bond already on the backup stays there until the primary counts as up.
+    expect(decide('eth0', slaves, [uplink('eth0', 'down', { streak: 4 }), uplink('eth1', 'up')], 'eth1')).toMatchObject({ preferred: 'eth1', reason: 'primary_uplink_down' });
     // A backup whose first round has not ended (its helper still starting) is no candidate.
     expect(decide('eth0', three, [uplink('eth0', 'down'), uplink('eth1', 'unknown', { last_round: null }), uplink('eth2', 'down')])).toMatchObject({ preferred: 'eth0', reason: 'all_uplinks_down' });
     // The primary need not be the first slave.

@@ -41,6 +41,13 @@ export function decide(
   const state = (slave: string): UplinkState => bySlave.get(slave)?.state ?? 'unknown';
   const primaryUplink = bySlave.get(primary);
 
+  // A down primary whose last rounds were good is coming back: no time to leave it for a backup
+  // (both lines back at once would otherwise put the bond on whichever recovered first, then back).
+  // The bond stays where it is until the primary counts as up again.
+  if (state(primary) === 'down' && (primaryUplink?.streak ?? 0) > 0 && (previous === null || previous === primary)) {
+    return { preferred: primary, reason: 'all_uplinks_down', detail: `${primary}'s uplink is coming back (${count(primaryUplink?.streak ?? 0, 'good round')} in a row): it stays preferred` };
+  }
+
   if (state(primary) !== 'down') {
     if (previous !== null && previous !== primary) {
       const back = primaryUplink?.state === 'up' ? `is up again${primaryUplink.streak > 0 ? ` (${count(primaryUplink.streak, 'good round')} in a row)` : ''}` : `is no longer known to be down (${notYet(primaryUplink)})`;
