@@ -128,11 +128,10 @@ export class UplinkService {
       this.effects.log('notice', `${this.config.bond}: prefer ${decision.preferred} (was ${current ?? 'none'}): ${decision.detail}`);
     }
     this.last = decision;
-    this.write();
+    this.write(reports);
   }
 
-  private write(): void {
-    const reports = [...this.trackers.values()].map((t) => t.report());
+  private write(reports = [...this.trackers.values()].map((t) => t.report())): void {
     this.effects.writeReport({
       bond: this.config.bond,
       primary: this.config.primary,
