@@ -7,6 +7,7 @@
 import { Buffer } from 'node:buffer';
 import { open, type FileHandle } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
+import type { z } from 'zod';
 import { UserError, isUserError } from '../errors.ts';
 import { DefinitionError, SourceText, aliasBombProblem, checkDocument, schemaProblems, tooDeep, tooManyAliases, yamlProblems } from './problems.ts';
 import { definitionSchema, type Definition } from './schema.ts';
@@ -39,6 +40,25 @@ export function parseDefinition(source: string, file: string): Definition {
   const result = definitionSchema.safeParse(raw);
   if (result.success) return result.data;
   throw new DefinitionError(schemaProblems(result.error.issues, raw, file));
+}
+
+/**
+ * Another small YAML file of pibond's (a card's settings): the same stages as a definition, judged
+ * by `schema`, with problems that name the file and the field. `what` names the file's kind in messages.
+ */
+export async function loadYamlWith<Schema extends z.ZodType>(file: string, schema: Schema, what: string): Promise<z.output<Schema>> {
+  return parseYamlWith(decodeUtf8(await readDefinitionFile(file), file), file, schema, what);
+}
+
+export function parseYamlWith<Schema extends z.ZodType>(source: string, file: string, schema: Schema, what: string): z.output<Schema> {
+  const text = new SourceText(file, source);
+  const nul = source.indexOf('\0');
+  if (nul !== -1) throw new DefinitionError([text.problemAt(nul, `a NUL character; ${what} is plain UTF-8 text`)]);
+  const raw = plainData(text);
+  if (raw === null || raw === undefined) throw new DefinitionError([{ file, path: '', value: undefined, message: `the file is empty; ${what} needs at least one setting` }]);
+  const result = schema.safeParse(raw);
+  if (result.success) return result.data;
+  throw new DefinitionError(schemaProblems(result.error.issues, raw, file, schema));
 }
 
 /** The YAML document as plain data (text, numbers, booleans, lists, mappings) for the schema to judge. */

@@ -170,20 +170,20 @@ export function aliasBombProblem(checked: CheckedDocument, text: SourceText, max
 }
 
 /** The schema's issues as problems: one per issue, and one per unknown key. */
-export function schemaProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, file: string): DefinitionProblem[] {
+export function schemaProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, file: string, schema: z.ZodType = definitionSchema): DefinitionProblem[] {
   // A number past 2^53 fails both "whole number" and "at most" with the same message: one line says it.
   const byLine = new Map<string, DefinitionProblem>();
-  for (const problem of issues.flatMap((issue) => problemsOf(issue, raw, file))) {
+  for (const problem of issues.flatMap((issue) => problemsOf(issue, raw, file, schema))) {
     const line = `${problem.path}\n${problem.message}`;
     if (!byLine.has(line)) byLine.set(line, problem);
   }
   return [...byLine.values()];
 }
 
-function problemsOf(issue: z.core.$ZodIssue, raw: unknown, file: string): DefinitionProblem[] {
+function problemsOf(issue: z.core.$ZodIssue, raw: unknown, file: string, schema: z.ZodType): DefinitionProblem[] {
   if (issue.code === 'unrecognized_keys') {
     // One line per unknown key, naming the key itself: that is what the user mistyped.
-    const allowed = allowedKeysAt(definitionSchema, raw, issue.path);
+    const allowed = allowedKeysAt(schema, raw, issue.path);
     return issue.keys.map((key) => ({
       file,
       path: formatPath([...issue.path, key]),

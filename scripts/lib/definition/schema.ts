@@ -159,6 +159,13 @@ const addressing = z.discriminatedUnion(
   },
 );
 
+const hostname = text(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'must be a host name: letters, digits and "-", at most 63');
+
+const authorizedKeys = listOf(
+  text(/^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$/, 'must be an SSH public key line like "ssh-ed25519 AAAA... me@laptop"'),
+  'must be a list of SSH public key lines',
+);
+
 const disk = section({
   size: size.default(2 * GiB),
   boot_size: size.default(256 * MiB),
@@ -175,15 +182,12 @@ export const definitionSchema = section({
   }).default({ distribution: 'debian', suite: 'bookworm', architecture: 'arm64' }),
   mirror: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).default('http://deb.debian.org/debian'),
   packages: listOf(text(/^[a-z0-9][a-z0-9+.-]+$/, 'must be a Debian package name like vim or tcpdump'), 'must be a list of Debian package names').default([]),
-  hostname: text(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'must be a host name: letters, digits and "-", at most 63').default('pibond'),
+  hostname: hostname.default('pibond'),
   timezone: text(/^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+)*$/, 'must be a zone like Europe/Berlin').default('Etc/UTC'),
   locale: text(/^[A-Za-z_]+\.UTF-8$/, 'must be a UTF-8 locale like en_GB.UTF-8 or C.UTF-8').default('C.UTF-8'),
   admin: section({
     name: text(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name: lower-case letters, digits, "_" or "-", at most 32').default('pi'),
-    authorized_keys: listOf(
-      text(/^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$/, 'must be an SSH public key line like "ssh-ed25519 AAAA... me@laptop"'),
-      'must be a list of SSH public key lines',
-    ).default([]),
+    authorized_keys: authorizedKeys.default([]),
   }).default({ name: 'pi', authorized_keys: [] }),
   bond: bond.default(bond.parse({})),
   network: section({
@@ -356,3 +360,27 @@ function failedItself(ctx: RefinementContext, field: string): boolean {
 export function isMapping(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
+
+/**
+ * One card's settings (scripts/lib/card.ts): the definition fields that may differ between the Pis
+ * of one image, with the definition's names and rules. Each is optional: a card changes only what it names.
+ */
+const cardFields = {
+  hostname: hostname.optional(),
+  network: section({ addressing: addressing.optional() }).optional(),
+  admin: section({ authorized_keys: authorizedKeys.optional() }).optional(),
+};
+
+export const cardSettingsSchema = section(cardFields);
+
+/** A `--set` file: settings for every card, and a `devices:` list of per-device rows picked by name. */
+export const cardFileSchema = section({
+  ...cardFields,
+  devices: listOf(
+    section({ name: text(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be a device name of letters, digits, ".", "_" or "-"'), ...cardFields }),
+    'must be a list of devices, each a mapping with a name and the settings that differ',
+  ).optional(),
+});
+
+export type CardSettings = z.output<typeof cardSettingsSchema>;
+export type CardFile = z.output<typeof cardFileSchema>;
