@@ -10,12 +10,7 @@ import type { OverlayFile } from '../../scripts/lib/overlay.ts';
 export async function render(def: Definition): Promise<OverlayFile[]> {
   const layout = diskLayout(def);
   return [
-    { path: 'etc/hostname', content: `${def.hostname}\n`, mode: 0o644 },
-    {
-      path: 'etc/hosts',
-      content: `127.0.0.1\tlocalhost\n127.0.1.1\t${def.hostname}\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n`,
-      mode: 0o644,
-    },
+    ...hostNameFiles(def),
     {
       path: 'etc/fstab',
       content:
@@ -33,6 +28,18 @@ export async function render(def: Definition): Promise<OverlayFile[]> {
         '# Written by pibond: read by raspi-firmware when it regenerates /boot/firmware/cmdline.txt.\n' +
         `ROOTPART=PARTUUID=${layout.rootPartuuid}\n` +
         'CONSOLES="ttyS1,115200 tty0"\n',
+      mode: 0o644,
+    },
+  ];
+}
+
+/** The files that carry the host name; a card's settings (overlays/05-card) rewrite them at first boot. */
+export function hostNameFiles(def: Definition): OverlayFile[] {
+  return [
+    { path: 'etc/hostname', content: `${def.hostname}\n`, mode: 0o644 },
+    {
+      path: 'etc/hosts',
+      content: `127.0.0.1\tlocalhost\n127.0.1.1\t${def.hostname}\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n`,
       mode: 0o644,
     },
   ];

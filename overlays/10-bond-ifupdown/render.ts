@@ -24,7 +24,7 @@ type Addressing = Definition['network']['addressing'];
 export async function render(def: Definition): Promise<OverlayFile[]> {
   if (def.network.stack !== 'ifupdown') return [];
   const files: OverlayFile[] = [
-    { path: 'etc/network/interfaces', content: interfaces(def), mode: 0o644 },
+    ...addressingFiles(def),
     { path: 'etc/modules-load.d/bonding.conf', content: '# Written by pibond: the bond needs the bonding driver.\nbonding\n', mode: 0o644 },
     { path: `etc/systemd/network/10-pibond-${def.bond.name}.link`, content: bondLink(def.bond), mode: 0o644 },
     { path: 'etc/udev/rules.d/90-pibond-enslave.rules', content: enslaveRules(def.bond), mode: 0o644 },
@@ -35,6 +35,15 @@ export async function render(def: Definition): Promise<OverlayFile[]> {
       files.push({ path: `etc/systemd/network/10-pibond-${slave.name}.link`, content: slaveLink(slave.name, slave.mac), mode: 0o644 });
     }
   }
+  return files;
+}
+
+/**
+ * The files that carry the bond's addressing; a card's settings (overlays/05-card) rewrite them at
+ * first boot, before ifupdown reads them.
+ */
+export function addressingFiles(def: Definition): OverlayFile[] {
+  const files: OverlayFile[] = [{ path: 'etc/network/interfaces', content: interfaces(def), mode: 0o644 }];
   const addressing = def.network.addressing;
   if (addressing.method === 'static' && addressing.dns.length > 0) {
     files.push({ path: 'etc/resolv.conf', content: resolvConf(addressing.dns), mode: 0o644 });

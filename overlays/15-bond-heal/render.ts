@@ -12,12 +12,12 @@
 import { bundleDeviceProgram } from '../../scripts/lib/bundle.ts';
 import type { Definition } from '../../scripts/lib/definition.ts';
 import type { OverlayFile } from '../../scripts/lib/overlay.ts';
-import type { HealConfigFile } from './src/config.ts';
+import { healConfigFile } from './config-file.ts';
+
+export { configPath, healConfigFile, runtimeDirectory } from './config-file.ts';
 
 export const bundlePath = 'usr/lib/pibond/bond-heal.js';
-export const configPath = 'etc/pibond/bond-heal.json';
 export const renewPath = 'usr/lib/pibond/dhcp-renew';
-export const runtimeDirectory = '/run/pibond-heal';
 
 type Stack = Definition['network']['stack'];
 
@@ -65,20 +65,9 @@ exec /sbin/dhclient -4 -nw -v -i -pf "$pidfile" -lf "$leases" -I -df "/var/lib/d
 };
 
 export async function render(def: Definition): Promise<OverlayFile[]> {
-  const addressing = def.network.addressing;
-  const gateways: Record<string, string> = {};
-  for (const slave of def.bond.slaves) if (slave.gateway !== undefined) gateways[slave.name] = slave.gateway;
-  const config: HealConfigFile = {
-    bond: def.bond.name,
-    dhcp: addressing.method === 'dhcp',
-    gateways,
-    answerWithinMs: 300,
-    giveUpAfterMs: 30_000,
-    runtime_directory: runtimeDirectory,
-  };
   return [
     { path: bundlePath, content: await bundle(), mode: 0o644 },
-    { path: configPath, content: `${JSON.stringify(config, null, 2)}\n`, mode: 0o644 },
+    healConfigFile(def),
     { path: 'etc/default/pibond-heal', content: `# Written by pibond: the bond that pibond-dhcp-renew.service renews the lease of.\nBOND=${def.bond.name}\n`, mode: 0o644 },
     { path: renewPath, content: renewRows[def.network.stack], mode: 0o755 },
   ];

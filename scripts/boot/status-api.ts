@@ -35,6 +35,8 @@ const uplinksSchema = z.object({
 
 const bondSchema = z.object({
   name: z.string(),
+  /** Absent from images built before it was reported. */
+  addresses: z.array(z.string()).optional(),
   mode: z.string().optional(),
   active_slave: z.string().nullable().optional(),
   primary: z.string().nullable().optional(),
@@ -46,6 +48,8 @@ const bondSchema = z.object({
 });
 
 export const statusSchema = z.object({
+  /** Absent from images built before it was reported. */
+  hostname: z.string().optional(),
   uptime_seconds: z.number(),
   bonds: z.array(bondSchema),
 });

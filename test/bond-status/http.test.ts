@@ -1,5 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { FailoverEvent } from '../../overlays/20-bond-status/src/failover.ts';
@@ -29,9 +30,12 @@ describe('GET /api/status', () => {
     expect(answer.headers['content-type']).toBe('application/json; charset=utf-8');
     const doc = JSON.parse(answer.body) as StatusDocument;
     expect(doc.uptime_seconds).toBeGreaterThanOrEqual(0);
+    expect(doc.hostname).toBe(hostname());
     expect(doc.bonds).toEqual([
       {
         name: 'bond0',
+        // The fake root's bond0 is not an interface of this machine.
+        addresses: [],
         mode: 'active-backup',
         mii_status: 'up',
         miimon_ms: 100,
@@ -339,7 +343,7 @@ describe('what others on the LAN cannot do to the service', () => {
       return status.bonds[0]?.error ? status : undefined;
     });
     expect(doc.bonds).toEqual([
-      { name: 'bond0', error: '/proc/net/bonding/bond0: refused: larger than 32768 bytes', failovers: 0, last_failover: null, seconds_since_last_failover: null, last_heal: null, uplinks: null },
+      { name: 'bond0', addresses: [], error: '/proc/net/bonding/bond0: refused: larger than 32768 bytes', failovers: 0, last_failover: null, seconds_since_last_failover: null, last_heal: null, uplinks: null },
     ]);
     const answers = await Promise.all(['/healthz', '/api/status', '/metrics', '/'].map((path) => request(`${url}${path}`)));
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);

@@ -2,6 +2,7 @@
  * The document behind GET /api/status and `bond-status --json`. Its names are an interface: the
  * QEMU failover test and operators' scripts read them, so they change only on purpose.
  */
+import { hostname, networkInterfaces } from 'node:os';
 import type { FailoverEvent } from './failover.ts';
 import type { HealRecord } from './heals.ts';
 import type { BondMonitor } from './monitor.ts';
@@ -10,6 +11,8 @@ import type { UplinksFile } from './uplinks.ts';
 
 export interface BondDocument {
   name: string;
+  /** The bond's addresses with their prefix lengths (192.168.1.50/24), IPv4 first; [] when it has none. */
+  addresses: string[];
   mode?: string;
   mii_status?: string | null;
   miimon_ms?: number | null;
@@ -35,6 +38,8 @@ export interface BondDocument {
 }
 
 export interface StatusDocument {
+  /** The Pi's host name (the image's, or the one its card set at first boot). */
+  hostname: string;
   uptime_seconds: number;
   bonds: BondDocument[];
   /** Present only when some bonds were left out: more of them than the service reads. */
@@ -43,6 +48,7 @@ export interface StatusDocument {
 
 export function statusDocument(monitor: BondMonitor): StatusDocument {
   const doc: StatusDocument = {
+    hostname: hostname(),
     uptime_seconds: round(monitor.uptimeSeconds()),
     bonds: monitor.bonds().map((reading) => bondDocument(reading, monitor)),
   };
@@ -59,6 +65,7 @@ function bondDocument(reading: BondReading, monitor: BondMonitor): BondDocument 
   if (!reading.ok) {
     return {
       name,
+      addresses: addressesOf(name),
       error: reading.error,
       failovers: history.failovers,
       last_failover: history.lastFailover,
@@ -70,6 +77,7 @@ function bondDocument(reading: BondReading, monitor: BondMonitor): BondDocument 
   const bond = reading.bond;
   return {
     name,
+    addresses: addressesOf(name),
     mode: bond.mode,
     mii_status: bond.mii_status,
     miimon_ms: bond.miimon_ms,
@@ -85,6 +93,16 @@ function bondDocument(reading: BondReading, monitor: BondMonitor): BondDocument 
     slaves: bond.slaves,
     uplinks: monitor.uplinks(name),
   };
+}
+
+/** An interface's addresses as the kernel has them (getifaddrs, over netlink); [] when it cannot say. */
+function addressesOf(name: string): string[] {
+  try {
+    const entries = networkInterfaces()[name] ?? [];
+    return entries.sort((a, b) => (a.family === b.family ? 0 : a.family === 'IPv4' ? -1 : 1)).flatMap((entry) => (entry.cidr === null ? [] : [entry.cidr]));
+  } catch {
+    return [];
+  }
 }
 
 /** Milliseconds are plenty; fifteen digits of float noise are not. */
