@@ -10,6 +10,7 @@ import type { Definition } from '../lib/definition.ts';
 import { type Docker, type LineSink, execIn } from '../lib/docker.ts';
 import type { DiskLayout } from '../lib/layout.ts';
 import type { Progress } from '../lib/log.ts';
+import type { CardSlot } from '../lib/manifest.ts';
 
 export interface BuildOptions {
   definitionFile: string;
@@ -37,6 +38,8 @@ export interface BuildContext {
   builderImage?: string;
   container?: Docker.Container;
   rootfs?: { key: string; fromCache: boolean };
+  /** The card-settings slot on the boot partition (set by the disk step). */
+  card?: CardSlot;
   outputs?: string[];
 }
 

@@ -16,12 +16,24 @@ export interface BuildManifest {
   rootfsCache: { key: string; fromCache: boolean } | undefined;
   diskId: string;
   sourceDateEpoch: number;
+  /** The card-settings slot `pibond flash` fills in place. */
+  card: CardSlot;
   /** Each output file: its size and, for images, its sha256. */
   files: Record<string, { bytes: number; sha256?: string }>;
   sizes: { rootfsBytes: number; kernelModulesBytes: number; bootBytes: number };
   packages: { name: string; version: string; architecture: string }[];
   /** Each step's duration, in the order they ran. */
   steps: { name: string; seconds: number }[];
+}
+
+/**
+ * The file on the boot partition that holds a card's settings: a fixed size, in contiguous
+ * clusters, so that it can be written straight into the card at `offset` (bytes into the image).
+ */
+export interface CardSlot {
+  file: string;
+  offset: number;
+  bytes: number;
 }
 
 /** Reads a manifest pibond wrote (its own output: not validated again). */

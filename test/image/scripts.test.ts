@@ -3,8 +3,9 @@
  * here with this checkout's zx: their exit codes and reports are what the steps rely on.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readlink, rm, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -72,11 +73,25 @@ describe.skipIf(!hostHasTools)('outputs.mjs', () => {
       join(root, 'var/lib/dpkg/status'),
       'Package: ifenslave\nStatus: install ok installed\nArchitecture: all\nVersion: 2.13\nMaintainer: x\nDescription: y\n\n',
     );
+    // A sparse image: data in blocks 0 and 3 (block 3 all zeros, but written), holes in 1-2 and 4.
     await writeFile(join(out, 't.img'), Buffer.alloc(4096, 1));
+    await truncate(join(out, 't.img'), 5 * 4096);
+    const handle = await open(join(out, 't.img'), 'r+');
+    await handle.write(Buffer.alloc(4096, 0), 0, 4096, 3 * 4096);
+    await handle.close();
 
-    const result = await runScript('outputs.mjs', [JSON.stringify({ dir: out, image: 't.img', compression: 'zstd', checksums: 't.img.sha256', root })]);
+    const result = await runScript('outputs.mjs', [JSON.stringify({ dir: out, image: 't.img', compression: 'zstd', checksums: 't.img.sha256', bmapRanges: 'ranges.json', root })]);
     expect(result.code).toBe(0);
     const report: OutputsReport = parseOutputsReport(result.stdout.trimEnd().split('\n'));
+    const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+    expect(JSON.parse(await readFile(join(out, 'ranges.json'), 'utf8'))).toEqual({
+      imageSize: 5 * 4096,
+      blockSize: 4096,
+      ranges: [
+        { first: 0, last: 0, sha256: sha256(Buffer.alloc(4096, 1)) },
+        { first: 3, last: 3, sha256: sha256(Buffer.alloc(4096, 0)) },
+      ],
+    });
     expect(Object.keys(report.checksums)).toEqual(['t.img', 't.img.zst']);
     expect(report.checksums['t.img']).toMatch(/^[0-9a-f]{64}$/);
     expect(await readFile(join(out, 't.img.sha256'), 'utf8')).toBe(`${report.checksums['t.img']}  t.img\n${report.checksums['t.img.zst']}  t.img.zst\n`);

@@ -247,11 +247,14 @@ describe('50-configure', () => {
   });
 });
 
+const cardSlot = { file: 'pibond-card.yaml', offset: 4_210_688, bytes: 65536 };
+
 describe('60-disk', () => {
   it('runs assemble-disk.mjs with the layout and a command line naming the root by PARTUUID', async () => {
-    const { engine, execs } = engineWith();
+    const { engine, execs } = engineWith((tool) => (tool === 'assemble-disk.mjs' ? { output: [['stdout', `${JSON.stringify({ card: cardSlot })}\n`]] } : {}));
     const ctx = await running(engine);
     await disk.run(ctx);
+    expect(ctx.card).toEqual(cardSlot);
     const input = JSON.parse(execs[1]!.args[0]!) as Record<string, unknown>;
     expect(execs[1]?.tool).toBe('assemble-disk.mjs');
     expect(input).toMatchObject({
@@ -306,24 +309,31 @@ describe('80-outputs', () => {
   it('runs outputs.mjs and writes the manifest from its report', async () => {
     const report = {
       compressSeconds: 1.5,
+      bmapSeconds: 0.5,
       checksums: { 't.img': 'a'.repeat(64), 't.img.zst': 'b'.repeat(64) },
       packages: [{ name: 'bash', version: '5.2', architecture: 'arm64' }],
       sizes: { rootfsBytes: 3, kernelModulesBytes: 2, bootBytes: 1 },
     };
     const { engine, execs } = engineWith((tool) => (tool === 'outputs.mjs' ? { output: [['stderr', '$ zstd ...\n'], ['stdout', `${JSON.stringify(report)}\n`]] } : {}));
     const ctx = await running(engine);
+    ctx.card = cardSlot;
     for (const file of ['t.img', 't.img.zst', 't.img.sha256']) await writeFile(join(ctx.stagingDir, file), file);
+    await writeFile(join(ctx.stagingDir, '.bmap-ranges.json'), JSON.stringify({ imageSize: 5, blockSize: 4096, ranges: [{ first: 0, last: 0, sha256: 'c'.repeat(64) }] }));
     await outputs.run(ctx);
-    expect(JSON.parse(execs[1]!.args[0]!)).toEqual({ dir: '/out', image: 't.img', compression: 'zstd', checksums: 't.img.sha256', root: paths.rootfs });
+    expect(JSON.parse(execs[1]!.args[0]!)).toEqual({ dir: '/out', image: 't.img', compression: 'zstd', checksums: 't.img.sha256', bmapRanges: '.bmap-ranges.json', root: paths.rootfs });
     const manifest = await readManifest(join(ctx.stagingDir, 't.manifest.json'));
-    expect(manifest.files).toEqual({
+    expect(manifest.files).toMatchObject({
       't.img': { bytes: 5, sha256: 'a'.repeat(64) },
       't.img.zst': { bytes: 9, sha256: 'b'.repeat(64) },
       't.img.sha256': { bytes: 12 },
     });
+    expect(Object.keys(manifest.files)).toEqual(['t.img', 't.img.zst', 't.img.sha256', 't.img.bmap', 't.rpi-imager.json']);
+    expect(await readFile(join(ctx.stagingDir, 't.img.bmap'), 'utf8')).toContain(`<Range chksum="${'c'.repeat(64)}"> 0 </Range>`);
+    expect(await readdir(ctx.stagingDir)).not.toContain('.bmap-ranges.json');
+    expect(manifest.card).toEqual(cardSlot);
     expect(manifest.packages).toEqual(report.packages);
     expect(manifest.sizes).toEqual(report.sizes);
-    expect(manifest.steps.at(-1)).toEqual({ name: 'Compress', seconds: 1.5 });
+    expect(manifest.steps.slice(-2)).toEqual([{ name: 'Compress', seconds: 1.5 }, { name: 'Block map', seconds: 0.5 }]);
   });
 });
 
@@ -331,10 +341,11 @@ describe('90-publish', () => {
   it('renames every staged output into the output directory, the manifest last', async () => {
     const { engine } = engineWith();
     const ctx = await context(engine);
-    for (const file of ['t.img', 't.img.zst', 't.img.sha256', 't.manifest.json']) await writeFile(join(ctx.stagingDir, file), file);
+    const files = ['t.img', 't.img.zst', 't.img.sha256', 't.img.bmap', 't.rpi-imager.json', 't.manifest.json'];
+    for (const file of files) await writeFile(join(ctx.stagingDir, file), file);
     await publish.verify!(ctx);
     await publish.run(ctx);
-    expect(ctx.outputs).toEqual(['t.img', 't.img.zst', 't.img.sha256', 't.manifest.json'].map((f) => join(ctx.options.outDir, f)));
+    expect(ctx.outputs).toEqual(files.map((f) => join(ctx.options.outDir, f)));
     expect(await readdir(ctx.stagingDir)).toEqual([]);
     expect(await readFile(join(ctx.options.outDir, 't.img'), 'utf8')).toBe('t.img');
   });

@@ -1,5 +1,10 @@
-/** The SD-card image: MBR, FAT32 boot partition, ext4 root; assembled from files, no loop devices. */
+/**
+ * The SD-card image: MBR, FAT32 boot partition, ext4 root; assembled in one sparse file, no loop
+ * devices, holes only where nothing was written (the block map relies on it). The boot partition
+ * holds the card-settings slot, whose place in the image the build context keeps for the manifest.
+ */
 import { UserError } from '../../lib/errors.ts';
+import type { CardSlot } from '../../lib/manifest.ts';
 import { type Step, paths, runTool, verifyTools } from '../context.ts';
 
 /** The root filesystem alone is about 0.8 GiB; mke2fs would fail on a smaller partition after the slow steps. */
@@ -24,7 +29,7 @@ export const disk: Step = {
   },
   async run(ctx) {
     const { layout } = ctx;
-    await runTool(ctx, 'assemble-disk.mjs', [
+    const lines = await runTool(ctx, 'assemble-disk.mjs', [
       {
         root: paths.rootfs,
         image: paths.image(ctx.def.name),
@@ -38,5 +43,14 @@ export const disk: Step = {
         sourceDateEpoch: ctx.options.sourceDateEpoch,
       },
     ]);
+    ctx.card = parseDiskReport(lines).card;
   },
 };
+
+/** assemble-disk.mjs's report: its last JSON line on standard output. */
+export function parseDiskReport(lines: readonly string[]): { card: CardSlot } {
+  const last = lines.findLast((line) => line.startsWith('{'));
+  const report = last === undefined ? undefined : (JSON.parse(last) as { card?: CardSlot });
+  if (!report?.card) throw new Error(`assemble-disk.mjs reported no card slot; its output ended:\n  ${lines.slice(-5).join('\n  ')}`);
+  return { card: report.card };
+}

@@ -1,9 +1,11 @@
 /**
- * The outputs: the compressed copy, checksums and the manifest, all written in the staging
- * directory (the publish step moves them into out/).
+ * The outputs: the compressed copy, checksums, the block map, the Raspberry Pi Imager entry and the
+ * manifest, all written in the staging directory (the publish step moves them into out/).
  */
-import { stat, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Bmap, renderBmap } from '../../lib/bmap.ts';
+import { imagerRepository } from '../../lib/imager.ts';
 import type { BuildManifest } from '../../lib/manifest.ts';
 import { type BuildContext, type Step, paths, runTool, verifyTools } from '../context.ts';
 
@@ -12,12 +14,23 @@ const suffixes = { zstd: '.zst', xz: '.xz', none: '' } as const;
 export function outputNames(name: string, compression: keyof typeof suffixes) {
   const image = `${name}.img`;
   const compressed = compression === 'none' ? undefined : `${image}${suffixes[compression]}`;
-  return { image, compressed, checksums: `${image}.sha256`, manifest: `${name}.manifest.json` };
+  return {
+    image,
+    compressed,
+    checksums: `${image}.sha256`,
+    bmap: `${image}.bmap`,
+    imager: `${name}.rpi-imager.json`,
+    manifest: `${name}.manifest.json`,
+  };
 }
+
+/** Where outputs.mjs leaves the block map's ranges for renderBmap (in the staging directory, not published). */
+const bmapRangesFile = '.bmap-ranges.json';
 
 /** What outputs.mjs prints as its last line. */
 export interface OutputsReport extends Pick<BuildManifest, 'packages' | 'sizes'> {
   compressSeconds: number;
+  bmapSeconds: number;
   checksums: Record<string, string>;
 }
 
@@ -29,9 +42,19 @@ export const outputs: Step = {
   async run(ctx) {
     const names = outputNames(ctx.def.name, ctx.def.disk.compression);
     const lines = await runTool(ctx, 'outputs.mjs', [
-      { dir: '/out', image: names.image, compression: ctx.def.disk.compression, checksums: names.checksums, root: paths.rootfs },
+      { dir: '/out', image: names.image, compression: ctx.def.disk.compression, checksums: names.checksums, bmapRanges: bmapRangesFile, root: paths.rootfs },
     ]);
     const report = parseOutputsReport(lines);
+    if (!ctx.card) throw new Error('the disk step recorded no card slot (a step ran out of order)');
+
+    const ranges = join(ctx.stagingDir, bmapRangesFile);
+    await writeFile(join(ctx.stagingDir, names.bmap), renderBmap(JSON.parse(await readFile(ranges, 'utf8')) as Bmap));
+    await rm(ranges);
+
+    const described = async (file: string) => ({ file, bytes: (await stat(join(ctx.stagingDir, file))).size, sha256: checksumOf(report, file) });
+    const image = await described(names.image);
+    const repository = imagerRepository(ctx.def, image, names.compressed ? await described(names.compressed) : image, ctx.options.sourceDateEpoch);
+    await writeFile(join(ctx.stagingDir, names.imager), `${JSON.stringify(repository, null, 2)}\n`);
 
     const manifest: BuildManifest = {
       name: ctx.def.name,
@@ -42,14 +65,21 @@ export const outputs: Step = {
       rootfsCache: ctx.rootfs,
       diskId: ctx.layout.diskId,
       sourceDateEpoch: ctx.options.sourceDateEpoch,
+      card: ctx.card,
       files: await describeFiles(ctx, names, report.checksums),
       sizes: report.sizes,
       packages: report.packages,
-      steps: [...ctx.progress.timings, { name: 'Compress', seconds: report.compressSeconds }],
+      steps: [...ctx.progress.timings, { name: 'Compress', seconds: report.compressSeconds }, { name: 'Block map', seconds: report.bmapSeconds }],
     };
     await writeFile(join(ctx.stagingDir, names.manifest), `${JSON.stringify(manifest, null, 2)}\n`);
   },
 };
+
+function checksumOf(report: OutputsReport, file: string): string {
+  const sha256 = report.checksums[file];
+  if (!sha256) throw new Error(`outputs.mjs reported no checksum for ${file}`);
+  return sha256;
+}
 
 /** The script's report: its last line of standard output, one JSON object. */
 export function parseOutputsReport(lines: readonly string[]): OutputsReport {
@@ -60,7 +90,7 @@ export function parseOutputsReport(lines: readonly string[]): OutputsReport {
 
 async function describeFiles(ctx: BuildContext, names: ReturnType<typeof outputNames>, checksums: Record<string, string | undefined>) {
   const files: Record<string, { bytes: number; sha256?: string }> = {};
-  for (const file of [names.image, names.compressed, names.checksums]) {
+  for (const file of [names.image, names.compressed, names.checksums, names.bmap, names.imager]) {
     if (!file) continue;
     files[file] = { bytes: (await stat(join(ctx.stagingDir, file))).size, sha256: checksums[file] };
   }
