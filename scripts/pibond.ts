@@ -11,6 +11,7 @@ Commands:
   validate FILE...        check image definitions; prints every problem at once
   build FILE [options]    build an SD-card image into out/ (see pibond build --help)
   boot IMAGE [options]    boot an image under QEMU with two NICs; --test runs the failover scenario
+  flash IMAGE DEVICE      write an image onto an SD card or USB drive and verify it; --list shows the cards
 `;
 
 type Command = (args: string[]) => Promise<number>;
@@ -19,6 +20,7 @@ const commands: Record<string, () => Promise<Command>> = {
   validate: async () => (await import('./validate.ts')).main,
   build: async () => (await import('./image/cli.ts')).main,
   boot: async () => (await import('./boot/cli.ts')).main,
+  flash: async () => (await import('./flash/cli.ts')).main,
 };
 
 async function run(argv: string[]): Promise<number> {
