@@ -1,6 +1,8 @@
 /** `pibond boot IMAGE`: the image under QEMU with two NICs, interactively or as the failover test. */
 import { parseArgs } from 'node:util';
+import { type CardSettings, cardOptions, cardOptionsHelp, cardSettingsFrom } from '../lib/card.ts';
 import { UserError, errorMessage } from '../lib/errors.ts';
+import { readManifest } from '../lib/manifest.ts';
 import { exitCodeFor, listenForStop } from '../lib/signals.ts';
 import { defaultTestTimeoutSeconds, failoverTest, prepareHost } from './failover-test.ts';
 import { strictOutageMs } from './scenario.ts';
@@ -50,6 +52,15 @@ Options:
   --strict-outage   with a test bed: fail unless every switch's inbound and outbound outage is at
                     most ${strictOutageMs / 1000} s
   -h, --help        this text
+
+An interactive boot makes an SSH key for the admin, for that boot only: it is written into the
+boot's copy-on-write layer (never into the image) and its private half into the boot's temporary
+directory, removed when the boot ends. pibond prints the ssh command that uses it.
+
+${cardOptionsHelp.replace('(written to this card only', '(written into this boot only, as pibond flash writes them to a card;')}
+With --test, the scenario first checks that the image applied them: the status service's host name
+and address, a login with the boot's key, the card file emptied. On user-mode networks a static
+--address must be in 10.0.2.0/24 (gateway 10.0.2.2, name server 10.0.2.3); the forwards follow it.
 `;
 
 export async function main(args: string[]): Promise<number> {
@@ -65,6 +76,7 @@ export async function main(args: string[]): Promise<number> {
       'strict-outage': { type: 'boolean', default: false },
       scenario: { type: 'string', default: 'failover' },
       'loss-seconds': { type: 'string' },
+      ...cardOptions,
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -88,7 +100,8 @@ export async function main(args: string[]): Promise<number> {
   const lossSeconds = values['loss-seconds'] === undefined ? undefined : positiveNumber('--loss-seconds', values['loss-seconds']);
   if (lossSeconds !== undefined && scenario !== 'uplink') throw new UserError('--loss-seconds goes with --scenario uplink');
 
-  return values.test ? test(image, values.report, timeoutSeconds, flaps, routers, values['strict-outage'], { scenario, lossSeconds }) : interactive(image, timeoutSeconds);
+  const card = await cardSettingsFrom(values);
+  return values.test ? test(image, values.report, timeoutSeconds, flaps, routers, values['strict-outage'], { scenario, lossSeconds, card }) : interactive(image, timeoutSeconds, card);
 }
 
 /** `user` or `testbed:LAYOUT`. */
@@ -108,7 +121,7 @@ async function test(
   flaps: number | undefined,
   routers: Routers,
   strictOutage: boolean,
-  what: { scenario: 'failover' | 'uplink'; lossSeconds: number | undefined },
+  what: { scenario: 'failover' | 'uplink'; lossSeconds: number | undefined; card: CardSettings | undefined },
 ): Promise<number> {
   const stop = listenForStop((signal) => say(`${signal}: stopping QEMU, removing its container and temporary files...`));
   try {
@@ -125,7 +138,7 @@ async function test(
   }
 }
 
-async function interactive(file: string, timeoutSeconds: number | undefined): Promise<number> {
+async function interactive(file: string, timeoutSeconds: number | undefined, card: CardSettings | undefined): Promise<number> {
   let stop: (why: string) => void = () => undefined;
   const stopRequested = new Promise<string>((resolve) => (stop = resolve));
   const signals = listenForStop((signal) => stop(signal));
@@ -135,7 +148,10 @@ async function interactive(file: string, timeoutSeconds: number | undefined): Pr
     const { docker, builderImage } = await prepareHost(image, say);
     const terminal: Terminal = { stdin: process.stdin, stdout: process.stdout, onInterrupt: () => stop('Ctrl-C') };
     say(`Booting ${image.path} (the console follows; Ctrl-C or Ctrl-A x stops the machine)`);
-    const session = await startBoot({ docker, builderImage, image, terminal, say, signal: signals.signal });
+    const manifest = await readManifest(image.manifestPath);
+    const accessKey = manifest.card !== undefined;
+    if (!accessKey) say(`${image.path} has no card slot (built by an older pibond): no SSH key for this boot; rebuild the image for one`);
+    const session = await startBoot({ docker, builderImage, image, terminal, say, signal: signals.signal, card, accessKey });
     try {
       const [main, backup] = session.routers.map((r) => ({ status: typeof r.status === 'number' ? r.status : 0, ssh: typeof r.ssh === 'number' ? r.ssh : 0 }));
       const admin = image.manifest.definition.value.admin.name;
@@ -143,6 +159,9 @@ async function interactive(file: string, timeoutSeconds: number | undefined): Pr
         `Forwarded to the guest (127.0.0.1):\n` +
           `  through the primary router (nic0, eth0): status http://127.0.0.1:${main?.status}/  ssh -p ${main?.ssh} ${admin}@127.0.0.1\n` +
           `  through the backup router  (nic1, eth1): status http://127.0.0.1:${backup?.status}/  ssh -p ${backup?.ssh} ${admin}@127.0.0.1\n` +
+          (session.accessKeyFile
+            ? `  log in with this boot's key (once the guest is up):\n    ssh -i ${session.accessKeyFile} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -p ${main?.ssh} ${admin}@127.0.0.1\n`
+            : '') +
           `  QMP (set_link nic0 off/on): ${session.workDir}/qmp.sock`,
       );
       const why = await Promise.race([stopRequested, session.exited.then((exit) => `QEMU's exit (status ${exit.statusCode})`)]);

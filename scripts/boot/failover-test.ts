@@ -5,6 +5,7 @@
  */
 import { join, dirname } from 'node:path';
 import { ensureBuilderImage } from '../builder/builder-image.ts';
+import type { CardSettings } from '../lib/card.ts';
 import type { Docker } from '../lib/docker.ts';
 import { ensureDockerEngine } from '../lib/host.ts';
 import { type BootImage, inspectImage } from './image.ts';
@@ -27,6 +28,8 @@ export interface FailoverTestOptions {
   scenario?: 'failover' | 'uplink';
   /** The uplink scenario: seconds of 30% loss on the main line. */
   lossSeconds?: number;
+  /** Per-card settings for the boot (pibond flash's options); checked first. */
+  card?: CardSettings;
   say: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -56,6 +59,7 @@ export async function failoverTest(opts: FailoverTestOptions): Promise<FailoverT
     strictOutageMs: opts.outageLimitMs,
     scenario: opts.scenario,
     lossSeconds: opts.lossSeconds,
+    card: opts.card,
     serialLogOnFailure: join(dirname(reportFile), `${image.name}.boot-serial.log`),
   });
   if (timeout.aborted && report.verdict === 'fail') report.error = `the run took longer than its timeout (${seconds} s)`;

@@ -16,6 +16,8 @@ export interface Forward {
   /** Port on the host's loopback. */
   hostPort: number;
   guestPort: number;
+  /** The guest's static address, when it has one; else QEMU's DHCP address. */
+  guestAddress?: string;
 }
 
 /** A slave as the definition lists it: its name and, when pinned, the permanent MAC of its NIC. */
@@ -104,15 +106,15 @@ function kernelIndex(name: string): number | undefined {
  * The NICs with their routers' forwards (each router forwards the status service and SSH): the
  * router whose `nic` is a NIC's id carries that NIC's traffic.
  */
-export function machineNics(statusPort: number, slaves: SlaveNic[], routers: { nic: string; status: number; ssh: number }[]): Nic[] {
+export function machineNics(statusPort: number, slaves: SlaveNic[], routers: { nic: string; status: number; ssh: number }[], guestAddress?: string): Nic[] {
   return slaves.map((slave) => {
     const ports = routers.find((router) => router.nic === slave.id);
     if (!ports) throw new Error(`the test bed has ${routers.length} routers, none for ${slave.id} (slave ${slave.slave})`);
     return {
       ...slave,
       forwards: [
-        { hostPort: ports.status, guestPort: statusPort },
-        { hostPort: ports.ssh, guestPort: 22 },
+        { hostPort: ports.status, guestPort: statusPort, guestAddress },
+        { hostPort: ports.ssh, guestPort: 22, guestAddress },
       ],
     };
   });
@@ -133,7 +135,8 @@ export function qemuArgs(spec: MachineSpec): string[] {
     '-device', 'virtio-blk-pci,drive=disk0',
   ];
   spec.nics.forEach((nic, i) => {
-    const forwards = nic.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
+    // No guest address: the one QEMU's DHCP server hands out (10.0.2.15).
+    const forwards = nic.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-${f.guestAddress ?? ''}:${f.guestPort}`).join('');
     // The netdev's id is the same either way: nicDevice (and a replug through QMP) refers to it.
     args.push('-netdev', nic.tap ? `tap,id=net${i},ifname=${nic.tap},script=no,downscript=no` : `user,id=net${i}${forwards}`);
     args.push('-device', `pcie-root-port,id=${nicPort(i)},bus=pcie.0,chassis=${i + 1}`);

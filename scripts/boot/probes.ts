@@ -14,6 +14,7 @@
  * (seen: a failover never answered within 10 s with ~27 in flight, and answered in 65-180 ms with 16).
  */
 import { setMaxListeners } from 'node:events';
+import { type SshResult, sshRun } from './ssh.ts';
 import { connect } from 'node:net';
 import { PollTimeout, poll } from '../lib/poll.ts';
 import { type Nic, nicDevice } from './machine.ts';
@@ -48,6 +49,11 @@ export interface Probes {
   replug(slave: string): Promise<void>;
   /** The first line sshd sends through `through`'s router ("SSH-2.0-OpenSSH_9.2p1 ..."), retried for a minute. */
   sshBanner(through: string): Promise<string>;
+  /**
+   * Runs `command` as the admin over SSH through `through`'s router, with the boot's access key
+   * (user-mode routers only); its exit status and output.
+   */
+  sshRun(through: string, command: string): Promise<SshResult>;
   /**
    * On the test bed only: plugs or pulls `slave`'s cable and measures, from the internet, how long
    * the user's traffic is cut until it flows through `to`'s router: inbound (connections through
@@ -196,6 +202,15 @@ class SessionProbes implements Probes {
     const prober = this.boot.testbed?.prober;
     const ask = () => (typeof ssh === 'number' ? sshBanner(ssh, 3000) : (prober ?? noProber()).banner(ssh.host, ssh.port, 3000, this.signal));
     return this.guarded(poll(ask, { what, timeoutMs: sshDeadlineMs, intervalMs: 500, signal: this.signal }));
+  }
+
+  async sshRun(through: string, command: string): Promise<SshResult> {
+    const { ssh } = this.routerOf(through);
+    const key = this.boot.card?.accessKey;
+    if (!key) throw new Error('this boot has no access key (startBoot\'s accessKey option)');
+    if (typeof ssh !== 'number') throw new Error('logging in is done through user-mode routers only');
+    const admin = this.boot.image.manifest.definition.value.admin.name;
+    return this.guarded(sshRun(ssh, admin, key.privateKey, command, 20_000));
   }
 
   async outage(slave: string, up: boolean, to: string, windowMs: number): Promise<Outage> {

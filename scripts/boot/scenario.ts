@@ -41,6 +41,9 @@ import {
   serviceAnswers,
   sshAnswers,
 } from './checks.ts';
+import type { CardSettings } from '../lib/card.ts';
+import { bootCard } from './card.ts';
+import { cardApplied } from './card-check.ts';
 import type { BootImage } from './image.ts';
 import { type SlaveNic, slaveNics } from './machine.ts';
 import { sessionProbes } from './probes.ts';
@@ -76,6 +79,8 @@ export interface ScenarioOptions {
   scenario?: 'failover' | 'uplink';
   /** The uplink scenario: how long the main line is lossy (the bench runs 5 minutes). */
   lossSeconds?: number;
+  /** Per-card settings for this boot; the scenario then checks first that the image applied them. */
+  card?: CardSettings;
 }
 
 /** The strict outage check's limit in CI: the goal is 1 s; a loaded CI machine gets slack. */
@@ -170,6 +175,9 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
   };
   const run = { say, signal, results: report.checks };
 
+  // Bad card settings are the user's to fix, before anything starts.
+  if (opts.card) await bootCard(image, opts.card, { accessKey: false, routers: opts.routers ?? { kind: 'user' } });
+
   let session: BootSession | undefined;
   try {
     const routers = opts.routers ?? { kind: 'user' };
@@ -177,7 +185,9 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
     const startName = onTestbed ? `QEMU starts with two NICs on the test bed's routers (${routers.layout}) and answers on QMP` : 'QEMU starts with two NICs and answers on QMP';
     const boot = await runCheck(startName, async () => {
       const extraKernelArgs = onTestbed ? outboundPinger(pingTarget(testbedPlan(routers.layout))) : undefined;
-      session = await startBoot({ docker: opts.docker, builderImage: opts.builderImage, image, say, routers, extraKernelArgs });
+      // With card settings on user-mode routers, the check logs in: the boot gets an access key.
+      const accessKey = opts.card !== undefined && !onTestbed;
+      session = await startBoot({ docker: opts.docker, builderImage: opts.builderImage, image, say, routers, extraKernelArgs, card: opts.card, accessKey });
       report.ports = session.routers;
       const detail = session.routers.map((r) => `${r.nic}: status ${describeEndpoint(r.status)}, ssh ${describeEndpoint(r.ssh)}`).join('; ');
       return { detail, value: session };
@@ -191,6 +201,7 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
         : onTestbed
           ? testbedChecks(cast, { readyTimeoutMs, flaps: opts.flaps ?? 10, windowMs: opts.outageWindowMs ?? outageWindowMs, strictOutageMs: opts.strictOutageMs })
           : failoverChecks(cast, { readyTimeoutMs, flaps: opts.flaps ?? 10 });
+    if (opts.card) checks.splice(1, 0, cardApplied(cast, opts.card, { login: !onTestbed }));
     report.verdict = await runChecks(checks, bench, run);
   } catch (err) {
     if (isUserError(err)) throw err;

@@ -17,13 +17,15 @@
  * copies it out when a run failed.
  */
 import { createWriteStream } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { type Docker, type RunningContainer, CommandFailed, containerById, listContainers, removeContainer, runContainer, startContainer } from '../lib/docker.ts';
 import { UserError } from '../lib/errors.ts';
 import { bounded, poll } from '../lib/poll.ts';
+import type { CardSettings } from '../lib/card.ts';
+import { type BootCard, bootCard } from './card.ts';
 import { type BootImage, bootFilesFrom, notPibond } from './image.ts';
 import { type Nic, type SlaveNic, guestCmdline, machineNics, qemuArgs, slaveNics } from './machine.ts';
 import { freePorts } from './ports.ts';
@@ -36,6 +38,9 @@ import { Prober } from './testbed/prober.ts';
 
 /** Paths inside the container. */
 const inside = { image: '/image/disk.img', run: '/run/pibond' };
+/** In the boot's temporary directory: the card slot's bytes, and the access key's private half. */
+const cardPatchName = 'card.bin';
+const accessKeyName = 'id_ed25519';
 
 /** Every boot container carries these; `pibond.boot` names the image. */
 export const bootLabel = 'pibond.boot';
@@ -96,6 +101,10 @@ export interface BootOptions {
    * creating the plain overlay; it gets the image ($1) and the overlay to create ($2).
    */
   prepareDisk?: string;
+  /** Per-card settings for this boot (pibond flash's options), written into the overlay only. */
+  card?: CardSettings;
+  /** Make an SSH key for the admin, for this boot only (its private half stays in the boot's temporary directory). */
+  accessKey?: boolean;
 }
 
 export interface QemuExit {
@@ -158,7 +167,14 @@ export class BootSession {
     readonly startedAt: number,
     /** The test bed of real routers the NICs are on, and its prober, when booted on one. */
     readonly testbed?: { bed: Testbed; prober: Prober },
+    /** The card settings and access key this boot was given. */
+    readonly card?: BootCard,
   ) {}
+
+  /** Where the access key's private half is, while the boot runs. */
+  get accessKeyFile(): string | undefined {
+    return this.card?.accessKey ? join(this.workDir, accessKeyName) : undefined;
+  }
 
   get serialLogPath(): string {
     return this.serialLog.path;
@@ -243,8 +259,13 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
   let qmp: QmpClient | undefined;
   let testbed: { bed: Testbed; prober: Prober } | undefined;
   try {
-    say('Preparing the boot files (kernel, initrd, a copy-on-write overlay) in a one-shot container');
-    const boot = await prepareBootFiles(docker, opts.builderImage, image, binds, labels, workDir, opts.prepareDisk, signal);
+    const card = await bootCard(image, opts.card, { accessKey: opts.accessKey ?? false, routers: opts.routers ?? { kind: 'user' } });
+    if (card) {
+      await writeFile(join(workDir, cardPatchName), card.patch.data);
+      if (card.accessKey) await writeFile(join(workDir, accessKeyName), card.accessKey.privateKey, { mode: 0o600 });
+    }
+    say(`Preparing the boot files (kernel, initrd, a copy-on-write overlay${card ? ' with this boot\'s card settings' : ''}) in a one-shot container`);
+    const boot = await prepareBootFiles(docker, opts.builderImage, image, binds, labels, workDir, opts.prepareDisk, card?.patch.offset, signal);
     const { bond, status_service } = image.manifest.definition.value;
     const slaves = slaveNics(bond);
     let routers: RouterPorts[];
@@ -261,7 +282,7 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
       const ports = await freePorts(4);
       const forwarded = [0, 1].map((i) => ({ nic: `nic${i}`, status: ports[2 * i] ?? 0, ssh: ports[2 * i + 1] ?? 0 }));
       routers = forwarded;
-      nics = machineNics(status_service.port, slaves, forwarded);
+      nics = machineNics(status_service.port, slaves, forwarded, card?.guestAddress);
     }
     const args = qemuArgs({
       kernel: `${inside.run}/boot/${boot.kernel}`,
@@ -304,7 +325,7 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
       throw new Error(`QEMU exited (status ${exit.statusCode}) before QMP answered; the last serial lines:\n  ${log.tail.join('\n  ')}`);
     });
     qmp = await Promise.race([QmpClient.connect(join(workDir, 'qmp.sock'), Date.now() + 30_000, signal), died]);
-    const session = new BootSession(docker, opts.builderImage, image, workDir, routers, nics, running, log, startedAt, testbed);
+    const session = new BootSession(docker, opts.builderImage, image, workDir, routers, nics, running, log, startedAt, testbed, card);
     session.attachQmp(qmp);
     say('QMP connected: the machine is booting');
     return session;
@@ -472,6 +493,7 @@ async function prepareBootFiles(
   labels: Record<string, string>,
   workDir: string,
   prepareDisk: string | undefined,
+  cardOffset: number | undefined,
   signal: AbortSignal | undefined,
 ): Promise<BootFiles> {
   const script = `
@@ -489,8 +511,12 @@ async function prepareBootFiles(
     else
       qemu-img create -q -f qcow2 -F raw -b "${inside.image}" "${inside.run}/overlay.qcow2" || exit 93
     fi
+    # The card's settings go into the overlay at the card slot; the image stays as it is.
+    if [ -n "$3" ]; then
+      qemu-io -f qcow2 -c "write -q -s ${inside.run}/${cardPatchName} $3 $(stat -c %s ${inside.run}/${cardPatchName})" "${inside.run}/overlay.qcow2" || exit 94
+    fi
   `;
-  const cmd = asInvokingUser(['sh', '-c', script, 'sh', String(image.bootPartitionOffset), prepareDisk ?? '']);
+  const cmd = asInvokingUser(['sh', '-c', script, 'sh', String(image.bootPartitionOffset), prepareDisk ?? '', cardOffset === undefined ? '' : String(cardOffset)]);
   const output: string[] = [];
   // startContainer, not runContainer: the labels let a later boot clear it away after a SIGKILL.
   const prepare = await startContainer(docker, { image: builderImage, cmd, binds, labels, sink: (line) => output.push(line) });

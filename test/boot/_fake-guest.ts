@@ -4,6 +4,7 @@
  * only through the router of the active slave (the bond drops what arrives on its backup).
  */
 import { NoChange, type Probes, type WatchOptions } from '../../scripts/boot/probes.ts';
+import type { SshResult } from '../../scripts/boot/ssh.ts';
 import type { Outage } from '../../scripts/boot/testbed/prober.ts';
 import type { BondState, FailoverEvent, Status } from '../../scripts/boot/status-api.ts';
 
@@ -23,6 +24,10 @@ export interface FakeGuestOptions {
   uncounted?: number[];
   /** What the outside sees at the nth switch (from 1) the outage probe makes; a quick heal unless told. */
   outage?: (n: number) => Outage;
+  /** The guest's host name and the bond's addresses, as the status service reports them. */
+  host?: { hostname: string; addresses: string[] };
+  /** What a command run over SSH gives. */
+  shell?: (command: string) => SshResult;
 }
 
 export class FakeGuest implements Probes {
@@ -48,7 +53,9 @@ export class FakeGuest implements Probes {
 
   async status(through: string): Promise<Status> {
     this.calls.push(`status via ${through}`);
-    return { uptime_seconds: 40 + this.clock / 1000, bonds: [this.answer(through)] };
+    const bond = this.answer(through);
+    if (!this.opts.host) return { uptime_seconds: 40 + this.clock / 1000, bonds: [bond] };
+    return { hostname: this.opts.host.hostname, uptime_seconds: 40 + this.clock / 1000, bonds: [{ ...bond, addresses: this.opts.host.addresses }] };
   }
 
   async events(through: string): Promise<FailoverEvent[]> {
@@ -124,6 +131,13 @@ export class FakeGuest implements Probes {
     this.clock += 950;
     Object.assign(this.slave(slave), { present: true, up: true });
     this.reselect('link_up');
+  }
+
+  async sshRun(through: string, command: string): Promise<SshResult> {
+    this.calls.push(`ssh ${command} via ${through}`);
+    this.answer(through);
+    if (!this.opts.shell) throw new Error('this fake guest has no shell (FakeGuestOptions.shell)');
+    return this.opts.shell(command);
   }
 
   async sshBanner(through: string): Promise<string> {
