@@ -10,6 +10,7 @@ const suites: Record<string, () => Promise<Record<string, number | string>>> = {
   boot: async () => (await import('./bench/boot.ts')).benchBoot(join(import.meta.dirname, '..', 'out', 'pibond-bookworm-arm64.img')),
   outage: async () => (await import('./bench/outage.ts')).benchOutage(join(import.meta.dirname, '..', 'out', 'pibond-bookworm-arm64.img')),
   uplink: async () => (await import('./bench/uplink.ts')).benchUplink(join(import.meta.dirname, '..', 'out', 'pibond-bookworm-arm64.img')),
+  flash: async () => (await import('./bench/flash.ts')).benchFlash(join(import.meta.dirname, '..', 'out', 'pibond-bookworm-arm64.img')),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites);

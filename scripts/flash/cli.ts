@@ -18,7 +18,7 @@ import { exitCodeFor, listenForStop } from '../lib/signals.ts';
 import { type Disk, type SystemView, blockDeviceName, describeDisk, formatBytes, listDisks, readDisk, realSystem, refusals } from './devices.ts';
 import { progressView } from './progress.ts';
 import { type DecoderChoice, formatOf, openImageStream } from './source.ts';
-import { FlashStopped, type Patch, type Progress, plannedBytes, writeAndVerify, writePlan } from './writer.ts';
+import { FlashStopped, type Patch, type Progress, type WriteResult, plannedBytes, writeAndVerify, writePlan } from './writer.ts';
 
 const help = `Usage: pibond flash IMAGE DEVICE [options]
        pibond flash --list
@@ -117,6 +117,8 @@ export interface FlashJob {
   stream?: NodeJS.WriteStream;
   beforeVerify?: () => Promise<void>;
   onProgress?: (progress: Progress) => void;
+  /** The figures of a flash that succeeded (the benchmark). */
+  onResult?: (result: WriteResult) => void;
 }
 
 /** Writes, verifies and releases the card; returns the exit status (0, or 128 + a stop signal's number). */
@@ -150,6 +152,7 @@ export async function flashCard(job: FlashJob): Promise<number> {
       beforeVerify: job.beforeVerify,
     });
     view.stop();
+    job.onResult?.(result);
     await card.close();
     card = undefined;
     if (job.blockDevice) await releaseDisk(job.target, job.diskName, job.system ?? realSystem, tell);
