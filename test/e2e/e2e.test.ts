@@ -8,6 +8,7 @@
  */
 import { join } from 'node:path';
 import { describeBuild } from './build.e2e.ts';
+import { describeBmap } from './bmap.e2e.ts';
 import { describeBootSignals } from './boot-signals.e2e.ts';
 import { describeFailover } from './failover.e2e.ts';
 import { describeFlash } from './flash.e2e.ts';
@@ -19,6 +20,7 @@ import { describeTestbed } from '../boot/testbed.e2e.ts';
 
 const outDir = join(repoRoot, 'out', 'e2e');
 describeBuild(outDir);
+describeBmap(outDir);
 describeTestbed();
 describeFailover(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describeOutage(() => join(outDir, 'pibond-bookworm-arm64.img'));
