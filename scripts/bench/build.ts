@@ -3,11 +3,12 @@
  * changing only an overlay, with the image's sizes. Goals: cold <= 10 min, rebuild <= 60 s.
  * The builder image is made first (once per recipe) and not counted in either figure.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBuilderImage } from '../builder/builder-image.ts';
 import { build, defaultOverlaysDir } from '../image/index.ts';
+import { mappedBytes, parseBmap, usedBlocks } from '../lib/bmap.ts';
 import { loadDefinition } from '../lib/definition.ts';
 import { ensureDockerEngine } from '../lib/host.ts';
 import { Progress } from '../lib/log.ts';
@@ -50,12 +51,18 @@ export async function benchBuild(): Promise<Record<string, number | string>> {
     const manifest = await readManifest(join(options.outDir, `${def.name}.manifest.json`));
     const files = manifest.files;
     const mib = (bytes: number) => Math.round((bytes / 1024 ** 2) * 10) / 10;
-    const compressedName = Object.keys(files).find((f) => f !== `${def.name}.img` && !f.endsWith('.sha256'));
+    const compressedName = Object.keys(files).find((f) => /\.img\.(zst|xz)$/.test(f));
+    const image = join(options.outDir, `${def.name}.img`);
+    const bmapFile = `${image}.bmap`;
+    const bmap = parseBmap(await readFile(bmapFile, 'utf8'), bmapFile);
     return {
       'build cold (s)': coldSeconds,
       'build rebuild after overlay change (s)': rebuildSeconds,
       'image raw (MiB)': mib(files[`${def.name}.img`]?.bytes ?? 0),
       'image compressed (MiB)': compressedName ? mib(files[compressedName]?.bytes ?? 0) : 'none',
+      'image mapped by the .bmap (MiB)': mib(mappedBytes(bmap)),
+      'image used by its file systems (MiB)': mib((await usedBlocks(image)) * bmap.blockSize),
+      'block map (s)': manifest.steps.find((s) => s.name === 'Block map')?.seconds ?? 'none',
       'root filesystem (MiB)': mib(manifest.sizes.rootfsBytes),
       'kernel modules (MiB)': mib(manifest.sizes.kernelModulesBytes),
       '/boot (MiB)': mib(manifest.sizes.bootBytes),

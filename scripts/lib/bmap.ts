@@ -3,10 +3,13 @@
  * data, with a sha256 per range, in the bmap 2.0 format of bmap-tools, so `bmaptool copy` and
  * `pibond flash` write only those blocks and can check what they wrote. A block outside every
  * range was never written by the build (a hole in the sparse image): a flashing tool may skip it.
- * Pure functions: the build measures the ranges and their checksums, these render and parse.
+ * Pure functions but one: the build measures the ranges and their checksums, these render and
+ * parse; usedBlocks reads an image's file systems for what a block map is measured against.
  */
 import { createHash } from 'node:crypto';
+import { type FileHandle, open } from 'node:fs/promises';
 import { UserError } from './errors.ts';
+import { parseMbr, sectorBytes } from './mbr.ts';
 
 /** Blocks first..last (inclusive, 0-based, in blockSize units) and the sha256 of their bytes. */
 export interface BmapRange {
@@ -153,6 +156,41 @@ function checkRanges(bmap: Bmap, fail: (message: string) => Error): void {
     if (!/^[0-9a-f]{64}$/.test(range.sha256)) throw fail(`range ${span} has checksum "${range.sha256}", not a sha256`);
     next = range.last + 1;
   }
+}
+
+/**
+ * The image's blocks (of `blockSize`) that its file systems use: the FAT's reserved sectors, both
+ * FATs and every allocated cluster; ext4's allocated blocks (metadata and journal included), from
+ * its superblock. A block map should map no more than this, and a flash write about this much.
+ */
+export async function usedBlocks(image: string, blockSize = bmapBlockSize): Promise<number> {
+  const handle = await open(image, 'r');
+  try {
+    const mbr = parseMbr(await readAt(handle, 0, sectorBytes));
+    const [boot, root] = mbr?.partitions ?? [];
+    if (!boot || !root) throw new Error(`${image} has no boot and root partition`);
+    const bootStart = boot.startSector * sectorBytes;
+    const fat = await readAt(handle, bootStart, sectorBytes);
+    const bytesPerSector = fat.readUInt16LE(11);
+    const reservedBytes = fat.readUInt16LE(14) * bytesPerSector;
+    const fatBytes = fat.readUInt32LE(36) * bytesPerSector;
+    const table = await readAt(handle, bootStart + reservedBytes, fatBytes);
+    let clusters = 0;
+    // Entries 0 and 1 are the media byte and flags, not clusters.
+    for (let entry = 8; entry + 4 <= table.length; entry += 4) if ((table.readUInt32LE(entry) & 0x0fffffff) !== 0) clusters++;
+    const bootBytes = reservedBytes + fat.readUInt8(16) * fatBytes + clusters * fat.readUInt8(13) * bytesPerSector;
+
+    const superblock = await readAt(handle, root.startSector * sectorBytes + 1024, 1024);
+    const rootBytes = (superblock.readUInt32LE(4) - superblock.readUInt32LE(12)) * (1024 << superblock.readUInt32LE(24));
+    return Math.ceil(bootBytes / blockSize) + Math.ceil(rootBytes / blockSize);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readAt(handle: FileHandle, position: number, bytes: number): Promise<Buffer> {
+  const { buffer, bytesRead } = await handle.read(Buffer.alloc(bytes), 0, bytes, position);
+  return buffer.subarray(0, bytesRead);
 }
 
 function sha256(text: string): string {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ensureBuilderImage } from '../../scripts/builder/builder-image.ts';
-import { type Bmap, mappedBlocksCount, mappedBytes, parseBmap } from '../../scripts/lib/bmap.ts';
+import { type Bmap, mappedBlocksCount, mappedBytes, parseBmap, usedBlocks } from '../../scripts/lib/bmap.ts';
 import { connectDocker, runContainer } from '../../scripts/lib/docker.ts';
 import type { ImagerRepository } from '../../scripts/lib/imager.ts';
 import { readManifest } from '../../scripts/lib/manifest.ts';
@@ -38,32 +38,6 @@ async function partitions(image: string): Promise<{ boot: Partition; root: Parti
 async function readAt(handle: FileHandle, position: number, bytes: number): Promise<Buffer> {
   const { buffer, bytesRead } = await handle.read(Buffer.alloc(bytes), 0, bytes, position);
   return buffer.subarray(0, bytesRead);
-}
-
-/**
- * The image's 4 KiB blocks its file systems use: the FAT's reserved sectors, both FATs and every
- * allocated cluster; ext4's allocated blocks (metadata and journal included), from its superblock.
- */
-async function usedBlocks(image: string): Promise<number> {
-  const { boot, root } = await partitions(image);
-  const handle = await open(image, 'r');
-  try {
-    const bootStart = boot.startSector * sectorBytes;
-    const fat = await readAt(handle, bootStart, sectorBytes);
-    const bytesPerSector = fat.readUInt16LE(11);
-    const clusterBytes = fat.readUInt8(13) * bytesPerSector;
-    const metadataBytes = (fat.readUInt16LE(14) + fat.readUInt8(16) * fat.readUInt32LE(36)) * bytesPerSector;
-    const table = await readAt(handle, bootStart + fat.readUInt16LE(14) * bytesPerSector, fat.readUInt32LE(36) * bytesPerSector);
-    let clusters = 0;
-    for (let entry = 2 * 4; entry + 4 <= table.length; entry += 4) if ((table.readUInt32LE(entry) & 0x0fffffff) !== 0) clusters++;
-
-    const superblock = await readAt(handle, root.startSector * sectorBytes + 1024, 1024);
-    const blockBytes = 1024 << superblock.readUInt32LE(24);
-    const ext4Blocks = superblock.readUInt32LE(4) - superblock.readUInt32LE(12);
-    return Math.ceil((metadataBytes + clusters * clusterBytes) / 4096) + (ext4Blocks * blockBytes) / 4096;
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Runs a script in the builder image with out/ at /out and the given devices; its stdout lines. */
