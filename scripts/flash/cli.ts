@@ -145,7 +145,8 @@ export async function flashCard(job: FlashJob): Promise<number> {
       patch: job.patch,
       signal: stop.signal,
       onProgress: (progress) => {
-        view.update(progress);
+        // After a stop signal, the last write's report would draw the bar again under the message.
+        if (!stop.received) view.update(progress);
         job.onProgress?.(progress);
       },
       dropCache: job.blockDevice ? () => flushBuffers(job.target) : undefined,
@@ -267,7 +268,10 @@ async function openCard(target: string, blockDevice: boolean): Promise<FileHandl
 
 /** After fsync: drop the kernel's cached copy of the device, so the read-back reads the card. */
 async function flushBuffers(device: string): Promise<void> {
-  await $({ quiet: true })`blockdev --flushbufs ${device}`;
+  const result = await $({ quiet: true, nothrow: true })`blockdev --flushbufs ${device}`;
+  if (result.exitCode !== 0) {
+    throw new UserError(`blockdev --flushbufs ${device} failed (${result.stderr.trim() || `exit status ${result.exitCode}`}): without it the read-back could come from memory, not the card, so the card is not verified`);
+  }
 }
 
 /**

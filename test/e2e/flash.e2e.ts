@@ -33,6 +33,7 @@ interface Flashed {
   slot: string;
   fsck: { boot: string; root: string };
   refusedLoop: CliResult;
+  unconfirmed: CliResult;
 }
 
 /** Sectors written to a block device so far, as the kernel counts them. */
@@ -104,6 +105,7 @@ async function flashOntoLoop(image: string): Promise<Flashed> {
     await prefilledCard(file);
     loop = (await $`losetup --find --show --partscan ${file}`).stdout.trim();
     const refusedLoop = await runPibond(['flash', `${image}.zst`, loop, '--yes']);
+    const unconfirmed = await runPibond(['flash', `${image}.zst`, loop, '--allow-loop']);
     const before = await sectorsWritten(loop);
     const result = await runPibond(['flash', `${image}.zst`, loop, '--yes', '--allow-loop', '--hostname', 'e2e-card']);
     const deviceWrittenBytes = ((await sectorsWritten(loop)) - before) * 512;
@@ -133,6 +135,7 @@ async function flashOntoLoop(image: string): Promise<Flashed> {
       slot: slotBytes.toString('utf8'),
       fsck,
       refusedLoop,
+      unconfirmed,
     };
   } finally {
     for (const device of [...partitionLoops, loop]) if (device) await $({ nothrow: true })`losetup -d ${device}`;
@@ -158,6 +161,12 @@ export function describeFlash(image: () => string): void {
       const { refusedLoop } = seen();
       expect(refusedLoop.code).toBe(1);
       expect(refusedLoop.stderr).toMatch(/refusing to flash \/dev\/loop\d+:\n {2}- \/dev\/loop\d+ is a loop device .*--allow-loop/);
+    });
+
+    it('does not write without a terminal to ask on, unless --yes', () => {
+      const { unconfirmed } = seen();
+      expect(unconfirmed.code).toBe(1);
+      expect(unconfirmed.stderr).toMatch(/not asking without a terminal: pass --yes to flash \/dev\/loop\d+ from a script/);
     });
 
     it('writes at most 1.1 times the image\'s used blocks', () => {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Bmap, parseBmap, renderBmap } from '../../scripts/lib/bmap.ts';
-import { flashCard } from '../../scripts/flash/cli.ts';
+import { flashCard, loadImage } from '../../scripts/flash/cli.ts';
 import { type Patch, type Progress, type WriteOptions, plannedBytes, writeAndVerify, writePlan } from '../../scripts/flash/writer.ts';
 
 const mib = 1024 * 1024;
@@ -174,5 +174,30 @@ describe('Ctrl-C while flashing', () => {
     expect(text).toContain('SIGINT: stopping; flushing what was written...');
     expect(text).toMatch(/Stopped by SIGINT after writing [\d.]+ MB: the card is incomplete: flash it again before use\./);
     expect(writes).toBeLessThan(3);
+  });
+});
+
+describe('which image pibond flash takes', () => {
+  it('a definition\'s name means out/<name>.img.zst, else .img.xz, else .img, with the bmap and manifest beside it', async () => {
+    const out = await mkdtemp(join(dir, 'out-'));
+    await writeFile(join(out, 'pi.img'), image);
+    expect((await loadImage('pi', out)).file).toBe(join(out, 'pi.img'));
+    await writeFile(join(out, 'pi.img.xz'), '');
+    expect((await loadImage('pi', out)).file).toBe(join(out, 'pi.img.xz'));
+    await writeFile(join(out, 'pi.img.zst'), '');
+    await writeFile(join(out, 'pi.img.bmap'), renderBmap(bmap));
+    await writeFile(join(out, 'pi.manifest.json'), JSON.stringify({ files: { 'pi.img': { bytes: imageSize } } }));
+    const loaded = await loadImage('pi', out);
+    expect(loaded).toMatchObject({ file: join(out, 'pi.img.zst'), bmapFile: join(out, 'pi.img.bmap'), size: imageSize, manifestFile: join(out, 'pi.manifest.json') });
+    expect(loaded.bmap?.ranges).toHaveLength(dataBlocks.length);
+    await expect(loadImage('nothing-here', out)).rejects.toThrow(`no image named nothing-here in ${out}/ (looked for nothing-here.img.zst, .img.xz and .img)`);
+    await expect(loadImage(join(out, 'pi.manifest.json'), out)).rejects.toThrow('pibond flash takes a .img, .img.zst or .img.xz file');
+  });
+
+  it('a damaged bmap is refused before anything is written', async () => {
+    const out = await mkdtemp(join(dir, 'out-'));
+    await writeFile(join(out, 'pi.img'), image);
+    await writeFile(join(out, 'pi.img.bmap'), renderBmap(bmap).replace('<BlockSize> 4096', '<BlockSize> 4097'));
+    await expect(loadImage(join(out, 'pi.img'))).rejects.toThrow(`${join(out, 'pi.img.bmap')} is not a usable bmap file`);
   });
 });
