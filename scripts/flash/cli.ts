@@ -96,7 +96,10 @@ export async function main(args: string[]): Promise<number> {
   say(image.bmap ? `Block map: ${image.bmapFile}: ${formatBytes(plannedBytes(writePlan(image.size, image.bmap)) ?? 0)} of the image hold data and are written` : `No block map (${image.bmapFile} is not there): the whole image is written`);
   if (settings) say(`Card settings: ${describeCard(settings)}`);
   say(`Card:\n${describeDisk(disk).map((line) => `  ${line}`).join('\n')}`);
-  if (!values.yes) await confirm(image.file, disk);
+  if (!values.yes && (await confirm(image.file, disk)) === 'interrupted') {
+    say(`Ctrl-C: nothing was written to ${disk.path}.`);
+    return exitCodeFor('SIGINT');
+  }
 
   return flashCard({ ...image, patch, target: disk.path, blockDevice: true, decoder, system: realSystem, diskName: disk.name });
 }
@@ -241,12 +244,21 @@ async function checkWritable(path: string): Promise<void> {
   throw new UserError(`${path} is not writable for this user: run pibond flash as root (sudo npm run pibond -- flash ...)`);
 }
 
-async function confirm(imageFile: string, disk: Disk): Promise<void> {
+/** Asks on the terminal; a UserError unless the answer is "yes"; Ctrl-C at the question is 'interrupted'. */
+async function confirm(imageFile: string, disk: Disk): Promise<'confirmed' | 'interrupted'> {
   if (!process.stdin.isTTY) throw new UserError(`not asking without a terminal: pass --yes to flash ${disk.path} from a script`);
   const prompt = createInterface({ input: process.stdin, output: process.stderr });
   try {
     const answer = await prompt.question(`Everything on ${disk.path} (${disk.model}, ${formatBytes(disk.bytes)}) will be lost. Type yes to write ${basename(imageFile)} to it: `);
     if (answer.trim() !== 'yes') throw new UserError(`not flashing ${disk.path}: the answer was not "yes"`);
+    return 'confirmed';
+  } catch (err) {
+    // readline turns Ctrl-C at the question into an AbortError (the terminal is in raw mode).
+    if ((err as NodeJS.ErrnoException).code === 'ABORT_ERR') {
+      process.stderr.write('\n');
+      return 'interrupted';
+    }
+    throw err;
   } finally {
     prompt.close();
   }
