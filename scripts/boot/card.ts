@@ -5,7 +5,8 @@
  * pibond-card.service applies them at first boot, as on a flashed card.
  */
 import { isIP } from 'node:net';
-import { utils } from 'ssh2';
+// ssh2 is CommonJS: Node's ESM loader sees only its default export.
+import ssh2 from 'ssh2';
 import { type CardSettings, cardPatch, mergeSettings } from '../lib/card.ts';
 import { UserError } from '../lib/errors.ts';
 import { readManifest } from '../lib/manifest.ts';
@@ -32,7 +33,7 @@ export interface BootCard {
 
 /** A fresh Ed25519 key pair, made in this process (no ssh-keygen on the host needed). */
 export function makeAccessKey(comment: string): AccessKey {
-  const pair = utils.generateKeyPairSync('ed25519', { comment });
+  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment });
   return { publicKey: pair.public, privateKey: pair.private };
 }
 

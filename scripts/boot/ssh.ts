@@ -3,7 +3,8 @@
  * what a user does with the `ssh` command `pibond boot` prints, done in Node so the host needs no
  * ssh client. The guest's host keys were made at its first boot, so there is nothing to check them against.
  */
-import { Client } from 'ssh2';
+// ssh2 is CommonJS: Node's ESM loader sees only its default export.
+import ssh2 from 'ssh2';
 
 export interface SshResult {
   code: number | null;
@@ -14,7 +15,7 @@ export interface SshResult {
 /** Runs `command` on 127.0.0.1:`port` as `user`; rejects when the login fails or `timeoutMs` passes. */
 export function sshRun(port: number, user: string, privateKey: string, command: string, timeoutMs: number): Promise<SshResult> {
   return new Promise((resolve, reject) => {
-    const client = new Client();
+    const client = new ssh2.Client();
     const timer = setTimeout(() => {
       client.end();
       reject(new Error(`ssh ${user}@127.0.0.1 -p ${port}: no answer to "${command}" within ${timeoutMs} ms`));

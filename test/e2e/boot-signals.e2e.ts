@@ -197,6 +197,8 @@ export function describeBootSignals(image: () => string): void {
       async () => {
         const run = await start(undefined, true);
         await run.reach({ name: 'the console, QMP connected', reached: (out) => /^Forwarded to the guest/m.test(out) });
+        // The way in: a key made for this boot, in its temporary directory (checked gone below).
+        expect(run.output).toMatch(/log in with this boot's key.*\r?\n\s+ssh -i \S+\/pibond-boot-\w+\/id_ed25519 .*-p \d+ pi@127\.0\.0\.1/);
         const pibondPid = Number((await run.containers())[0]?.Labels['pibond.pid']);
         expect(pibondPid).toBeGreaterThan(0);
         // The terminal window closes: its master side goes, the kernel hangs up the session.

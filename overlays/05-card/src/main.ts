@@ -8,13 +8,14 @@ import { runMain } from '../../00-base/src/device.ts';
 import { applyCard } from './apply.ts';
 
 runMain('pibond-card', async (argv) => {
-  const { values } = parseArgs({ args: argv, options: { card: { type: 'string' }, definition: { type: 'string' } } });
+  // --root: another system's tree instead of / (for a look at what a card would change); the host name is then left alone.
+  const { values } = parseArgs({ args: argv, options: { card: { type: 'string' }, definition: { type: 'string' }, root: { type: 'string', default: '/' } } });
   if (values.card === undefined || values.definition === undefined) throw new Error('usage: pibond-card --card FILE --definition FILE');
   await applyCard(
-    { card: values.card, definition: values.definition, root: '/' },
+    { card: values.card, definition: values.definition, root: values.root },
     {
       // The kernel's host name; /etc/hostname (rewritten already) keeps it for later boots.
-      setHostname: (name) => writeFile('/proc/sys/kernel/hostname', name),
+      setHostname: async (name) => (values.root === '/' ? writeFile('/proc/sys/kernel/hostname', name) : undefined),
       now: () => new Date(),
       log: (message) => process.stdout.write(`${message}\n`),
     },
