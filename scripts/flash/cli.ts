@@ -303,11 +303,16 @@ async function releaseDisk(device: string, diskName: string | undefined, system:
   if (!reread) tell(`Note: the kernel could not reread ${device}'s partition table (${failure}); unplug and replug the card to see its new partitions.`);
   await $({ quiet: true, nothrow: true, timeout: '15s' })`udevadm settle --timeout=10`;
   if (diskName === undefined) return;
-  const disk = await readDisk(diskName, system);
-  for (const partition of disk.partitions) {
-    for (const mountpoint of partition.mountpoints) {
-      const result = await $({ quiet: true, nothrow: true })`umount ${mountpoint}`;
-      tell(result.exitCode === 0 ? `Unmounted ${partition.path} from ${mountpoint} (mounted by the desktop after the write).` : `${partition.path} is mounted on ${mountpoint} and could not be unmounted: unmount it before removing the card.`);
+  // A desktop's automounter (udisks) mounts the new partitions a moment after udev is done: look
+  // twice.
+  for (const waitMs of [0, 1500]) {
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
+    const disk = await readDisk(diskName, system);
+    for (const partition of disk.partitions) {
+      for (const mountpoint of partition.mountpoints) {
+        const result = await $({ quiet: true, nothrow: true })`umount ${mountpoint}`;
+        tell(result.exitCode === 0 ? `Unmounted ${partition.path} from ${mountpoint} (mounted by the desktop after the write).` : `${partition.path} is mounted on ${mountpoint} and could not be unmounted: unmount it before removing the card.`);
+      }
     }
   }
 }
