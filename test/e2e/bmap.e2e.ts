@@ -13,11 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ensureBuilderImage } from '../../scripts/builder/builder-image.ts';
 import { type Bmap, mappedBlocksCount, mappedBytes, parseBmap, usedBlocks } from '../../scripts/lib/bmap.ts';
-import { connectDocker, runContainer } from '../../scripts/lib/docker.ts';
 import type { ImagerRepository } from '../../scripts/lib/imager.ts';
 import { readManifest } from '../../scripts/lib/manifest.ts';
+import { inBuilder } from './_builder.ts';
 import { type Partition, parseMbr, readFirstSector, sectorBytes } from '../../scripts/lib/mbr.ts';
 
 const name = 'pibond-bookworm-arm64';
@@ -38,24 +37,6 @@ async function partitions(image: string): Promise<{ boot: Partition; root: Parti
 async function readAt(handle: FileHandle, position: number, bytes: number): Promise<Buffer> {
   const { buffer, bytesRead } = await handle.read(Buffer.alloc(bytes), 0, bytes, position);
   return buffer.subarray(0, bytesRead);
-}
-
-/** Runs a script in the builder image with out/ at /out and the given devices; its stdout lines. */
-async function inBuilder(outDir: string, devices: string[], script: string): Promise<string[]> {
-  const docker = await connectDocker();
-  const image = await ensureBuilderImage(docker, 'http://deb.debian.org/debian', () => {}, () => {});
-  const lines: string[] = [];
-  await runContainer(docker, {
-    image,
-    cmd: ['bash', '-euo', 'pipefail', '-c', script],
-    binds: [`${outDir}:/out:ro`],
-    devices,
-    sink: (line, stream) => {
-      lines.push(line);
-      if (stream === 'stderr') process.stderr.write(`  ${line}\n`);
-    },
-  });
-  return lines;
 }
 
 /** A file of `bytes` 0xff bytes behind a loop device: an SD card that held something else. */
@@ -120,13 +101,13 @@ export function describeBmap(outDir: string): void {
       const dev = card.device;
       const lines = await inBuilder(
         outDir,
-        [dev],
         `bmaptool copy --bmap /out/${name}.img.bmap /out/${name}.img.zst ${dev}
          dd if=${dev} of=/tmp/boot.img bs=4M iflag=skip_bytes,count_bytes skip=${boot.startSector * sectorBytes} count=${boot.sectors * sectorBytes} status=none
          echo "== fsck.vfat"; fsck.vfat -n /tmp/boot.img
          echo "== e2fsck"; e2fsck -fn '${dev}?offset=${root.startSector * sectorBytes}'
          echo "== ranges"
          ${bmap.ranges.map((r) => `echo "${r.first}-${r.last} $(dd if=${dev} bs=${bmap.blockSize} skip=${r.first} count=${r.last - r.first + 1} status=none | sha256sum | cut -d' ' -f1)"`).join('\n')}`,
+        { devices: [dev], keepStderr: true },
       ).finally(() => card.remove());
       const text = lines.join('\n');
       expect(text).toMatch(/bmaptool: info: copying time: .*/);
@@ -150,7 +131,7 @@ export function describeBmap(outDir: string): void {
         await handle.close();
       }
       const { boot } = await partitions(image);
-      const lines = await inBuilder(outDir, [], `mshowfat -i /out/${name}.img@@${boot.startSector * sectorBytes} ::/pibond-card.yaml`);
+      const lines = await inBuilder(outDir, `mshowfat -i /out/${name}.img@@${boot.startSector * sectorBytes} ::/pibond-card.yaml`);
       expect(lines.join('\n')).toMatch(/^::\/pibond-card\.yaml <\d+-\d+>$/m);
     });
 

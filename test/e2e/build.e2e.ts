@@ -10,10 +10,10 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ensureBuilderImage } from '../../scripts/builder/builder-image.ts';
-import { connectDocker, listContainers, runContainer } from '../../scripts/lib/docker.ts';
+import { connectDocker, listContainers } from '../../scripts/lib/docker.ts';
 import { readManifest } from '../../scripts/lib/manifest.ts';
 import { type Mbr, type Partition, parseMbr, readFirstSector, sectorBytes } from '../../scripts/lib/mbr.ts';
+import { inBuilder } from './_builder.ts';
 import { runPibond, startPibond } from './_pibond.ts';
 
 const name = 'pibond-bookworm-arm64';
@@ -28,22 +28,6 @@ async function readMbr(image: string): Promise<Mbr> {
 /** A shell command copying one partition out of the image (in big blocks: 512-byte ones are slow). */
 function extractPartition(image: string, partition: Partition, to: string): string {
   return `dd if=${image} of=${to} bs=4M iflag=skip_bytes,count_bytes skip=${partition.startSector * sectorBytes} count=${partition.sectors * sectorBytes} status=none`;
-}
-
-/** Runs a shell script in the builder image with out/ mounted at /out; returns its stdout lines. */
-async function inspect(outDir: string, script: string): Promise<string[]> {
-  const docker = await connectDocker();
-  const image = await ensureBuilderImage(docker, 'http://deb.debian.org/debian', () => {}, () => {});
-  const lines: string[] = [];
-  await runContainer(docker, {
-    image,
-    cmd: ['bash', '-euo', 'pipefail', '-c', script],
-    binds: [`${outDir}:/out:ro`],
-    sink: (line, stream) => {
-      if (stream === 'stdout') lines.push(line);
-    },
-  });
-  return lines;
 }
 
 async function buildContainers(): Promise<string[]> {
@@ -90,7 +74,7 @@ export function describeBuild(outDir: string): void {
     it('boot partition: firmware, kernel, initrd, cmdline.txt naming root by PARTUUID', async () => {
       const mbr = await readMbr(image);
       const at = `/out/${name}.img@@${mbr.partitions[0]!.startSector * sectorBytes}`;
-      const lines = await inspect(outDir, `mdir -b -i ${at} ::/ ; echo ---; mtype -i ${at} ::cmdline.txt; echo ---; mtype -i ${at} ::config.txt`);
+      const lines = await inBuilder(outDir, `mdir -b -i ${at} ::/ ; echo ---; mtype -i ${at} ::cmdline.txt; echo ---; mtype -i ${at} ::config.txt`);
       const [listing, cmdline] = lines.join('\n').split('---\n');
       for (const file of ['start4.elf', 'fixup4.dat', 'bootcode.bin', 'bcm2711-rpi-4-b.dtb', 'bcm2837-rpi-3-b.dtb', 'config.txt', 'cmdline.txt']) {
         expect(listing).toContain(`::/${file}`);
@@ -104,7 +88,7 @@ export function describeBuild(outDir: string): void {
     it('root partition: the bond, its units, the status service, no SSH host keys, empty machine-id', async () => {
       const mbr = await readMbr(image);
       const root = `/tmp/root.img`;
-      const lines = await inspect(
+      const lines = await inBuilder(
         outDir,
         `${extractPartition(`/out/${name}.img`, mbr.partitions[1]!, root)}
          r() { debugfs -R "$1" ${root} 2>/dev/null; }
@@ -142,7 +126,7 @@ export function describeBuild(outDir: string): void {
         const manifest = await readManifest(join(rebuildOut, `${name}.manifest.json`));
         expect(manifest.rootfsCache?.fromCache).toBe(true);
         const mbr = await readMbr(join(rebuildOut, `${name}.img`));
-        const lines = await inspect(
+        const lines = await inBuilder(
           rebuildOut,
           `${extractPartition(`/out/${name}.img`, mbr.partitions[1]!, '/tmp/r.img')}; debugfs -R 'cat /etc/pibond-e2e' /tmp/r.img 2>/dev/null`,
         );
