@@ -33,6 +33,11 @@ export interface BuildContext {
   readonly progress: Progress;
   /** Where outputs are written before they are renamed into options.outDir at the very end. */
   readonly stagingDir: string;
+  /**
+   * The build's stop (Ctrl-C). Its cleanups run at once when it fires, while the running step goes
+   * on until what it waits for ends: a step that makes something must look here once it is made.
+   */
+  readonly signal?: AbortSignal;
   /** Set by the steps as they go. */
   docker?: Docker;
   builderImage?: string;

@@ -47,6 +47,7 @@ export async function build(options: BuildOptions, progress: Progress, signal?: 
     layout: diskLayout(def),
     progress,
     stagingDir: join(options.outDir, `.staging-${def.name}-${process.pid}`),
+    signal,
   };
   progress.logTo(join(options.outDir, `${def.name}.build.log`));
   const cleanups = new CleanupStack();

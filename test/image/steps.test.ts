@@ -106,6 +106,18 @@ describe('20-container', () => {
     await container.cleanup?.(ctx); // a second cleanup (already gone) is no error
   });
 
+  it('removes the container itself when the build was stopped while it was being made (the cleanups had run already)', async () => {
+    const { engine, execs } = engineWith();
+    const stop = new AbortController();
+    const ctx = { ...(await context(engine)), signal: stop.signal };
+    // The stop came while the engine was creating it: the cleanups ran and found no container.
+    stop.abort(new Error('interrupted by SIGINT'));
+    await container.cleanup?.(ctx);
+    await expect(container.run(ctx)).rejects.toThrow('interrupted by SIGINT');
+    expect(engine.container().state).toBe('removed');
+    expect(execs).toEqual([]);
+  });
+
   it('refuses a cache volume name Docker would refuse, naming the option', async () => {
     const { engine } = engineWith();
     const err = await rejection(container.verify!(await context(engine, defaultYaml, { cacheVolume: 'my cache' })));

@@ -46,6 +46,12 @@ export const container: Step = {
       onCreated: (created) => (ctx.container = created),
     });
     ctx.container = running.container;
+    // Stopped while the container was being made: the cleanups ran before it existed, so nothing
+    // else removes it (and its attached output would keep pibond running).
+    if (ctx.signal?.aborted) {
+      await removeContainer(running.container);
+      ctx.signal.throwIfAborted();
+    }
     const arch = ctx.def.base.architecture === 'arm64' ? 'aarch64' : 'arm';
     await runTool(ctx, 'register-binfmt.mjs', [arch]);
   },
