@@ -2,7 +2,6 @@
 import { parseArgs } from 'node:util';
 import { type CardSettings, cardOptions, cardOptionsHelp, cardSettingsFrom } from '../lib/card.ts';
 import { UserError, errorMessage } from '../lib/errors.ts';
-import { readManifest } from '../lib/manifest.ts';
 import { exitCodeFor, listenForStop } from '../lib/signals.ts';
 import { defaultTestTimeoutSeconds, failoverTest, prepareHost } from './failover-test.ts';
 import { strictOutageMs } from './scenario.ts';
@@ -148,8 +147,7 @@ async function interactive(file: string, timeoutSeconds: number | undefined, car
     const { docker, builderImage } = await prepareHost(image, say);
     const terminal: Terminal = { stdin: process.stdin, stdout: process.stdout, onInterrupt: () => stop('Ctrl-C') };
     say(`Booting ${image.path} (the console follows; Ctrl-C or Ctrl-A x stops the machine)`);
-    const manifest = await readManifest(image.manifestPath);
-    const accessKey = manifest.card !== undefined;
+    const accessKey = image.manifest.card !== undefined;
     if (!accessKey) say(`${image.path} has no card slot (built by an older pibond): no SSH key for this boot; rebuild the image for one`);
     const session = await startBoot({ docker, builderImage, image, terminal, say, signal: signals.signal, card, accessKey });
     try {

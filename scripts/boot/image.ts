@@ -16,6 +16,8 @@ export type { Partition };
 const manifestSchema = z.object({
   name: z.string().min(1),
   diskId: z.string().regex(/^[0-9a-f]{8}$/),
+  /** The card-settings slot; absent from images built before it existed. */
+  card: z.object({ file: z.string(), offset: z.number().int().nonnegative(), bytes: z.number().int().positive() }).optional(),
   definition: z.object({
     value: z.object({
       mirror: z.string().min(1),

@@ -14,10 +14,10 @@
  * (seen: a failover never answered within 10 s with ~27 in flight, and answered in 65-180 ms with 16).
  */
 import { setMaxListeners } from 'node:events';
-import { type SshResult, sshRun } from './ssh.ts';
 import { connect } from 'node:net';
 import { PollTimeout, poll } from '../lib/poll.ts';
 import { type Nic, nicDevice } from './machine.ts';
+import { type SshResult, sshRun } from './ssh.ts';
 import type { BootSession, RouterPorts } from './session.ts';
 import { type BondState, type FailoverEvent, type Status, bondIn, describeEndpoint, getEvents, getStatus } from './status-api.ts';
 import type { Testbed } from './testbed/index.ts';
