@@ -18,8 +18,15 @@ import { initrdModules, packageList } from '../packages.ts';
  */
 const bootstrapInputs = (path: string) => path === 'Dockerfile' || path === 'bin/bootstrap-rootfs';
 
-export async function rootfsCacheKey(def: Definition): Promise<string> {
+/** What besides the definition a root filesystem is made from. */
+export interface RootfsInputs {
+  /** SOURCE_DATE_EPOCH: mmdebstrap and the maintainer scripts stamp the files they write with it. */
+  sourceDateEpoch?: number;
+}
+
+export async function rootfsCacheKey(def: Definition, build: RootfsInputs = {}): Promise<string> {
   const inputs = {
+    sourceDateEpoch: build.sourceDateEpoch,
     suite: def.base.suite,
     architecture: def.base.architecture,
     distribution: def.base.distribution,
@@ -43,7 +50,7 @@ export const rootfs: Step = {
   },
   async run(ctx) {
     const { docker, container } = requireContainer(ctx);
-    const key = await rootfsCacheKey(ctx.def);
+    const key = await rootfsCacheKey(ctx.def, { sourceDateEpoch: ctx.options.sourceDateEpoch });
     const entry = { entry: `${paths.rootfsCache}/${key}.tar.zst`, rootfs: paths.rootfs };
     const sink = ctx.progress.sink;
 
@@ -74,6 +81,8 @@ export const rootfs: Step = {
           PACKAGES: packageList(ctx.def).join(' '),
           INITRD_MODULES: initrdModules.join(' '),
           APT_CACHE: paths.aptCache,
+          // mmdebstrap clamps the times it writes to it, and maintainer scripts read it too.
+          SOURCE_DATE_EPOCH: String(ctx.options.sourceDateEpoch),
         },
       });
     } catch (err) {
