@@ -10,6 +10,7 @@ const usage = `Usage: pibond <command> [options]
 Commands:
   validate FILE...        check image definitions; prints every problem at once
   build FILE [options]    build an SD-card image into out/ (see pibond build --help)
+  lock MANIFEST [--out F] write a build's package versions as a lock file; builds then install exactly those
   boot IMAGE [options]    boot an image under QEMU with two NICs; --test runs the failover scenario
   flash IMAGE DEVICE      write an image onto an SD card or USB drive and verify it; --list shows the cards
 `;
@@ -19,6 +20,7 @@ type Command = (args: string[]) => Promise<number>;
 const commands: Record<string, () => Promise<Command>> = {
   validate: async () => (await import('./validate.ts')).main,
   build: async () => (await import('./image/cli.ts')).main,
+  lock: async () => (await import('./image/cli.ts')).lock,
   boot: async () => (await import('./boot/cli.ts')).main,
   flash: async () => (await import('./flash/cli.ts')).main,
 };

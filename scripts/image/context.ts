@@ -9,6 +9,7 @@ import { recipeDir } from '../builder/builder-image.ts';
 import type { Definition } from '../lib/definition.ts';
 import { type Docker, type LineSink, execIn } from '../lib/docker.ts';
 import type { DiskLayout } from '../lib/layout.ts';
+import type { LoadedLock } from '../lib/lock.ts';
 import type { Progress } from '../lib/log.ts';
 import type { CardSlot } from '../lib/manifest.ts';
 
@@ -23,6 +24,11 @@ export interface BuildOptions {
   cacheVolume: string;
   /** Folders of overlays/NN-name trees to lay in: the repo's overlays/, then any the user adds. */
   overlaysDirs: string[];
+  /**
+   * The lock (or manifest) whose package versions to install: given with --locked, or the
+   * definition's own <name>.lock.json found beside it. Undefined: whatever the mirror has now.
+   */
+  lock?: { file: string; from: 'option' | 'beside the definition' };
 }
 
 export interface BuildContext {
@@ -43,6 +49,8 @@ export interface BuildContext {
   builderImage?: string;
   container?: Docker.Container;
   rootfs?: { key: string; fromCache: boolean };
+  /** The lock the rootfs step's verify read (when options.lock names one). */
+  lock?: LoadedLock;
   /** The card-settings slot on the boot partition (set by the disk step). */
   card?: CardSlot;
   outputs?: string[];

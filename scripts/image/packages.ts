@@ -2,6 +2,10 @@
  * What goes into every image's root filesystem, and what its initrd must hold.
  */
 import type { Definition } from '../lib/definition.ts';
+import { isSnapshotMirror } from '../lib/definition/schema.ts';
+
+/** The archive areas the image takes packages from (the Pi's firmware blobs are in non-free-firmware). */
+export const components = ['main', 'non-free-firmware'] as const;
 
 /** The appliance's own needs, on top of Debian's minbase. */
 export const basePackages = [
@@ -24,4 +28,15 @@ export function packageList(def: Definition): string[] {
   const wanted = new Set<string>([...basePackages, ...def.packages]);
   if (def.locale !== 'C.UTF-8') wanted.add('locales');
   return [...wanted].sort();
+}
+
+/**
+ * The mirror as mmdebstrap's MIRROR argument. A snapshot's Release files are past their
+ * Valid-Until, which apt refuses unless told: the source then goes as a whole sources.list line
+ * with check-valid-until=no (it stays in the image's sources.list, so the device's apt can still
+ * read that snapshot).
+ */
+export function mirrorArgument(def: Pick<Definition, 'mirror' | 'base'>): string {
+  if (!isSnapshotMirror(def.mirror)) return def.mirror;
+  return `deb [check-valid-until=no] ${def.mirror} ${def.base.suite} ${components.join(' ')}`;
 }

@@ -7,9 +7,10 @@ import { createHash } from 'node:crypto';
 import { CommandFailed, execIn } from '../../lib/docker.ts';
 import type { Definition } from '../../lib/definition.ts';
 import { UserError } from '../../lib/errors.ts';
+import { type LockMismatch, type PackageLock, aptPreferences, checkLockCovers, checkLockFits, lockHash, lockMismatchError, lockMismatches, parsePackageVersions, readLock } from '../../lib/lock.ts';
 import { mirrorUnreachable, recipeHash } from '../../builder/builder-image.ts';
 import { type BuildContext, type Step, paths, requireContainer, runTool, verifyTools } from '../context.ts';
-import { initrdModules, packageList } from '../packages.ts';
+import { initrdModules, mirrorArgument, packageList } from '../packages.ts';
 
 /**
  * The builder files a root filesystem depends on: the image's tools and the bootstrap script.
@@ -22,11 +23,14 @@ const bootstrapInputs = (path: string) => path === 'Dockerfile' || path === 'bin
 export interface RootfsInputs {
   /** SOURCE_DATE_EPOCH: mmdebstrap and the maintainer scripts stamp the files they write with it. */
   sourceDateEpoch?: number;
+  /** The locked package set: a locked build never reuses a root filesystem of other versions. */
+  lock?: PackageLock;
 }
 
 export async function rootfsCacheKey(def: Definition, build: RootfsInputs = {}): Promise<string> {
   const inputs = {
     sourceDateEpoch: build.sourceDateEpoch,
+    lock: build.lock && lockHash(build.lock),
     suite: def.base.suite,
     architecture: def.base.architecture,
     distribution: def.base.distribution,
@@ -45,14 +49,22 @@ export const notCached = 3;
 
 export const rootfs: Step = {
   title: 'Root filesystem',
-  async verify() {
+  async verify(ctx) {
     await verifyTools('rootfs-cache.mjs', 'bootstrap-rootfs');
+    if (ctx.options.lock) {
+      // A lock that cannot fit is found here, in a second, not after the bootstrap.
+      const loaded = await readLock(ctx.options.lock.file);
+      checkLockFits(loaded, ctx.def);
+      checkLockCovers(loaded, packageList(ctx.def), ctx.def);
+      ctx.lock = loaded;
+    }
   },
   async run(ctx) {
     const { docker, container } = requireContainer(ctx);
-    const key = await rootfsCacheKey(ctx.def, { sourceDateEpoch: ctx.options.sourceDateEpoch });
+    const lock = ctx.lock;
+    const key = await rootfsCacheKey(ctx.def, { sourceDateEpoch: ctx.options.sourceDateEpoch, lock: lock?.lock });
     const entry = { entry: `${paths.rootfsCache}/${key}.tar.zst`, rootfs: paths.rootfs };
-    const sink = ctx.progress.sink;
+    if (lock) ctx.progress.say(`Installing the locked package set from ${lock.file}${ctx.options.lock?.from === 'beside the definition' ? ' (--no-lock ignores it)' : ''}`);
 
     if (ctx.options.cache) {
       try {
@@ -71,27 +83,64 @@ export const rootfs: Step = {
       }
     }
     ctx.progress.say(`Bootstrapping Debian ${ctx.def.base.suite} ${ctx.def.base.architecture} from ${ctx.def.mirror} (a cold build: several minutes)`);
+    const unavailable: string[] = [];
     try {
       await execIn(docker, container, [`${paths.tools}/bootstrap-rootfs`, paths.rootfs], {
-        sink,
+        sink: (line, stream) => {
+          ctx.progress.sink(line, stream);
+          if (line.startsWith(lockCheckPrefix)) unavailable.push(line.slice(lockCheckPrefix.length));
+        },
         env: {
           SUITE: ctx.def.base.suite,
           ARCH: ctx.def.base.architecture,
-          MIRROR: ctx.def.mirror,
+          MIRROR: mirrorArgument(ctx.def),
           PACKAGES: packageList(ctx.def).join(' '),
           INITRD_MODULES: initrdModules.join(' '),
           APT_CACHE: paths.aptCache,
           // mmdebstrap clamps the times it writes to it, and maintainer scripts read it too.
           SOURCE_DATE_EPOCH: String(ctx.options.sourceDateEpoch),
+          ...(lock && { LOCKED: lock.lock.packages.map((p) => `${p.name} ${p.version}`).join('\n'), APT_PREFERENCES: aptPreferences(lock.lock) }),
         },
       });
     } catch (err) {
+      if (lock && unavailable.length > 0) throw lockMismatchError(lock, parseLockCheck(unavailable), 'mirror');
       throw explainBootstrapFailure(err, ctx);
+    }
+    if (lock) {
+      // The check before installing saw the index; this one sees what dpkg installed (a locked
+      // version apt resolved away, say): a root filesystem of other versions is never cached as locked.
+      const mismatches = lockMismatches(lock.lock, await installedPackages(ctx));
+      if (mismatches.length > 0) throw lockMismatchError(lock, mismatches, 'installed');
     }
     await runTool(ctx, 'rootfs-cache.mjs', ['save', { ...entry, keep: keptRootfsEntries }]);
     ctx.rootfs = { key, fromCache: false };
   },
 };
+
+/** What bootstrap-rootfs --check-locked prints for each locked package the mirror cannot give. */
+const lockCheckPrefix = 'pibond-lock: ';
+
+/** bootstrap-rootfs --check-locked's lines, "NAME LOCKED CANDIDATE" ("-": none), as mismatches. */
+export function parseLockCheck(lines: readonly string[]): LockMismatch[] {
+  return lines
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields.length === 3)
+    .map(([name = '', locked, candidate]) => ({ name, locked, installed: candidate === '-' ? undefined : candidate }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The root filesystem's installed packages, name -> version, from its own dpkg database. */
+async function installedPackages(ctx: BuildContext): Promise<Map<string, string>> {
+  const { docker, container } = requireContainer(ctx);
+  const lines: string[] = [];
+  await execIn(docker, container, ['dpkg-query', `--admindir=${paths.rootfs}/var/lib/dpkg`, '-W', '-f', '${db:Status-Status} ${Package} ${Version}\n'], {
+    sink: (line, stream) => {
+      if (stream === 'stdout' && line.startsWith('installed ')) lines.push(line.slice('installed '.length));
+      else if (stream === 'stderr') ctx.progress.sink(line, stream);
+    },
+  });
+  return parsePackageVersions(lines);
+}
 
 /** Turns mmdebstrap's most common failures into one clear paragraph naming the field to fix. */
 export function explainBootstrapFailure(err: unknown, ctx: Pick<BuildContext, 'def'>): unknown {

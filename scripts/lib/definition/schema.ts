@@ -80,6 +80,17 @@ const size = z.union([z.int({ error: sizeMessage }).positive(), z.string()], { e
   return Number(match[1]) * unit;
 });
 
+/**
+ * snapshot.debian.org serves the archive as it was at one moment, which only a URL pinned to a
+ * timestamp names: .../archive/debian/ alone is a listing of dates, not a mirror.
+ */
+export const snapshotMirrorPattern = /^https?:\/\/snapshot\.debian\.org\/archive\/[a-z0-9-]+\/\d{8}T\d{6}Z\/?$/;
+export const isSnapshotMirror = (url: string): boolean => /^https?:\/\/snapshot\.debian\.org\//.test(url);
+
+const mirror = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).refine((url) => !isSnapshotMirror(url) || snapshotMirrorPattern.test(url), {
+  error: 'must be a snapshot pinned to a time, like http://snapshot.debian.org/archive/debian/20250301T000000Z/ (archive/<archive>/<YYYYMMDDTHHMMSSZ>/)',
+});
+
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 
@@ -180,7 +191,7 @@ export const definitionSchema = section({
     suite: oneOf(['bookworm']).default('bookworm'),
     architecture: oneOf(['arm64']).default('arm64'),
   }).default({ distribution: 'debian', suite: 'bookworm', architecture: 'arm64' }),
-  mirror: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).default('http://deb.debian.org/debian'),
+  mirror: mirror.default('http://deb.debian.org/debian'),
   packages: listOf(text(/^[a-z0-9][a-z0-9+.-]+$/, 'must be a Debian package name like vim or tcpdump'), 'must be a list of Debian package names').default([]),
   hostname: hostname.default('pibond'),
   timezone: text(/^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+)*$/, 'must be a zone like Europe/Berlin').default('Etc/UTC'),
