@@ -13,6 +13,7 @@ Commands:
   lock MANIFEST [--out F] write a build's package versions as a lock file; builds then install exactly those
   boot IMAGE [options]    boot an image under QEMU with two NICs; --test runs the failover scenario
   flash IMAGE DEVICE      write an image onto an SD card or USB drive and verify it; --list shows the cards
+  diff A B                what differs between two builds (manifests or images); exit 1 if anything does
 `;
 
 type Command = (args: string[]) => Promise<number>;
@@ -23,6 +24,7 @@ const commands: Record<string, () => Promise<Command>> = {
   lock: async () => (await import('./image/cli.ts')).lock,
   boot: async () => (await import('./boot/cli.ts')).main,
   flash: async () => (await import('./flash/cli.ts')).main,
+  diff: async () => (await import('./diff/cli.ts')).main,
 };
 
 async function run(argv: string[]): Promise<number> {
