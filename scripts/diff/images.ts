@@ -10,6 +10,7 @@ import { type Docker, type RunningContainer, execIn, startContainer } from '../l
 import {
   type Ext4Layout,
   type ImagePartition,
+  describeDirectoryEntry,
   describeRegion,
   ext4BlockRole,
   fatRegionAt,
@@ -36,8 +37,10 @@ export interface FirstDifference {
   offset: number;
   /** MBR, gap, boot partition (1), root partition (2), after the last partition. */
   region: string;
-  /** The file system block (ext4) or cluster (FAT) holding the byte. */
+  /** The ext4 block holding the byte. */
   block?: number;
+  /** The FAT data cluster holding the byte. */
+  cluster?: number;
   /** What the block is: a file's path, or which file system metadata. */
   owner?: string;
 }
@@ -53,6 +56,11 @@ export interface ImageDiff {
   /** Every path that differs in them, sorted. */
   files: FileDifference[];
   firstDifference?: FirstDifference;
+  /**
+   * The first differing byte of each other partition whose bytes differ: a root file system's
+   * difference is named even when the boot partition's comes first.
+   */
+  laterDifferences: FirstDifference[];
 }
 
 /** What diff-image.mjs prints last. */
@@ -99,12 +107,20 @@ export async function diffImages(docker: Docker, builderImage: string, a: string
     }
     const sides = { a: { file: a, bytes: report.images.a.bytes, sha256: report.images.a.sha256 }, b: { file: b, bytes: report.images.b.bytes, sha256: report.images.b.sha256 } };
     const identical = report.firstDifference === undefined;
-    if (identical) return { a: sides.a, b: sides.b, identical, comparedPartitions: [], files: [] };
+    if (identical) return { a: sides.a, b: sides.b, identical, comparedPartitions: [], files: [], laterDifferences: [] };
 
     const partitions = (side: Side) => report.images[side].partitions ?? [];
     const trees = treesFrom(lines, partitions('a'));
     opts.signal?.throwIfAborted();
     const where = new Locator(docker, running, { a: { image: decompressedPath(paths.a, 'a'), partitions: partitions('a') }, b: { image: decompressedPath(paths.b, 'b'), partitions: partitions('b') } });
+    const firstDifference = await where.locate(report.firstDifference ?? 0);
+    const laterDifferences: FirstDifference[] = [];
+    for (const index of report.differingPartitions) {
+      const partition = partitions('a').find((p) => p.index === index);
+      if (!partition || regionAt(firstDifference.offset, [partition]).kind === 'partition') continue;
+      const offset = await where.firstDifferenceIn(partition);
+      if (offset !== undefined) laterDifferences.push(await where.locate(offset));
+    }
     return {
       a: sides.a,
       b: sides.b,
@@ -115,7 +131,8 @@ export async function diffImages(docker: Docker, builderImage: string, a: string
         return p ? [partitionName(p)] : [];
       }),
       files: compareTrees(trees.a, trees.b),
-      firstDifference: await where.locate(report.firstDifference ?? 0),
+      firstDifference,
+      laterDifferences,
     };
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
@@ -182,6 +199,14 @@ class Locator {
     return { offset, region: name };
   }
 
+  /** The first byte of the partition that differs between the images (cmp stops there). */
+  async firstDifferenceIn(partition: ImagePartition): Promise<number | undefined> {
+    const other = this.partitionOn('b', partition);
+    const cmd = ['sh', '-c', 'cmp -n "$1" -i "$2:$3" "$4" "$5"; [ $? -le 1 ]', 'sh', String(partition.bytes), String(partition.start), String(other.start), this.images.a.image, this.images.b.image];
+    const byte = /differ: (?:byte|char) (\d+)/.exec((await this.run(cmd)).join('\n'))?.[1];
+    return byte === undefined ? undefined : partition.start + Number(byte) - 1;
+  }
+
   private async ext4Owner(partition: ImagePartition, offsetInPartition: number): Promise<{ block: number; owner: string }> {
     const device = this.ext4Device('a', partition);
     const layout = parseDebugfsStats((await this.run(['debugfs', '-R', 'stats', device])).join('\n'));
@@ -221,18 +246,29 @@ class Locator {
     return paths.length > 0 ? `${paths.join(' and ')} (inode ${inode})` : `inode ${inode} (no path names it: deleted or unused)`;
   }
 
-  private async fatOwner(partition: ImagePartition, offsetInPartition: number): Promise<{ block?: number; owner: string }> {
+  private async fatOwner(partition: ImagePartition, offsetInPartition: number): Promise<{ cluster?: number; owner: string }> {
     const image = this.images.a.image;
-    const head = await this.run(['od', '-An', '-v', '-tu1', '-N', '64', '-j', String(partition.start), image]);
-    const geometry = parseFatBootSector(Uint8Array.from(head.join(' ').trim().split(/\s+/).map(Number)));
+    const geometry = parseFatBootSector(await this.bytesAt('a', partition.start, 48));
     const region = fatRegionAt(geometry, offsetInPartition);
     if (region.kind === 'fat') return { owner: `FAT (copy ${region.copy}): the cluster chains` };
     if (region.kind !== 'cluster') return { owner: region.kind };
     const at = `${image}@@${partition.start}`;
-    const files = (await this.run(['mdir', '-/', '-b', '-i', at])).map((line) => line.trim()).filter((line) => line.startsWith('::/'));
-    const chains = files.length > 0 ? (await this.run(['mshowfat', '-i', at, ...files])).join('\n') : '';
-    const file = fileAtCluster(chains, region.cluster);
-    return { block: region.cluster, owner: file ? `${mountPointOf(partition)}${file}` : `cluster ${region.cluster} (no file's: a directory or free space)` };
+    // The root directory and the files (mdir -b lists directories with a trailing slash).
+    const paths = ['::/', ...(await this.run(['mdir', '-/', '-b', '-i', at])).map((line) => line.trim()).filter((line) => line.startsWith('::/'))];
+    const owner = fileAtCluster((await this.run(['mshowfat', '-i', at, ...paths])).join('\n'), region.cluster);
+    if (owner === undefined) return { cluster: region.cluster, owner: `cluster ${region.cluster}, which no file or directory uses` };
+    const path = `${mountPointOf(partition)}${owner}`.replace(/(.)\/$/, '$1');
+    if (owner !== '/' && !owner.endsWith('/')) return { cluster: region.cluster, owner: path };
+    // A directory's cluster: its entries (32 bytes each) carry the names, sizes and times of files.
+    const entry = partition.start + offsetInPartition - (offsetInPartition % 32);
+    const other = this.partitionOn('b', partition).start - partition.start;
+    const { name, differing } = describeDirectoryEntry(await this.bytesAt('a', entry, 32), await this.bytesAt('b', entry + other, 32));
+    return { cluster: region.cluster, owner: `the directory ${path}: the entry of ${name}${differing.length > 0 ? ` (its ${differing.join(', ')} differ${differing.length === 1 ? 's' : ''})` : ''}` };
+  }
+
+  private async bytesAt(side: Side, offset: number, bytes: number): Promise<Uint8Array> {
+    const dump = await this.run(['od', '-An', '-v', '-tu1', '-N', String(bytes), '-j', String(offset), this.images[side].image]);
+    return Uint8Array.from(dump.join(' ').trim().split(/\s+/).map(Number));
   }
 
   private ext4Device(side: Side, partition: ImagePartition): string {
@@ -263,10 +299,15 @@ export function renderImageDiff(d: ImageDiff, limit = 200): string {
   }
   const first = d.firstDifference;
   if (first) {
-    const block = first.block === undefined ? '' : `, block ${first.block}`;
-    lines.push(`First differing byte: ${first.offset} (${first.region}${block})${first.owner ? `: ${first.owner}` : ''}`);
+    lines.push(`First differing byte: ${describeDifference(first)}`);
   }
+  for (const later of d.laterDifferences) lines.push(`First differing byte in the ${later.region}: ${describeDifference(later)}`);
   return `${lines.join('\n')}\n`;
+}
+
+function describeDifference(d: FirstDifference): string {
+  const unit = d.block !== undefined ? `, block ${d.block}` : d.cluster !== undefined ? `, cluster ${d.cluster}` : '';
+  return `${d.offset} (${d.region}${unit})${d.owner ? `: ${d.owner}` : ''}`;
 }
 
 function indent(text: string): string[] {

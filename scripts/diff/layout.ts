@@ -172,9 +172,11 @@ export interface FatGeometry {
   reservedSectors: number;
   fats: number;
   sectorsPerFat: number;
+  /** FAT32 keeps its root directory in clusters, from this one. */
+  rootCluster: number;
 }
 
-/** A FAT32 boot sector's geometry (its first 64 bytes are enough). */
+/** A FAT32 boot sector's geometry (its first 48 bytes are enough). */
 export function parseFatBootSector(bytes: Uint8Array): FatGeometry {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return {
@@ -183,6 +185,7 @@ export function parseFatBootSector(bytes: Uint8Array): FatGeometry {
     reservedSectors: view.getUint16(14, true),
     fats: view.getUint8(16),
     sectorsPerFat: view.getUint32(36, true),
+    rootCluster: view.getUint32(44, true),
   };
 }
 
@@ -214,4 +217,38 @@ export function fileAtCluster(mshowfat: string, cluster: number): string | undef
     }
   }
   return undefined;
+}
+
+/** The byte ranges of a FAT directory entry (32 bytes), by what they hold. */
+const directoryEntryFields: [string, number, number][] = [
+  ['name', 0, 11],
+  ['attributes', 11, 12],
+  ['creation time', 13, 18],
+  ['access date', 18, 20],
+  ['first cluster', 20, 22],
+  ['write time', 22, 26],
+  ['first cluster', 26, 28],
+  ['size', 28, 32],
+];
+
+/**
+ * One directory entry as it is in two images: whose it is (its 8.3 name, or a long-name part) and
+ * which of its fields differ. The entries' times are what a clock that was not pinned leaves behind.
+ */
+export function describeDirectoryEntry(a: Uint8Array, b: Uint8Array): { name: string; differing: string[] } {
+  const attributes = a[11] ?? 0;
+  const text = (bytes: Uint8Array) => String.fromCharCode(...bytes).trimEnd();
+  let name: string;
+  if (a[0] === 0) name = 'an unused entry';
+  else if (a[0] === 0xe5) name = 'a deleted entry';
+  else if ((attributes & 0x0f) === 0x0f) name = 'a long-name entry';
+  else if (attributes & 0x08) name = `${text(a.subarray(0, 11))} (the volume label)`;
+  else {
+    const extension = text(a.subarray(8, 11));
+    name = `${text(a.subarray(0, 8))}${extension ? `.${extension}` : ''}`;
+  }
+  const differing = directoryEntryFields
+    .filter(([, from, to]) => a.subarray(from, to).some((byte, i) => byte !== b[from + i]))
+    .map(([field]) => field);
+  return { name, differing: [...new Set(differing)] };
 }

@@ -75,19 +75,22 @@ function isContainer(value: unknown): value is object {
   return typeof value === 'object' && value !== null;
 }
 
-/** What the image was built from, besides the definition. */
+/** Compared on their own (definition, packages, files, sizes), or not at all (the step timings: how the build went). */
+const notInputs = new Set(['name', 'definition', 'packages', 'files', 'sizes', 'steps', 'rootfsCache']);
+
+/**
+ * What the image was built from, besides the definition: base, mirror, builder image, root
+ * filesystem cache key, epoch, disk id, and any field a newer pibond adds to the manifest.
+ */
 function diffInputs(a: ComparedManifest, b: ComparedManifest): ValueChange[] {
-  const inputs = (m: ComparedManifest) => ({
-    base: m.base,
-    mirror: m.mirror,
-    builderImage: m.builderImage,
-    'rootfsCache.key': m.rootfsCache?.key,
-    sourceDateEpoch: m.sourceDateEpoch,
-    diskId: m.diskId,
-  });
-  const from = inputs(a);
-  const to = inputs(b);
-  return (Object.keys(from) as (keyof typeof from)[]).flatMap((key) => diffValues(from[key], to[key], key));
+  const inputs = (m: ComparedManifest) => {
+    const fields = Object.fromEntries(Object.entries(m).filter(([key]) => !notInputs.has(key)));
+    return { ...fields, 'rootfsCache.key': m.rootfsCache?.key };
+  };
+  const from: Record<string, unknown> = inputs(a);
+  const to: Record<string, unknown> = inputs(b);
+  const keys = [...new Set([...Object.keys(from), ...Object.keys(to)])].sort();
+  return keys.flatMap((key) => diffValues(from[key], to[key], key));
 }
 
 /**
@@ -157,8 +160,8 @@ function shown(value: unknown): string {
 }
 
 export function formatBytes(bytes: number): string {
-  const mib = bytes / (1024 * 1024);
-  return Math.abs(mib) >= 1 ? `${mib.toFixed(1)} MiB` : `${bytes} bytes`;
+  if (Math.abs(bytes) >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+  return Math.abs(bytes) >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} bytes`;
 }
 
 function signedBytes(delta: number): string {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   type ImagePartition,
+  describeDirectoryEntry,
   describeRegion,
   ext4BlockRole,
   fatRegionAt,
@@ -69,14 +70,14 @@ describe('ext4 blocks', async () => {
 });
 
 describe('FAT regions', () => {
-  // The default image's boot sector: 512-byte sectors, 1 sector per cluster, 32 reserved, 2 FATs of 4033 sectors.
+  // The default image's boot sector: 512-byte sectors, 1 sector per cluster, 32 reserved, 2 FATs of 4033 sectors, root directory at cluster 2.
   const sector = Uint8Array.from([
-    235, 88, 144, 109, 107, 102, 115, 46, 102, 97, 116, 0, 2, 1, 32, 0, 2, 0, 0, 0, 0, 248, 0, 0, 32, 0, 16, 0, 0, 0, 0, 0, 0, 0, 8, 0, 193, 15, 0, 0,
+    235, 88, 144, 109, 107, 102, 115, 46, 102, 97, 116, 0, 2, 1, 32, 0, 2, 0, 0, 0, 0, 248, 0, 0, 32, 0, 16, 0, 0, 0, 0, 0, 0, 0, 8, 0, 193, 15, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0,
   ]);
   const geometry = parseFatBootSector(sector);
 
   it('reads the geometry from the boot sector', () => {
-    expect(geometry).toEqual({ bytesPerSector: 512, sectorsPerCluster: 1, reservedSectors: 32, fats: 2, sectorsPerFat: 4033 });
+    expect(geometry).toEqual({ bytesPerSector: 512, sectorsPerCluster: 1, reservedSectors: 32, fats: 2, sectorsPerFat: 4033, rootCluster: 2 });
   });
 
   it('tells the boot sector, the reserved sectors, each FAT and the data clusters', () => {
@@ -94,5 +95,15 @@ describe('FAT regions', () => {
     expect(fileAtCluster(chains, 417)).toBe('/config.txt');
     expect(fileAtCluster(chains, 30)).toBe('/overlays/a.dtbo');
     expect(fileAtCluster(chains, 25)).toBeUndefined();
+  });
+
+  it('says whose directory entry differs, and which of its fields', () => {
+    // The volume label entry of two builds' boot partitions, as mkfs.vfat stamped them with its clock.
+    const label = (seconds: number) => Uint8Array.from([66, 79, 79, 84, 70, 83, 32, 32, 32, 32, 32, 8, 0, 0, seconds, 128, 131, 93, 131, 93, 0, 0, seconds, 128, 131, 93, 0, 0, 0, 0, 0, 0]);
+    expect(describeDirectoryEntry(label(41), label(71))).toEqual({ name: 'BOOTFS (the volume label)', differing: ['creation time', 'write time'] });
+    const file = Uint8Array.from([...'CONFIG  TXT'].map((c) => c.charCodeAt(0)).concat([0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 160, 1, 0, 0, 4, 0, 0, 0]));
+    const bigger = Uint8Array.from(file);
+    bigger[28] = 161;
+    expect(describeDirectoryEntry(file, bigger)).toEqual({ name: 'CONFIG.TXT', differing: ['size'] });
   });
 });

@@ -72,6 +72,13 @@ describe('diffManifests', () => {
     expect(renderManifestDiff(d)).toContain('bond.primary: "eth0" -> "eth1"');
   });
 
+  it('compares a field a newer pibond adds to the manifest as one more input', async () => {
+    const a = await manifest();
+    const b = { ...(await manifest()), lock: { file: 'images/default.lock.json', sha256: 'ab' } };
+    expect(diffManifests(a, b).inputs).toEqual([{ path: 'lock', from: undefined, to: { file: 'images/default.lock.json', sha256: 'ab' } }]);
+    expect(renderManifestDiff(diffManifests(a, b))).toContain('lock: (absent) -> {"file":"images/default.lock.json","sha256":"ab"}');
+  });
+
   it('names output files whose size or checksum differ, and sizes with their delta', async () => {
     const a = await manifest();
     const b = await manifest();
@@ -86,6 +93,8 @@ describe('diffManifests', () => {
     const text = renderManifestDiff(d);
     expect(text).toContain(`~ ${image}: ${before.bytes} -> ${before.bytes + 10} bytes, sha256 ${before.sha256?.slice(0, 12)} -> ffffffffffff`);
     expect(text).toMatch(/root filesystem: .* MiB -> .* MiB \(\+2\.0 MiB\)/);
+    b.sizes.bootBytes -= 126;
+    expect(renderManifestDiff(diffManifests(a, b))).toMatch(/boot partition files: .* \(-126 bytes\)/);
   });
 });
 
