@@ -22,6 +22,8 @@ export interface BuildManifest {
   files: Record<string, { bytes: number; sha256?: string }>;
   sizes: { rootfsBytes: number; kernelModulesBytes: number; bootBytes: number };
   packages: { name: string; version: string; architecture: string }[];
+  /** The lock the package set was installed from (pibond build --locked FILE, or the definition's own lock). */
+  lock?: { file: string; sha256: string } | undefined;
   /** Each step's duration, in the order they ran. */
   steps: { name: string; seconds: number }[];
 }
