@@ -3,28 +3,60 @@
 // map's ranges, the installed packages and the sizes the manifest reports. Prints one JSON line on
 // stdout:
 //   {compressSeconds, bmapSeconds, checksums: {file: sha256}, packages: [{name, version, architecture}],
-//    sizes: {rootfsBytes, kernelModulesBytes, bootBytes}}
+//    sizes: {rootfsBytes, kernelModulesBytes, bootBytes}, framesReused, framesCompressed, level}
 // Argument: one JSON object {dir, image, compression: zstd|xz|none, checksums (the file to write),
 //   bmapRanges (the file to write: {imageSize, blockSize, ranges: [{first, last, sha256}]}, which
-//   the build renders as the .bmap), root (the image's tree)}.
+//   the build renders as the .bmap), root (the image's tree), frames: {dir, reuse} (the zstd frame
+//   cache: where, and whether to take frames from it or compress them all again; without it, every
+//   frame is compressed in a temporary directory; `level` there overrides zstdLevel, to measure)}.
+//
+// The image is read once, in chunks, and only where it holds data (SEEK_DATA/SEEK_HOLE): the holes
+// are fed to the hashes as zeros. Each chunk's pass feeds the whole file's sha256, the block map's
+// range hashes and the chunk's own sha256. The .img.zst is one independent zstd frame per chunk,
+// concatenated (a zstd stream may hold many frames; every decoder reads them as one): a frame is
+// looked up in the cache by the chunk's sha256, the level and zstd's version, and compressed only
+// when missing. A rebuild that changed a few blocks compresses a few chunks. The frames are
+// compressed single-threaded, so their bytes do not depend on the machine: the same image gives
+// the same .img.zst, from the cache or not.
+//
+// bmapSeconds is the read pass (checksums, block map, cache look-ups; missing frames are compressed
+// beside it), compressSeconds what the compressed copy took after it (the last frames, the copy).
+import { spawn } from 'node:child_process';
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { open, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { $ } from 'zx';
 
-const { dir, image, compression, checksums, bmapRanges, root } = JSON.parse(process.argv[2] ?? '{}');
+const { dir, image, compression, checksums, bmapRanges, root, frames } = JSON.parse(process.argv[2] ?? '{}');
 const blockSize = 4096;
-const compressors = {
-  zstd: { suffix: '.zst', flags: ['-T0', '-10', '--sparse', '-q', '-f'] },
-  xz: { suffix: '.xz', flags: ['-T0', '-6', '-k', '-f'] },
-  none: undefined,
-};
-if (!(compression in compressors)) {
-  console.error(`outputs: unknown compression ${compression}; allowed: ${Object.keys(compressors).join(', ')}`);
+/**
+ * One zstd frame per 16 MiB: a changed block recompresses 16 MiB (~1 s at level 19 on one core),
+ * and the ratio is within 0.2% of 8 MiB-larger chunks (zstd's window at these levels is 8 MiB).
+ */
+const chunkBytes = 16 * 1024 * 1024;
+/**
+ * On the 2 GiB bookworm image (708 MiB of data), all its frames: level 10 gives 179 MB for 42 CPU
+ * seconds; 11-15 are within 0.6% of it at 2-5 times the time; 16 gives ~171 MB for ~220 s, 19 ~161 MB
+ * for ~450 s (estimated from a quarter of the chunks). None reaches 150 MB, and a cold build cannot
+ * spend minutes here: 10, the level of the whole-file compression before (177.5 MB).
+ */
+const zstdLevel = 10;
+/** The cache keeps the frames of about this many images (least recently used go first). */
+const cachedImages = 3;
+const suffixes = { zstd: '.zst', xz: '.xz', none: undefined };
+if (!(compression in suffixes)) {
+  console.error(`outputs: unknown compression ${compression}; allowed: ${Object.keys(suffixes).join(', ')}`);
   process.exit(2);
 }
-// Prints "start end" for each data extent of the file (whence 3 is SEEK_DATA, 4 SEEK_HOLE).
+const level = frames?.level ?? zstdLevel;
+if (!Number.isInteger(level) || level < 1 || level > 19) {
+  console.error(`outputs: zstd level ${level}: allowed 1-19 (higher ones need --ultra, whose windows card writers refuse)`);
+  process.exit(2);
+}
+// Prints "start end" for each data extent of the file (whence 3 is SEEK_DATA, 4 SEEK_HOLE): Node
+// has no lseek(SEEK_DATA/SEEK_HOLE); Perl's sysseek has.
 const seekExtents = `
   open(my $f, "<", $ARGV[0]) or die "$ARGV[0]: $!";
   my $end = -s $f;
@@ -35,24 +67,27 @@ const seekExtents = `
     print $data + 0, " ", $hole + 0, "\\n";
     $pos = $hole;
   }`;
-const inDir = $({ cwd: dir, verbose: true });
 const data = $({ quiet: true });
 
+const imageFile = join(dir, image);
+const compressedName = suffixes[compression] && `${image}${suffixes[compression]}`;
 const started = Date.now();
-const compressor = compressors[compression];
-if (compressor) await inDir`${compression} ${compressor.flags} ${image}`;
-const compressSeconds = (Date.now() - started) / 1000;
+// xz keeps its one whole-file run (multi-threaded), beside the read pass.
+const xzDone = compression === 'xz' ? pipeToFile('xz', ['-T0', '-6', '-c', '--', imageFile], join(dir, compressedName)) : undefined;
+const scratch = compression === 'zstd' && !frames ? await mkdtemp(join(tmpdir(), 'outputs-frames-')) : undefined;
+const frameCache = compression === 'zstd' ? await openFrameCache({ dir: frames?.dir ?? scratch, level, reuse: frames?.reuse ?? false }) : undefined;
 
-const bmapStarted = Date.now();
-await writeFile(join(dir, bmapRanges), JSON.stringify(await blockMap(join(dir, image))));
-const bmapSeconds = (Date.now() - bmapStarted) / 1000;
-
-const files = compressor ? [image, `${image}${compressor.suffix}`] : [image];
-const sums = (await inDir`sha256sum ${files}`.quiet()).stdout;
-await writeFile(join(dir, checksums), sums);
-const checksumsByFile = Object.fromEntries(
-  sums.trim().split('\n').map((line) => line.split(/\s+/)).map(([sum, file]) => [file, sum]),
-);
+const pass = await readPass(imageFile, frameCache);
+const passEnded = Date.now();
+const sums = { [image]: pass.sha256 };
+if (frameCache) sums[compressedName] = await frameCache.concatenate(pass.chunkFrames, join(dir, compressedName));
+if (xzDone) sums[compressedName] = await xzDone;
+const compressSeconds = (Date.now() - passEnded) / 1000;
+const bmapSeconds = (passEnded - started) / 1000;
+await writeFile(join(dir, bmapRanges), JSON.stringify({ imageSize: pass.imageSize, blockSize, ranges: pass.ranges }));
+await writeFile(join(dir, checksums), Object.entries(sums).map(([file, sum]) => `${sum}  ${file}\n`).join(''));
+if (frameCache && !scratch) await frameCache.prune(pass.chunkFrames);
+if (scratch) await rm(scratch, { recursive: true, force: true });
 
 const format = '${Package}\t${Version}\t${Architecture}\n';
 const installed = (await data`dpkg-query ${`--admindir=${join(root, 'var/lib/dpkg')}`} -W -f ${format}`).stdout;
@@ -68,40 +103,238 @@ const sizes = {
   bootBytes: await bytes(join(root, 'boot')),
 };
 
-console.log(JSON.stringify({ compressSeconds, bmapSeconds, checksums: checksumsByFile, packages, sizes }));
+const framesReport = frameCache ? { framesReused: frameCache.reused, framesCompressed: frameCache.compressed, level } : {};
+console.log(JSON.stringify({ compressSeconds, bmapSeconds, checksums: sums, packages, sizes, ...framesReport }));
 
 /**
- * The image's mapped blocks: its data extents (the holes are what the disk assembly never wrote),
- * widened to whole blocks and merged, each range with the sha256 of its bytes. Node has no
- * lseek(SEEK_DATA/SEEK_HOLE); Perl's sysseek has (whence 3 and 4).
+ * The one read of the image. The block map's ranges are its data extents (the holes are what the
+ * disk assembly never wrote) widened to whole blocks and merged; only they are read, the rest is
+ * zeros. Returns the whole file's sha256, the ranges with theirs, and each chunk's frame (a promise:
+ * missing frames are still being compressed when the pass ends).
  */
-async function blockMap(file) {
-  const extents = (await data`perl -e ${seekExtents} ${file}`).stdout.trim().split('\n').filter(Boolean).map((line) => line.split(' ').map(Number));
+async function readPass(file, cache) {
   const imageSize = (await stat(file)).size;
-  const ranges = [];
-  for (const [start, end] of extents) {
-    const first = Math.floor(start / blockSize);
-    const last = Math.ceil(end / blockSize) - 1;
-    const previous = ranges.at(-1);
-    if (previous && first <= previous.last + 1) previous.last = Math.max(previous.last, last);
-    else ranges.push({ first, last });
-  }
+  const ranges = blockRanges(await dataExtents(file), imageSize);
+  const wholeFile = createHash('sha256');
+  const zeros = Buffer.alloc(chunkBytes);
+  const chunkFrames = [];
   const handle = await open(file, 'r');
   try {
-    const buffer = Buffer.alloc(8 * 1024 * 1024);
-    for (const range of ranges) {
-      const hash = createHash('sha256');
-      const end = Math.min((range.last + 1) * blockSize, imageSize);
-      for (let position = range.first * blockSize; position < end; ) {
-        const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - position), position);
-        if (bytesRead === 0) throw new Error(`outputs: ${file} ended at ${position}, inside its data extents`);
-        hash.update(buffer.subarray(0, bytesRead));
-        position += bytesRead;
+    let next = 0;
+    let rangeHash;
+    for (let start = 0; start < imageSize; start += chunkBytes) {
+      const end = Math.min(start + chunkBytes, imageSize);
+      if (next >= ranges.length || ranges[next].first * blockSize >= end) {
+        const hole = zeros.subarray(0, end - start);
+        wholeFile.update(hole);
+        if (cache) chunkFrames.push(cache.frameOf(hole, zeroKey(hole.length)));
+        await cache?.room();
+        continue;
       }
-      range.sha256 = hash.digest('hex');
+      const chunk = Buffer.alloc(end - start);
+      while (next < ranges.length && ranges[next].first * blockSize < end) {
+        const range = ranges[next];
+        const from = Math.max(range.first * blockSize, start);
+        const to = Math.min((range.last + 1) * blockSize, imageSize, end);
+        await readFully(handle, chunk, from - start, to - from, from);
+        rangeHash ??= createHash('sha256');
+        rangeHash.update(chunk.subarray(from - start, to - start));
+        if (to < Math.min((range.last + 1) * blockSize, imageSize)) break;
+        range.sha256 = rangeHash.digest('hex');
+        rangeHash = undefined;
+        next++;
+      }
+      wholeFile.update(chunk);
+      if (cache) chunkFrames.push(cache.frameOf(chunk, createHash('sha256').update(chunk).digest('hex')));
+      await cache?.room();
     }
   } finally {
     await handle.close();
   }
-  return { imageSize, blockSize, ranges };
+  return { imageSize, ranges, sha256: wholeFile.digest('hex'), chunkFrames };
+}
+
+/** The file's data extents, [start, end) byte pairs in order. */
+async function dataExtents(file) {
+  const lines = (await data`perl -e ${seekExtents} ${file}`).stdout.trim().split('\n').filter(Boolean);
+  return lines.map((line) => line.split(' ').map(Number));
+}
+
+/** Extents widened to whole blocks, merged where they touch: [{first, last}] block numbers. */
+function blockRanges(extents, imageSize) {
+  const ranges = [];
+  for (const [start, end] of extents) {
+    const first = Math.floor(start / blockSize);
+    const last = Math.ceil(Math.min(end, imageSize) / blockSize) - 1;
+    const previous = ranges.at(-1);
+    if (previous && first <= previous.last + 1) previous.last = Math.max(previous.last, last);
+    else ranges.push({ first, last });
+  }
+  return ranges;
+}
+
+async function readFully(handle, buffer, offset, length, position) {
+  for (let done = 0; done < length; ) {
+    const { bytesRead } = await handle.read(buffer, offset + done, length - done, position + done);
+    if (bytesRead === 0) throw new Error(`outputs: the image ended at ${position + done}, inside its data extents`);
+    done += bytesRead;
+  }
+}
+
+function zeroKey(length) {
+  zeroKey.byLength ??= new Map();
+  const zeroKeys = zeroKey.byLength;
+  if (!zeroKeys.has(length)) zeroKeys.set(length, createHash('sha256').update(Buffer.alloc(length)).digest('hex'));
+  return zeroKeys.get(length);
+}
+
+/**
+ * The frame cache: `<key>.zst` files named by the chunk's sha256, the level and zstd's version.
+ * A frame found is opened at once (and its mtime touched): an open file survives another build's
+ * pruning. A missing one is compressed (one zstd per core), written under a temporary name and
+ * renamed, so a reader never sees half a frame.
+ */
+async function openFrameCache({ dir: cacheDir, level, reuse }) {
+  await mkdir(cacheDir, { recursive: true });
+  const version = (await data`zstd --version`).stdout.match(/v(\d+\.\d+\.\d+)/)?.[1];
+  if (!version) throw new Error('outputs: zstd --version printed no version');
+  const flags = ['-q', '-c', '--single-thread', `-${level}`];
+  const suffix = `.L${level}.zstd-${version}.zst`;
+  const byKey = new Map();
+  const cores = availableParallelism();
+  const slots = limiter(cores);
+  // The pass waits while chunks queue for compression, so that only a few are held in memory.
+  let pending = 0;
+  const roomWaiters = [];
+  const room = async () => {
+    while (pending >= 2 * cores) await new Promise((resolve) => roomWaiters.push(resolve));
+  };
+  const cache = { reused: 0, compressed: 0, frameOf, room, concatenate, prune };
+  return cache;
+
+  /** The frame of `chunk` (a promise of its open file; a failure is thrown where it is awaited). */
+  function frameOf(chunk, key) {
+    if (!byKey.has(key)) {
+      pending++;
+      const handle = lookUp(chunk, key).finally(() => {
+        pending--;
+        roomWaiters.splice(0).forEach((resolve) => resolve());
+      });
+      handle.catch(() => {});
+      byKey.set(key, { file: join(cacheDir, `${key}${suffix}`), handle });
+    }
+    return byKey.get(key);
+  }
+
+  async function lookUp(chunk, key) {
+    const file = join(cacheDir, `${key}${suffix}`);
+    if (reuse) {
+      const found = await open(file, 'r').catch((err) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+      if (found) {
+        const now = new Date();
+        await found.utimes(now, now);
+        cache.reused++;
+        return found;
+      }
+    }
+    const frame = await slots(() => pipeThrough('zstd', flags, chunk));
+    const temporary = `${file}.tmp-${process.pid}-${key.slice(0, 8)}`;
+    await writeFile(temporary, frame);
+    await rename(temporary, file);
+    cache.compressed++;
+    return open(file, 'r');
+  }
+
+  /** Writes the frames in chunk order as `target`; returns its sha256. */
+  async function concatenate(chunkFrames, target) {
+    const hash = createHash('sha256');
+    const out = await open(target, 'w');
+    try {
+      for (const frame of chunkFrames) {
+        const handle = await frame.handle;
+        const { size } = await handle.stat();
+        const bytes = Buffer.alloc(size);
+        await readFully(handle, bytes, 0, size, 0);
+        hash.update(bytes);
+        await out.write(bytes);
+      }
+    } finally {
+      await out.close();
+      for (const { handle } of byKey.values()) await (await handle.catch(() => undefined))?.close();
+    }
+    return hash.digest('hex');
+  }
+
+  /**
+   * Keeps the cache within `cachedImages` times this image's frames: the frames this build used,
+   * then the most recently used others; older ones, and temporary files an hour old, are removed.
+   */
+  async function prune(chunkFrames) {
+    const used = new Set(chunkFrames.map((frame) => frame.file));
+    const entries = [];
+    for (const name of await readdir(cacheDir)) {
+      const file = join(cacheDir, name);
+      const info = await stat(file).catch(() => undefined);
+      if (info?.isFile()) entries.push({ file, bytes: info.size, mtime: info.mtimeMs, temporary: name.includes('.tmp-') });
+    }
+    const usedBytes = entries.filter((entry) => used.has(entry.file)).reduce((sum, entry) => sum + entry.bytes, 0);
+    let kept = usedBytes;
+    const others = entries.filter((entry) => !used.has(entry.file)).sort((a, b) => b.mtime - a.mtime);
+    for (const entry of others) {
+      const stale = entry.temporary ? Date.now() - entry.mtime > 3600_000 : kept + entry.bytes > cachedImages * usedBytes;
+      if (stale) await unlink(entry.file).catch(() => {});
+      else if (!entry.temporary) kept += entry.bytes;
+    }
+  }
+}
+
+/** Runs `task`s with at most `count` at a time. */
+function limiter(count) {
+  let running = 0;
+  const waiting = [];
+  return async (task) => {
+    if (running >= count) await new Promise((resolve) => waiting.push(resolve));
+    running++;
+    try {
+      return await task();
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  };
+}
+
+/** Feeds `input` to a command's standard input; returns its standard output. */
+function pipeThrough(command, args, input) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    const output = [];
+    child.stdout.on('data', (bytes) => output.push(bytes));
+    child.on('error', reject);
+    child.on('close', (code, signal) => (code === 0 ? resolve(Buffer.concat(output)) : reject(new Error(`outputs: ${command} ${args.join(' ')} failed (${code ?? signal})`))));
+    child.stdin.on('error', reject);
+    child.stdin.end(input);
+  });
+}
+
+/** Runs a command with its standard output going to `target`; returns the output's sha256. */
+async function pipeToFile(command, args, target) {
+  const out = await open(target, 'w');
+  const hash = createHash('sha256');
+  try {
+    await new Promise((resolve, reject) => {
+      const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      let writing = Promise.resolve();
+      child.stdout.on('data', (bytes) => {
+        hash.update(bytes);
+        child.stdout.pause();
+        writing = writing.then(() => out.write(bytes)).then(() => child.stdout.resume(), reject);
+      });
+      child.on('error', reject);
+      child.on('close', (code, signal) => writing.then(() => (code === 0 ? resolve() : reject(new Error(`outputs: ${command} failed (${code ?? signal})`)))));
+    });
+  } finally {
+    await out.close();
+  }
+  return hash.digest('hex');
 }
