@@ -12,7 +12,7 @@ import { mappedBytes, parseBmap, usedBlocks } from '../lib/bmap.ts';
 import { loadDefinition } from '../lib/definition.ts';
 import { ensureDockerEngine } from '../lib/host.ts';
 import { Progress } from '../lib/log.ts';
-import { readManifest } from '../lib/manifest.ts';
+import { readManifest, readTimings } from '../lib/manifest.ts';
 import { DEFAULT_SOURCE_DATE_EPOCH } from '../lib/tar.ts';
 
 const definitionFile = join(import.meta.dirname, '..', '..', 'images', 'default.yaml');
@@ -49,6 +49,7 @@ export async function benchBuild(): Promise<Record<string, number | string>> {
     if (!rebuild.rootfsFromCache) throw new Error('the rebuild did not reuse the cached root filesystem');
 
     const manifest = await readManifest(join(options.outDir, `${def.name}.manifest.json`));
+    const timings = await readTimings(join(options.outDir, `${def.name}.timings.json`));
     const files = manifest.files;
     const mib = (bytes: number) => Math.round((bytes / 1024 ** 2) * 10) / 10;
     const compressedName = Object.keys(files).find((f) => /\.img\.(zst|xz)$/.test(f));
@@ -62,7 +63,7 @@ export async function benchBuild(): Promise<Record<string, number | string>> {
       'image compressed (MiB)': compressedName ? mib(files[compressedName]?.bytes ?? 0) : 'none',
       'image mapped by the .bmap (MiB)': mib(mappedBytes(bmap)),
       'image used by its file systems (MiB)': mib((await usedBlocks(image)) * bmap.blockSize),
-      'block map (s)': manifest.steps.find((s) => s.name === 'Block map')?.seconds ?? 'none',
+      'block map (s)': timings.steps.find((s) => s.name === 'Block map')?.seconds ?? 'none',
       'root filesystem (MiB)': mib(manifest.sizes.rootfsBytes),
       'kernel modules (MiB)': mib(manifest.sizes.kernelModulesBytes),
       '/boot (MiB)': mib(manifest.sizes.bootBytes),

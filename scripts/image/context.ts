@@ -84,6 +84,7 @@ export type Tool =
   | 'register-binfmt.mjs'
   | 'bootstrap-rootfs'
   | 'rootfs-cache.mjs'
+  | 'root-base.mjs'
   | 'configure-rootfs.mjs'
   | 'assemble-disk.mjs'
   | 'check-boot-chain.mjs'

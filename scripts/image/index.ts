@@ -15,6 +15,7 @@ import { host } from './steps/00-host.ts';
 import { builder } from './steps/10-builder.ts';
 import { container } from './steps/20-container.ts';
 import { rootfs } from './steps/30-rootfs.ts';
+import { rootBase } from './steps/35-root-base.ts';
 import { overlays } from './steps/40-overlays.ts';
 import { configure } from './steps/50-configure.ts';
 import { disk } from './steps/60-disk.ts';
@@ -25,7 +26,7 @@ import { publish } from './steps/90-publish.ts';
 export const defaultCacheVolume = 'pibond-cache';
 export const defaultOverlaysDir = join(import.meta.dirname, '..', '..', 'overlays');
 
-export const steps: readonly Step[] = [host, builder, container, rootfs, overlays, configure, disk, check, outputs, publish];
+export const steps: readonly Step[] = [host, builder, container, rootfs, rootBase, overlays, configure, disk, check, outputs, publish];
 
 export interface BuildResult {
   outputs: string[];

@@ -13,7 +13,8 @@ export interface BuildManifest {
   base: Definition['base'];
   mirror: string;
   builderImage: string | undefined;
-  rootfsCache: { key: string; fromCache: boolean } | undefined;
+  /** The cached root filesystem's key: what the bootstrap depended on (whether it came from the cache is in the timings). */
+  rootfsCache: { key: string } | undefined;
   diskId: string;
   sourceDateEpoch: number;
   /** The card-settings slot `pibond flash` fills in place. */
@@ -24,8 +25,23 @@ export interface BuildManifest {
   packages: { name: string; version: string; architecture: string }[];
   /** The lock the package set was installed from (pibond build --locked FILE, or the definition's own lock). */
   lock?: { file: string; sha256: string } | undefined;
+}
+
+/**
+ * How a build went, beside its manifest (out/<name>.timings.json): each step's duration and whether
+ * the root filesystem came from the cache. Kept out of the manifest, which says only what was built,
+ * so that two builds of the same inputs give the same manifest bytes.
+ */
+export interface BuildTimings {
+  name: string;
+  rootfsFromCache: boolean;
   /** Each step's duration, in the order they ran. */
   steps: { name: string; seconds: number }[];
+  /**
+   * The .img.zst's frames (one per 16 MiB of the image): how many came from the cache and how many
+   * were compressed, at which zstd level. Absent for xz and uncompressed images.
+   */
+  compression?: { framesReused: number; framesCompressed: number; level: number };
 }
 
 /**
@@ -36,6 +52,11 @@ export interface CardSlot {
   file: string;
   offset: number;
   bytes: number;
+}
+
+/** Reads the timings pibond wrote beside a manifest (its own output: not validated again). */
+export async function readTimings(file: string): Promise<BuildTimings> {
+  return JSON.parse(await readFile(file, 'utf8')) as BuildTimings;
 }
 
 /** Reads a manifest pibond wrote (its own output: not validated again). */

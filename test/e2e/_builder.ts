@@ -8,13 +8,22 @@ import { connectDocker, runContainer } from '../../scripts/lib/docker.ts';
  * `keepStderr` (tools that report there, like bmaptool); standard error is echoed either way.
  */
 export async function inBuilder(outDir: string, script: string, opts: { devices?: string[]; keepStderr?: boolean } = {}): Promise<string[]> {
+  return runInBuilder([`${outDir}:/out:ro`], script, opts);
+}
+
+/** Runs a bash script in the builder image with a Docker volume (a build's cache) mounted at `at`. */
+export async function inBuilderWithVolume(volume: string, at: string, script: string): Promise<string[]> {
+  return runInBuilder([`${volume}:${at}`], script, {});
+}
+
+async function runInBuilder(binds: string[], script: string, opts: { devices?: string[]; keepStderr?: boolean }): Promise<string[]> {
   const docker = await connectDocker();
   const image = await ensureBuilderImage(docker, 'http://deb.debian.org/debian', () => {}, () => {});
   const lines: string[] = [];
   await runContainer(docker, {
     image,
     cmd: ['bash', '-euo', 'pipefail', '-c', script],
-    binds: [`${outDir}:/out:ro`],
+    binds,
     devices: opts.devices ?? [],
     sink: (line, stream) => {
       if (stream === 'stdout' || opts.keepStderr) lines.push(line);

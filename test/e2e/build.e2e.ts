@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectDocker, listContainers } from '../../scripts/lib/docker.ts';
-import { readManifest } from '../../scripts/lib/manifest.ts';
+import { readManifest, readTimings } from '../../scripts/lib/manifest.ts';
 import { type Mbr, type Partition, parseMbr, readFirstSector, sectorBytes } from '../../scripts/lib/mbr.ts';
 import { inBuilder } from './_builder.ts';
 import { runPibond, startPibond } from './_pibond.ts';
@@ -46,7 +46,7 @@ export function describeBuild(outDir: string): void {
       expect(result.stderr + result.stdout).toContain('Check the boot chain');
       expect(result.code, result.stderr).toBe(0);
       const files = await readdir(outDir);
-      for (const suffix of ['.img', '.img.zst', '.img.sha256', '.manifest.json', '.build.log']) expect(files).toContain(`${name}${suffix}`);
+      for (const suffix of ['.img', '.img.zst', '.img.sha256', '.manifest.json', '.timings.json', '.build.log']) expect(files).toContain(`${name}${suffix}`);
       expect(files.filter((f) => f.startsWith('.staging'))).toEqual([]);
     });
 
@@ -68,7 +68,8 @@ export function describeBuild(outDir: string): void {
       const manifest = await readManifest(join(outDir, `${name}.manifest.json`));
       const packages = manifest.packages.map((p) => p.name);
       for (const p of ['ifenslave', 'ifupdown', 'linux-image-arm64', 'raspi-firmware', 'nodejs', 'openssh-server']) expect(packages).toContain(p);
-      expect(manifest.steps.map((s) => s.name)).toContain('Root filesystem');
+      const timings = await readTimings(join(outDir, `${name}.timings.json`));
+      expect(timings.steps.map((s) => s.name)).toContain('Root filesystem');
     });
 
     it('boot partition: firmware, kernel, initrd, cmdline.txt naming root by PARTUUID', async () => {
@@ -124,7 +125,8 @@ export function describeBuild(outDir: string): void {
         expect(result.code, result.stderr).toBe(0);
         expect(result.stdout).toContain('root filesystem from the cache');
         const manifest = await readManifest(join(rebuildOut, `${name}.manifest.json`));
-        expect(manifest.rootfsCache?.fromCache).toBe(true);
+        expect(manifest.rootfsCache?.key).toBe((await readManifest(join(outDir, `${name}.manifest.json`))).rootfsCache?.key);
+        expect((await readTimings(join(rebuildOut, `${name}.timings.json`))).rootfsFromCache).toBe(true);
         const mbr = await readMbr(join(rebuildOut, `${name}.img`));
         const lines = await inBuilder(
           rebuildOut,

@@ -11,6 +11,7 @@ import { paths } from '../../scripts/image/context.ts';
 import { build } from '../../scripts/image/index.ts';
 import { container } from '../../scripts/image/steps/20-container.ts';
 import { notCached, rootfs } from '../../scripts/image/steps/30-rootfs.ts';
+import { rootBase, rootBasePaths } from '../../scripts/image/steps/35-root-base.ts';
 import { overlays } from '../../scripts/image/steps/40-overlays.ts';
 import { configure } from '../../scripts/image/steps/50-configure.ts';
 import { disk } from '../../scripts/image/steps/60-disk.ts';
@@ -22,7 +23,7 @@ import { CommandFailed } from '../../scripts/lib/docker.ts';
 import { UserError } from '../../scripts/lib/errors.ts';
 import { diskLayout } from '../../scripts/lib/layout.ts';
 import { Progress } from '../../scripts/lib/log.ts';
-import { readManifest } from '../../scripts/lib/manifest.ts';
+import { readManifest, readTimings } from '../../scripts/lib/manifest.ts';
 import { type ExecScript, FakeEngine } from '../lib/_fake-engine.ts';
 import { listTar } from '../lib/_tar-entries.ts';
 
@@ -261,10 +262,38 @@ describe('50-configure', () => {
 
 const cardSlot = { file: 'pibond-card.yaml', offset: 4_210_688, bytes: 65536 };
 
+describe('35-root-base', () => {
+  it('runs root-base.mjs with a key of the root filesystem, the root partition and the epoch', async () => {
+    const { engine, execs } = engineWith((tool) => (tool === 'root-base.mjs' ? { output: [['stdout', '{"built":false,"seconds":0.1}\n']] } : {}));
+    const ctx = await running(engine);
+    ctx.rootfs = { key: 'k', fromCache: true };
+    await rootBase.run(ctx);
+    const input = JSON.parse(execs[1]!.args[0]!) as Record<string, unknown>;
+    expect(execs[1]?.tool).toBe('root-base.mjs');
+    const base = rootBasePaths(ctx);
+    expect(input).toMatchObject({ root: paths.rootfs, base: base.file, rootBytes: ctx.layout.rootSectors * 512, uuid: base.uuid, reuse: true, sourceDateEpoch: 1704067200 });
+    expect(base.file).toMatch(/^\/cache\/root-base\/[0-9a-f]{24}\.ext4$/);
+  });
+
+  it('keys the base by the root filesystem, the partition size and the epoch, never by the definition', async () => {
+    const { engine } = engineWith();
+    const ctx = await running(engine);
+    ctx.rootfs = { key: 'k', fromCache: true };
+    const other = await running(engine);
+    other.rootfs = { key: 'k', fromCache: false };
+    const renamed = { ...other, def: { ...other.def, hostname: 'elsewhere' } };
+    expect(rootBasePaths(renamed)).toEqual(rootBasePaths(ctx));
+    expect(rootBasePaths({ ...ctx, rootfs: { key: 'k2', fromCache: true } }).key).not.toBe(rootBasePaths(ctx).key);
+    expect(rootBasePaths({ ...ctx, options: { ...ctx.options, sourceDateEpoch: 1 } }).key).not.toBe(rootBasePaths(ctx).key);
+    expect(rootBasePaths(ctx).uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-8[0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+});
+
 describe('60-disk', () => {
   it('runs assemble-disk.mjs with the layout and a command line naming the root by PARTUUID', async () => {
     const { engine, execs } = engineWith((tool) => (tool === 'assemble-disk.mjs' ? { output: [['stdout', `${JSON.stringify({ card: cardSlot })}\n`]] } : {}));
     const ctx = await running(engine);
+    ctx.rootfs = { key: 'k', fromCache: true };
     await disk.run(ctx);
     expect(ctx.card).toEqual(cardSlot);
     const input = JSON.parse(execs[1]!.args[0]!) as Record<string, unknown>;
@@ -277,6 +306,7 @@ describe('60-disk', () => {
       rootSectors: ctx.layout.rootSectors,
       totalSectors: 4194304,
       sourceDateEpoch: 1704067200,
+      rootBase: rootBasePaths(ctx),
     });
     expect(input['cmdline']).toContain(`root=PARTUUID=${ctx.layout.diskId}-02 `);
   });
@@ -345,7 +375,9 @@ describe('80-outputs', () => {
     expect(manifest.card).toEqual(cardSlot);
     expect(manifest.packages).toEqual(report.packages);
     expect(manifest.sizes).toEqual(report.sizes);
-    expect(manifest.steps.slice(-2)).toEqual([{ name: 'Compress', seconds: 1.5 }, { name: 'Block map', seconds: 0.5 }]);
+    expect(manifest).not.toHaveProperty('steps');
+    const timings = await readTimings(join(ctx.stagingDir, 't.timings.json'));
+    expect(timings.steps.slice(-2)).toEqual([{ name: 'Compress', seconds: 1.5 }, { name: 'Block map', seconds: 0.5 }]);
   });
 });
 
@@ -353,7 +385,7 @@ describe('90-publish', () => {
   it('renames every staged output into the output directory, the manifest last', async () => {
     const { engine } = engineWith();
     const ctx = await context(engine);
-    const files = ['t.img', 't.img.zst', 't.img.sha256', 't.img.bmap', 't.rpi-imager.json', 't.manifest.json'];
+    const files = ['t.img', 't.img.zst', 't.img.sha256', 't.img.bmap', 't.rpi-imager.json', 't.timings.json', 't.manifest.json'];
     for (const file of files) await writeFile(join(ctx.stagingDir, file), file);
     await publish.verify!(ctx);
     await publish.run(ctx);

@@ -1,11 +1,13 @@
 /**
  * The SD-card image: MBR, FAT32 boot partition, ext4 root; assembled in one sparse file, no loop
- * devices, holes only where nothing was written (the block map relies on it). The boot partition
+ * devices, holes only where nothing was written (the block map relies on it). The root partition is
+ * the cached base image plus what changed in the tree since (see 35-root-base.ts). The boot partition
  * holds the card-settings slot, whose place in the image the build context keeps for the manifest.
  */
 import { UserError } from '../../lib/errors.ts';
 import type { CardSlot } from '../../lib/manifest.ts';
 import { type Step, paths, runTool, verifyTools } from '../context.ts';
+import { rootBasePaths } from './35-root-base.ts';
 
 /** The root filesystem alone is about 0.8 GiB; mke2fs would fail on a smaller partition after the slow steps. */
 const minRootBytes = 1024 ** 3;
@@ -41,6 +43,7 @@ export const disk: Step = {
         totalSectors: layout.totalSectors,
         cmdline: kernelCommandLine(layout.rootPartuuid),
         sourceDateEpoch: ctx.options.sourceDateEpoch,
+        rootBase: rootBasePaths(ctx),
       },
     ]);
     ctx.card = parseDiskReport(lines).card;

@@ -1,12 +1,13 @@
 /**
- * The outputs: the compressed copy, checksums, the block map, the Raspberry Pi Imager entry and the
- * manifest, all written in the staging directory (the publish step moves them into out/).
+ * The outputs: the compressed copy, checksums, the block map, the Raspberry Pi Imager entry, the
+ * manifest (what was built: the same bytes for the same inputs) and the timings (how the build
+ * went), all written in the staging directory (the publish step moves them into out/).
  */
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Bmap, renderBmap } from '../../lib/bmap.ts';
 import { imagerRepository } from '../../lib/imager.ts';
-import type { BuildManifest } from '../../lib/manifest.ts';
+import type { BuildManifest, BuildTimings } from '../../lib/manifest.ts';
 import { type BuildContext, type Step, paths, runTool, verifyTools } from '../context.ts';
 
 const suffixes = { zstd: '.zst', xz: '.xz', none: '' } as const;
@@ -20,6 +21,7 @@ export function outputNames(name: string, compression: keyof typeof suffixes) {
     checksums: `${image}.sha256`,
     bmap: `${image}.bmap`,
     imager: `${name}.rpi-imager.json`,
+    timings: `${name}.timings.json`,
     manifest: `${name}.manifest.json`,
   };
 }
@@ -27,8 +29,15 @@ export function outputNames(name: string, compression: keyof typeof suffixes) {
 /** Where outputs.mjs leaves the block map's ranges for renderBmap (in the staging directory, not published). */
 const bmapRangesFile = '.bmap-ranges.json';
 
-/** What outputs.mjs prints as its last line. */
-export interface OutputsReport extends Pick<BuildManifest, 'packages' | 'sizes'> {
+/**
+ * The .img.zst is one zstd frame per 16 MiB of the image, each kept in the cache volume under its
+ * chunk's sha256 (and the level and zstd's version): a rebuild compresses only the chunks that
+ * changed. outputs.mjs keeps the cache to a few images' frames.
+ */
+export const zstdFrameCache = `${paths.cache}/zstd-frames`;
+
+/** What outputs.mjs prints as its last line; the frame counts and level come with zstd only. */
+export interface OutputsReport extends Pick<BuildManifest, 'packages' | 'sizes'>, Partial<NonNullable<BuildTimings['compression']>> {
   compressSeconds: number;
   bmapSeconds: number;
   checksums: Record<string, string>;
@@ -41,8 +50,11 @@ export const outputs: Step = {
   },
   async run(ctx) {
     const names = outputNames(ctx.def.name, ctx.def.disk.compression);
+    const compression = ctx.def.disk.compression;
+    // --no-cache compresses every frame again (and replaces the cached ones).
+    const frames = compression === 'zstd' ? { frames: { dir: zstdFrameCache, reuse: ctx.options.cache } } : {};
     const lines = await runTool(ctx, 'outputs.mjs', [
-      { dir: '/out', image: names.image, compression: ctx.def.disk.compression, checksums: names.checksums, bmapRanges: bmapRangesFile, root: paths.rootfs },
+      { dir: '/out', image: names.image, compression, checksums: names.checksums, bmapRanges: bmapRangesFile, root: paths.rootfs, ...frames },
     ]);
     const report = parseOutputsReport(lines);
     if (!ctx.card) throw new Error('the disk step recorded no card slot (a step ran out of order)');
@@ -62,16 +74,24 @@ export const outputs: Step = {
       base: ctx.def.base,
       mirror: ctx.def.mirror,
       builderImage: ctx.builderImage,
-      rootfsCache: ctx.rootfs,
+      rootfsCache: ctx.rootfs && { key: ctx.rootfs.key },
       diskId: ctx.layout.diskId,
       sourceDateEpoch: ctx.options.sourceDateEpoch,
       card: ctx.card,
       files: await describeFiles(ctx, names, report.checksums),
       sizes: report.sizes,
       packages: report.packages,
-      steps: [...ctx.progress.timings, { name: 'Compress', seconds: report.compressSeconds }, { name: 'Block map', seconds: report.bmapSeconds }],
     };
     await writeFile(join(ctx.stagingDir, names.manifest), `${JSON.stringify(manifest, null, 2)}\n`);
+    const timings: BuildTimings = {
+      name: ctx.def.name,
+      rootfsFromCache: ctx.rootfs?.fromCache ?? false,
+      steps: [...ctx.progress.timings, { name: 'Compress', seconds: report.compressSeconds }, { name: 'Block map', seconds: report.bmapSeconds }],
+      ...(report.level !== undefined && {
+        compression: { framesReused: report.framesReused ?? 0, framesCompressed: report.framesCompressed ?? 0, level: report.level },
+      }),
+    };
+    await writeFile(join(ctx.stagingDir, names.timings), `${JSON.stringify(timings, null, 2)}\n`);
   },
 };
 

@@ -31,5 +31,5 @@ export const publish: Step = {
 /** The outputs in the order they are published: the manifest, which describes the others, last. */
 function outputFiles(ctx: BuildContext): string[] {
   const names = outputNames(ctx.def.name, ctx.def.disk.compression);
-  return [names.image, names.compressed, names.checksums, names.bmap, names.imager, names.manifest].filter((file): file is string => file !== undefined);
+  return [names.image, names.compressed, names.checksums, names.bmap, names.imager, names.timings, names.manifest].filter((file): file is string => file !== undefined);
 }

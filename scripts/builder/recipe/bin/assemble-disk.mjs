@@ -9,17 +9,22 @@
 // `dd conv=sparse` broke this: it turned every zero block into a hole, free FAT entries included.)
 // The boot partition also gets the card-settings slot, pibond-card.yaml, in contiguous clusters,
 // which `pibond flash` overwrites in place on the card.
+// The root partition is the cached base image (root-base.mjs) copied in, plus the delta of what
+// changed in the tree since it was made, applied with debugfs (lib/root-delta.mjs); a delta debugfs
+// cannot express (a hard link, a device node) makes the file system from the whole tree instead.
 // Argument: one JSON object {root, image, diskId, bootStart, bootSectors, rootStart, rootSectors,
-//   totalSectors, cmdline (the kernel command line for cmdline.txt), sourceDateEpoch}.
+//   totalSectors, cmdline (the kernel command line for cmdline.txt), sourceDateEpoch,
+//   rootBase: {file, listing, marker, uuid} (root-base.mjs's outputs)}.
 // Prints one JSON line on stdout, last: {card: {file, offset (bytes into the image), bytes}}.
 import { Buffer } from 'node:buffer';
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { $ } from 'zx';
+import { deltaCommands, parseChangedListing, parseTypedListing } from './lib/root-delta.mjs';
 
 const input = JSON.parse(process.argv[2] ?? '{}');
-const { root, image, diskId, sourceDateEpoch } = input;
+const { root, image, diskId, sourceDateEpoch, rootBase } = input;
+const rootOffset = input.rootStart * 512;
 const firmware = join(root, 'boot/firmware');
 const sector = 512;
 const bootOffset = input.bootStart * sector;
@@ -34,6 +39,40 @@ const card = {
 };
 const cardContent = Buffer.alloc(card.bytes, '\n');
 cardContent.write(card.line);
+
+// mtools date what they write (the volume label's entry, new directories) from SOURCE_DATE_EPOCH,
+// and mke2fs (e2fsprogs >= 1.47.1) every inode's times: the same tree gives the same bytes.
+const reproducible = { ...process.env, SOURCE_DATE_EPOCH: String(sourceDateEpoch) };
+const mtools = $({ env: reproducible });
+
+// Copies a sparse file's data extents (SEEK_DATA/SEEK_HOLE) into another file at an offset, in the
+// kernel (copy_file_range), so its holes stay holes and everything else is data. Node has neither.
+const copyExtents = `
+import errno, os, sys
+src = os.open(sys.argv[1], os.O_RDONLY)
+dst = os.open(sys.argv[2], os.O_WRONLY)
+offset = int(sys.argv[3])
+end = os.fstat(src).st_size
+pos = 0
+while pos < end:
+    try:
+        data = os.lseek(src, pos, os.SEEK_DATA)
+    except OSError as err:
+        if err.errno != errno.ENXIO: raise
+        break
+    hole = os.lseek(src, data, os.SEEK_HOLE)
+    at = data
+    while at < hole:
+        try:
+            copied = os.copy_file_range(src, dst, hole - at, at, at + offset)
+        except OSError as err:
+            if err.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP): raise
+            chunk = os.pread(src, min(hole - at, 8 << 20), at)
+            copied = os.pwrite(dst, chunk, at + offset)
+        if copied <= 0: sys.exit(f"copy-extents: no progress at {at}")
+        at += copied
+    pos = hole
+`;
 
 const work = await mkdtemp('/work/disk.');
 try {
@@ -57,24 +96,18 @@ try {
 
   // FAT32 with a fixed volume id (the disk id) so that rebuilds agree. mkfs.vfat picks its cluster
   // size from the room it finds after --offset, so the file ends with the boot partition while it
-  // runs (as with -C on a file of the partition's size).
+  // runs (as with -C on a file of the partition's size). The label is put in by mlabel, not by
+  // mkfs.vfat -n: dosfstools 4.2 dates the label's directory entry with the clock, mtools with
+  // SOURCE_DATE_EPOCH.
   await $`truncate -s ${bootOffset + input.bootSectors * sector} ${image}`;
-  await $`mkfs.vfat -F 32 -n BOOTFS -i ${diskId} ${`--offset=${input.bootStart}`} ${image} ${Math.floor(input.bootSectors / 2)}`.quiet();
+  await $`mkfs.vfat -F 32 -i ${diskId} ${`--offset=${input.bootStart}`} ${image} ${Math.floor(input.bootSectors / 2)}`.quiet();
   await $`truncate -s ${input.totalSectors * sector} ${image}`;
+  await mtools`mlabel -i ${bootFs} ::BOOTFS`;
   // The card slot first, into the empty file system: its clusters are contiguous.
-  await $`mcopy -m -i ${bootFs} ${cardFile} ::/`;
-  const bootFiles = (await readdir(boot)).sort().map((name) => join(boot, name));
-  await $`mcopy -s -m -i ${bootFs} ${bootFiles} ::/`;
+  await mtools`mcopy -m -i ${bootFs} ${cardFile} ::/`;
+  await copyTreeSorted(boot, '::');
 
-  // ext4 from the tree; the UUID and hash seed come from the disk id for reproducibility. nodiscard:
-  // a discard on a file punches holes. UNIX_IO_NOZEROOUT: what mke2fs zeroes (the journal) it
-  // writes as zeros instead of punching holes, so it is data in the block map and zero on the card.
-  // lazy_itable_init=1 is what mke2fs picks where the kernel zeroes inode tables at first mount;
-  // said here so the bytes do not depend on the build host's kernel.
-  const uuid = `${diskId}-0000-4000-8000-${createHash('sha256').update(diskId).digest('hex').slice(0, 12)}`;
-  const extended = `root_owner=0:0,hash_seed=${uuid},offset=${input.rootStart * sector},nodiscard,lazy_itable_init=1`;
-  const env = { ...process.env, E2FSPROGS_FAKE_TIME: String(sourceDateEpoch), UNIX_IO_NOZEROOUT: '1' };
-  await $({ env })`mke2fs -F -q -t ext4 -L rootfs -U ${uuid} -E ${extended} -d ${root} ${image} ${`${Math.floor(input.rootSectors / 2)}k`}`;
+  await assembleRoot();
 
   const table = [
     'label: dos',
@@ -94,6 +127,60 @@ try {
   console.log(JSON.stringify({ card: { file: card.file, offset, bytes: card.bytes } }));
 } finally {
   await rm(work, { recursive: true, force: true });
+}
+
+/**
+ * The root partition: the base image's data copied in at the partition's offset, then the delta
+ * applied in place. Either way every inode time is SOURCE_DATE_EPOCH, and what mke2fs or debugfs
+ * zero it writes as zeros (UNIX_IO_NOZEROOUT), never as holes.
+ */
+async function assembleRoot() {
+  const env = { ...reproducible, E2FSPROGS_FAKE_TIME: String(sourceDateEpoch), UNIX_IO_NOZEROOUT: '1' };
+  const delta = await rootDelta();
+  if ('fallback' in delta) {
+    console.log(`assemble-disk: the whole root file system is made from the tree: ${delta.fallback}`);
+    const extended = `root_owner=0:0,hash_seed=${rootBase.uuid},offset=${rootOffset},nodiscard,lazy_itable_init=1`;
+    await $({ env })`mke2fs -F -q -t ext4 -L rootfs -U ${rootBase.uuid} -E ${extended} -d ${root} ${image} ${`${Math.floor(input.rootSectors / 2)}k`}`;
+    return;
+  }
+  await $`python3 -c ${copyExtents} ${rootBase.file} ${image} ${rootOffset}`;
+  const commands = join(work, 'root-delta.debugfs');
+  await writeFile(commands, `${delta.commands.join('\n')}\n`);
+  // debugfs reports a failed command on stderr and still exits 0.
+  const applied = await $({ env })`debugfs -w -f ${commands} ${`${image}?offset=${rootOffset}`}`.quiet();
+  const errors = applied.stderr.split('\n').filter((line) => line.trim() !== '' && !/^debugfs \d/.test(line));
+  if (errors.length > 0) throw new Error(`assemble-disk: debugfs could not apply the root file system's delta:\n  ${errors.slice(0, 10).join('\n  ')}`);
+  const { removed, written, directories, links } = delta.summary;
+  console.log(`assemble-disk: root file system = base image + ${written} files, ${directories} new directories, ${links} links written, ${removed} paths removed`);
+}
+
+/** What changed in the tree since the base image was made (the firmware's files are the FAT's). */
+async function rootDelta() {
+  const firmwareFiles = ['-path', `${root}/boot/firmware/*`, '-prune', '-o'];
+  const typed = (await $`find ${root} -mindepth 1 ${firmwareFiles} -printf ${'%y %P\\0'}`.quiet()).stdout;
+  const changed = (await $`find ${root} ${firmwareFiles} -cnewer ${rootBase.marker} -printf ${'%y %m %U %G %T@ %n %P\\0%l\\0'}`.quiet()).stdout;
+  return deltaCommands({
+    base: parseTypedListing(await readFile(rootBase.listing, 'utf8')),
+    current: parseTypedListing(typed),
+    changed: parseChangedListing(changed),
+    root,
+    sourceDateEpoch,
+  });
+}
+
+/**
+ * Copies a tree into the boot partition one directory at a time, entries in sorted order. mcopy -s
+ * would walk it in readdir order, which is the build host's hash order: the FAT's directory entries
+ * and cluster chains would then differ from one machine to another.
+ */
+async function copyTreeSorted(from, to) {
+  const entries = (await readdir(from, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const files = entries.filter((entry) => !entry.isDirectory()).map((entry) => join(from, entry.name));
+  if (files.length > 0) await mtools`mcopy -m -i ${bootFs} ${files} ${`${to}/`}`;
+  for (const dir of entries.filter((entry) => entry.isDirectory())) {
+    await mtools`mmd -i ${bootFs} ${`${to}/${dir.name}`}`;
+    await copyTreeSorted(join(from, dir.name), `${to}/${dir.name}`);
+  }
 }
 
 async function moveAll(from, to) {

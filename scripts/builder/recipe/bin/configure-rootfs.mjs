@@ -44,7 +44,11 @@ await rm(join(root, 'var/lib/systemd/random-seed'), { force: true });
 await removeMatching('var/log', /\.log$/);
 await removeMatching('var/log/apt', /./);
 await removeMatching('var/cache/apt', /\.bin$/);
-await removeMatching('var/lib/apt/lists', /_Packages$/);
+// The mirror's indexes (Packages, Release) are of the day of the build, not of the package set:
+// they would make a rebuild from the same packages differ. The device fetches its own at apt update.
+await removeMatching('var/lib/apt/lists', /^(?!lock$|partial$)/);
+// ldconfig's cache of the libraries' inode numbers and times: rebuilt when absent.
+await rm(join(root, 'var/cache/ldconfig/aux-cache'), { force: true });
 
 /** Removes the entries of root/dir whose names match, like `rm -rf root/dir/<glob>`. */
 async function removeMatching(dir, name) {

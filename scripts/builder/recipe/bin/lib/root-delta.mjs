@@ -1,0 +1,96 @@
+// The root file system as a cached base image plus a delta: what the overlays and the system's
+// configuration changed in the tree after the base image was made, as debugfs commands that apply
+// it to a copy of the base. Pure functions over find(1)'s listings, so that unit tests run them.
+//
+// The listings (find -printf, entries ended by NUL):
+//   typed:   "%y %P\0"                          every path of a tree, with its type letter
+//   changed: "%y %m %U %G %T@ %n %P\0%l\0"      paths whose inode changed after the base was made
+
+/** debugfs's command parser splits on blanks and understands double quotes, nothing more. */
+const unquotable = /["\\\n]/;
+const typeBits = { f: 0o100000, d: 0o040000, l: 0o120000 };
+
+/** Parses a typed listing into a Map from path to type letter (f, d, l, ...). */
+export function parseTypedListing(text) {
+  const paths = new Map();
+  for (const entry of text.split('\0')) {
+    if (entry === '') continue;
+    paths.set(entry.slice(2), entry[0]);
+  }
+  return paths;
+}
+
+/** Parses a changed listing into entries {type, mode, uid, gid, mtime, links, path, target}. */
+export function parseChangedListing(text) {
+  const fields = text.split('\0');
+  const entries = [];
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const match = /^(\S) (\d+) (\d+) (\d+) ([\d.]+) (\d+) (.*)$/s.exec(fields[i]);
+    if (!match) throw new Error(`root-delta: cannot read the listing entry ${JSON.stringify(fields[i])}`);
+    const [, type, mode, uid, gid, mtime, links, path] = match;
+    entries.push({ type, mode: parseInt(mode, 8), uid: Number(uid), gid: Number(gid), mtime: Math.floor(Number(mtime)), links: Number(links), path, target: fields[i + 1] });
+  }
+  return entries;
+}
+
+/**
+ * The debugfs commands that turn the base image into the current tree, or the reason the delta
+ * cannot be expressed that way (then the caller makes the file system from the whole tree).
+ *   base:    typed listing of the tree the base image was made from
+ *   current: typed listing of the tree now
+ *   changed: the changed listing (paths whose inode changed since the base was made)
+ *   root:    where the tree is, for debugfs's write to read the files from
+ *   sourceDateEpoch: the time given to every inode (mtimes are clamped to it)
+ * Returns {commands: string[], summary: {removed, written, directories, links}} or {fallback: string}.
+ */
+export function deltaCommands({ base, current, changed, root, sourceDateEpoch }) {
+  const quote = (path) => `"${path}"`;
+  const unsupported = (path, why) => ({ fallback: `/${path}: ${why}` });
+  const commands = [];
+  const summary = { removed: 0, written: 0, directories: 0, links: 0 };
+
+  // Removed first, deepest first, so that a directory is empty when it goes.
+  const removed = [...base.keys()].filter((path) => !current.has(path)).sort().reverse();
+  for (const path of removed) {
+    if (unquotable.test(path)) return unsupported(path, 'a name debugfs cannot quote');
+    commands.push(`${base.get(path) === 'd' ? 'rmdir' : 'rm'} ${quote(`/${path}`)}`);
+    summary.removed++;
+  }
+
+  // Then what changed, parents before their children (a path sorts after its prefix).
+  for (const entry of [...changed].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+    const { path, type } = entry;
+    if (unquotable.test(path) || unquotable.test(entry.target)) return unsupported(path, 'a name debugfs cannot quote');
+    const target = `/${path}`;
+    const was = path === '' ? 'd' : base.get(path);
+    if (!(type in typeBits)) return unsupported(path, `a file of type "${type}" (only files, directories and symbolic links are applied)`);
+    if (was !== undefined && (was === 'd') !== (type === 'd')) return unsupported(path, 'a directory replaced by a file or the other way round');
+    if (type === 'f' && entry.links > 1) return unsupported(path, `a hard link (${entry.links} names)`);
+
+    if (type === 'd') {
+      if (was === undefined) {
+        commands.push(`mkdir ${quote(target)}`);
+        summary.directories++;
+      }
+    } else {
+      if (was !== undefined) commands.push(`rm ${quote(target)}`);
+      if (type === 'f') {
+        commands.push(`write ${quote(`${root}/${path}`)} ${quote(target)}`);
+        summary.written++;
+      } else {
+        commands.push(`symlink ${quote(target)} ${quote(entry.target)}`);
+        summary.links++;
+      }
+    }
+    const inode = path === '' ? '/' : target;
+    const mtime = Math.min(entry.mtime, sourceDateEpoch);
+    commands.push(
+      `sif ${quote(inode)} mode 0${(typeBits[type] | entry.mode).toString(8)}`,
+      `sif ${quote(inode)} uid ${entry.uid}`,
+      `sif ${quote(inode)} gid ${entry.gid}`,
+      `sif ${quote(inode)} mtime @${mtime}`,
+      ...['atime', 'ctime', 'crtime'].map((field) => `sif ${quote(inode)} ${field} @${sourceDateEpoch}`),
+    );
+  }
+  return { commands, summary };
+}

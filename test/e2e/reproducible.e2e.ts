@@ -1,0 +1,84 @@
+/**
+ * Reproducible rebuilds, end to end: the default definition built from an empty cache volume, then
+ * again from the same volume with the root filesystem restored from its cache and the base image of
+ * the root file system made anew from the restored tree, gives the same image, compressed image and
+ * manifest, byte for byte. The suite's own build (from the shared cache volume, maybe made on another
+ * day) must agree too whenever it installed the same packages. A difference is reported by
+ * `pibond diff`, which names the first differing file inside the image.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { connectDocker } from '../../scripts/lib/docker.ts';
+import { readManifest, readTimings } from '../../scripts/lib/manifest.ts';
+import { inBuilderWithVolume } from './_builder.ts';
+import { runPibond } from './_pibond.ts';
+
+const name = 'pibond-bookworm-arm64';
+/** The outputs that must be identical: what a user flashes, downloads and compares. */
+const compared = [`${name}.img`, `${name}.img.zst`, `${name}.manifest.json`, `${name}.img.bmap`, `${name}.rpi-imager.json`];
+
+async function sha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Each compared output's sha256, by file name. */
+async function fingerprints(dir: string): Promise<Record<string, string>> {
+  const sums: Record<string, string> = {};
+  for (const file of compared) sums[file] = await sha256(join(dir, file));
+  return sums;
+}
+
+/** Fails with what `pibond diff` says of the two builds when their outputs differ. */
+async function expectSameBuild(a: string, b: string, what: string): Promise<void> {
+  const [left, right] = [await fingerprints(a), await fingerprints(b)];
+  if (JSON.stringify(left) === JSON.stringify(right)) return;
+  const manifests = await runPibond(['diff', join(a, `${name}.manifest.json`), join(b, `${name}.manifest.json`)]);
+  const images = await runPibond(['diff', join(a, `${name}.img`), join(b, `${name}.img`)]);
+  expect.fail(
+    `${what}: the outputs differ\n${JSON.stringify({ [a]: left, [b]: right }, null, 2)}\n` +
+      `pibond diff of the manifests:\n${manifests.stdout}${manifests.stderr}\npibond diff of the images:\n${images.stdout}${images.stderr}`,
+  );
+}
+
+export function describeReproducible(suiteOutDir: string): void {
+  describe('reproducible builds (Docker)', { tags: ['slow'] }, () => {
+    it('gives the same bytes from an empty cache volume and from the cached root filesystem', async () => {
+      const volume = `pibond-repro-test-${process.pid}`;
+      const cold = await mkdtemp(join(tmpdir(), 'pibond-cold-'));
+      const cached = await mkdtemp(join(tmpdir(), 'pibond-cached-'));
+      try {
+        const first = await runPibond(['build', 'images/default.yaml', '--out', cold, '--cache-volume', volume]);
+        expect(first.code, first.stderr).toBe(0);
+        expect((await readTimings(join(cold, `${name}.timings.json`))).rootfsFromCache).toBe(false);
+
+        // The second build restores the root filesystem from the volume's cache; without the base
+        // image the first build left there, it makes that anew from the restored tree.
+        await inBuilderWithVolume(volume, '/cache', 'rm -f /cache/root-base/*.ext4');
+        const second = await runPibond(['build', 'images/default.yaml', '--out', cached, '--cache-volume', volume]);
+        expect(second.code, second.stderr).toBe(0);
+        expect((await readTimings(join(cached, `${name}.timings.json`))).rootfsFromCache).toBe(true);
+        expect(second.stdout).toContain("Made the root file system's base image");
+        await expectSameBuild(cold, cached, 'a cold build and a build from the cached root filesystem');
+
+        // The suite's build used the shared cache, bootstrapped whenever that was: the same packages
+        // must give the same bytes; other packages (the mirror moved on) cannot.
+        const [ours, suite] = [await readManifest(join(cold, `${name}.manifest.json`)), await readManifest(join(suiteOutDir, `${name}.manifest.json`))];
+        if (JSON.stringify(ours.packages) === JSON.stringify(suite.packages)) {
+          await expectSameBuild(cold, suiteOutDir, "a cold build and the suite's build from the shared cache");
+        } else {
+          console.log('reproducible: the shared cache holds other package versions than the mirror has now; only the two builds from one volume are compared');
+        }
+      } finally {
+        await rm(cold, { recursive: true, force: true });
+        await rm(cached, { recursive: true, force: true });
+        await (await connectDocker()).getVolume(volume).remove().catch(() => {});
+      }
+    });
+  });
+}
