@@ -18,6 +18,7 @@ export class Progress {
   private current: { name: string; started: number; lastLine: string } | undefined;
   private ticker: NodeJS.Timeout | undefined;
   private file: WriteStream | undefined;
+  private readonly started = Date.now();
 
   constructor(
     private readonly options: { live: boolean; verbose: boolean; stream?: NodeJS.WriteStream } = { live: false, verbose: false },
@@ -37,9 +38,12 @@ export class Progress {
     this.spinner?.render();
   };
 
-  /** Where container and tool output goes. */
+  /**
+   * Where container and tool output goes. In the log each line carries the seconds since the build
+   * started, so the log shows where a long step's minutes went (mmdebstrap's phases, say).
+   */
   sink: LineSink = (line) => {
-    this.file?.write(`${line}\n`);
+    this.file?.write(`[${((Date.now() - this.started) / 1000).toFixed(1).padStart(6)}] ${line}\n`);
     if (this.current) this.current.lastLine = line;
     if (this.options.verbose) this.say(`  ${line}`);
   };

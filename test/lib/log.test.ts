@@ -17,7 +17,8 @@ describe('Progress (plain lines, as in CI)', () => {
       expect(printed).toMatch(/^==> Root filesystem\n<== Root filesystem \(\d+\.\ds\)\n==> Disk\n!!! Disk \(\d+\.\ds\)\n$/);
       expect(progress.timings.map((t) => t.name)).toEqual(['Root filesystem', 'Disk']);
       const log = await readFile(join(dir, 'build.log'), 'utf8');
-      expect(log).toContain('## Root filesystem\nI: downloading\n## done: Root filesystem');
+      // Each output line with the seconds since the build started.
+      expect(log).toMatch(/## Root filesystem\n\[ *\d+\.\d\] I: downloading\n## done: Root filesystem/);
       expect(log).toContain('## FAILED: Disk');
     } finally {
       await rm(dir, { recursive: true, force: true });
