@@ -19,8 +19,9 @@
 // compressed single-threaded, so their bytes do not depend on the machine: the same image gives
 // the same .img.zst, from the cache or not.
 //
-// bmapSeconds is the read pass (checksums, block map, cache look-ups; missing frames are compressed
-// beside it), compressSeconds what the compressed copy took after it (the last frames, the copy).
+// bmapSeconds is the read pass (checksums, block map, cache look-ups), compressSeconds the rest of
+// the wall time the compressed copy took: the pass's waits for the compressors, the last frames, the
+// copy (a cold build is mostly that; a rebuild mostly the pass).
 import { spawn } from 'node:child_process';
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
@@ -82,8 +83,10 @@ const passEnded = Date.now();
 const sums = { [image]: pass.sha256 };
 if (frameCache) sums[compressedName] = await frameCache.concatenate(pass.chunkFrames, join(dir, compressedName));
 if (xzDone) sums[compressedName] = await xzDone;
-const compressSeconds = (Date.now() - passEnded) / 1000;
-const bmapSeconds = (passEnded - started) / 1000;
+const waitedSeconds = frameCache?.waitedSeconds ?? 0;
+const seconds = (value) => Math.round(value * 1000) / 1000;
+const compressSeconds = seconds((Date.now() - passEnded) / 1000 + waitedSeconds);
+const bmapSeconds = seconds((passEnded - started) / 1000 - waitedSeconds);
 await writeFile(join(dir, bmapRanges), JSON.stringify({ imageSize: pass.imageSize, blockSize, ranges: pass.ranges }));
 await writeFile(join(dir, checksums), Object.entries(sums).map(([file, sum]) => `${sum}  ${file}\n`).join(''));
 if (frameCache && !scratch) await frameCache.prune(pass.chunkFrames);
@@ -207,9 +210,11 @@ async function openFrameCache({ dir: cacheDir, level, reuse }) {
   let pending = 0;
   const roomWaiters = [];
   const room = async () => {
+    const waitStarted = Date.now();
     while (pending >= 2 * cores) await new Promise((resolve) => roomWaiters.push(resolve));
+    cache.waitedSeconds += (Date.now() - waitStarted) / 1000;
   };
-  const cache = { reused: 0, compressed: 0, frameOf, room, concatenate, prune };
+  const cache = { reused: 0, compressed: 0, waitedSeconds: 0, frameOf, room, concatenate, prune };
   return cache;
 
   /** The frame of `chunk` (a promise of its open file; a failure is thrown where it is awaited). */
