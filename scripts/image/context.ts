@@ -66,6 +66,8 @@ export interface Step {
 
 /** Inside the build container. */
 export const paths = {
+  /** The container's scratch space (an anonymous volume, removed with it). */
+  work: '/work',
   rootfs: '/work/rootfs',
   image: (name: string) => `/out/${name}.img`,
   cache: '/cache',

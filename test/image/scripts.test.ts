@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, readlink, rm, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readlink, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -33,31 +33,42 @@ afterEach(async () => {
 
 describe.skipIf(!hostHasTools)('rootfs-cache.mjs', () => {
   it('exits with the code the rootfs step reads as "not cached" when there is no entry', async () => {
-    const result = await runScript('rootfs-cache.mjs', ['restore', JSON.stringify({ entry: join(dir, 'none.tar.zst'), rootfs: join(dir, 'root') })]);
+    const result = await runScript('rootfs-cache.mjs', ['restore', JSON.stringify({ entry: join(dir, 'none.tree'), rootfs: join(dir, 'root'), work: dir })]);
     expect(result.code).toBe(notCached);
-    expect(result.stdout).toBe('rootfs-cache: no entry none.tar.zst\n');
+    expect(result.stdout).toBe('rootfs-cache: no entry none.tree\n');
   });
 
-  it('saves a tree, keeps the newest entries only, and restores the tree', async () => {
+  it('saves a tree with its times clamped, keeps the newest entries only, and restores the tree without touching the cache', async () => {
     const tree = join(dir, 'tree');
     await mkdir(join(tree, 'etc'), { recursive: true });
     await writeFile(join(tree, 'etc', 'hostname'), 'pibond\n');
     await symlink('/usr/share/zoneinfo/Etc/UTC', join(tree, 'etc', 'localtime'));
     const cache = join(dir, 'cache');
-    await mkdir(cache);
-    await writeFile(join(cache, 'old.tar.zst'), 'old');
-    await utimes(join(cache, 'old.tar.zst'), 1, 1);
+    await mkdir(join(cache, 'old.tree'), { recursive: true });
+    await utimes(join(cache, 'old.tree'), 1, 1);
+    await writeFile(join(cache, 'older.tar.zst'), 'a cache entry of an older pibond');
 
-    const entry = join(cache, 'key.tar.zst');
-    const saved = await runScript('rootfs-cache.mjs', ['save', JSON.stringify({ entry, rootfs: tree, keep: 1 })]);
-    expect(saved.code).toBe(0);
-    expect(existsSync(join(cache, 'old.tar.zst'))).toBe(false);
+    const entry = join(cache, 'key.tree');
+    const saved = await runScript('rootfs-cache.mjs', ['save', JSON.stringify({ entry, rootfs: tree, keep: 1, sourceDateEpoch: 1704067200 })]);
+    expect(saved.code, saved.stderr).toBe(0);
+    expect(existsSync(join(cache, 'old.tree'))).toBe(false);
+    expect(existsSync(join(cache, 'older.tar.zst'))).toBe(false);
     expect(existsSync(`${entry}.partial`)).toBe(false);
+    expect((await stat(join(entry, 'etc', 'hostname'))).mtimeMs).toBe(1704067200_000);
 
     const restored = join(dir, 'restored');
-    expect((await runScript('rootfs-cache.mjs', ['restore', JSON.stringify({ entry, rootfs: restored })])).code).toBe(0);
-    expect(await readFile(join(restored, 'etc', 'hostname'), 'utf8')).toBe('pibond\n');
-    expect(await readlink(join(restored, 'etc', 'localtime'))).toBe('/usr/share/zoneinfo/Etc/UTC');
+    const work = join(dir, 'work');
+    const restore = await runScript('rootfs-cache.mjs', ['restore', JSON.stringify({ entry, rootfs: restored, work })]);
+    try {
+      expect(restore.code, restore.stderr).toBe(0);
+      expect(await readFile(join(restored, 'etc', 'hostname'), 'utf8')).toBe('pibond\n');
+      expect(await readlink(join(restored, 'etc', 'localtime'))).toBe('/usr/share/zoneinfo/Etc/UTC');
+      // A build writes into its own root filesystem, never into the cached tree.
+      await writeFile(join(restored, 'etc', 'hostname'), 'changed\n');
+      expect(await readFile(join(entry, 'etc', 'hostname'), 'utf8')).toBe('pibond\n');
+    } finally {
+      await new Promise((resolve) => execFile('umount', [restored], resolve));
+    }
   });
 });
 

@@ -66,7 +66,8 @@ function engineWith(exec: (tool: string, args: string[]) => ExecScript = () => (
     container: () => ({}),
     exec: (cmd) => {
       const [path = '', ...args] = cmd;
-      const tool = path.slice(`${paths.tools}/`.length);
+      // A recipe script by its name; any other command (tar, rm) as it is.
+      const tool = path.startsWith(`${paths.tools}/`) ? path.slice(`${paths.tools}/`.length) : path;
       execs.push({ tool, args });
       return exec(tool, args);
     },
@@ -137,7 +138,7 @@ describe('30-rootfs', () => {
     await rootfs.run(ctx);
     const tools = execs.slice(1);
     expect(tools.map((e) => [e.tool, e.args[0]])).toEqual([['rootfs-cache.mjs', 'restore']]);
-    expect(cacheEntry(tools[0]!.args)).toEqual({ entry: expect.stringMatching(/^\/cache\/rootfs\/[0-9a-f]{24}\.tar\.zst$/), rootfs: paths.rootfs });
+    expect(cacheEntry(tools[0]!.args)).toEqual({ entry: expect.stringMatching(/^\/cache\/rootfs\/[0-9a-f]{24}\.tree$/), rootfs: paths.rootfs, work: paths.work });
     expect(ctx.rootfs).toEqual({ key: expect.any(String), fromCache: true });
   });
 
@@ -189,17 +190,27 @@ describe('40-overlays', () => {
     return root;
   }
 
-  it('streams one tar of the merged overlays into the root filesystem', async () => {
+  it('streams one tar of the merged overlays into the container and unpacks it onto the root filesystem there', async () => {
     const mine = await overlayTree('mine', { '50-my-app/rootfs/etc/hello': 'hi\n' });
-    const { engine } = engineWith();
+    const { engine, execs } = engineWith();
     const ctx = await running(engine, defaultYaml, { overlaysDirs: [mine] });
     await overlays.verify!(ctx);
     await overlays.run(ctx);
+    // The engine's archive API cannot see the overlay mount made inside the container: the tar
+    // goes into the scratch space as a file.
     const [archive] = engine.container().archives;
-    expect(archive?.path).toBe(paths.rootfs);
-    const entries = await listTar(archive!.content);
+    expect(archive?.path).toBe(paths.work);
+    const [wrapper] = await listTar(archive!.content);
+    expect(wrapper?.name).toBe('overlays.tar');
+    // One file: its 512-byte header (the size in octal at byte 124), then its bytes.
+    const size = parseInt(archive!.content.subarray(124, 136).toString('ascii'), 8);
+    const entries = await listTar(archive!.content.subarray(512, 512 + size));
     expect(entries.map((e) => e.name)).toEqual(['etc', 'etc/hello']);
     expect(entries[1]?.content).toBe('hi\n');
+    expect(execs.slice(-2).map((e) => [e.tool, ...e.args].join(' '))).toEqual([
+      `tar -x -p --numeric-owner -f ${paths.work}/overlays.tar -C ${paths.rootfs}`,
+      `rm ${paths.work}/overlays.tar`,
+    ]);
   });
 
   it('refuses a missing --overlays folder, naming it', async () => {
@@ -362,7 +373,15 @@ describe('80-outputs', () => {
     for (const file of ['t.img', 't.img.zst', 't.img.sha256']) await writeFile(join(ctx.stagingDir, file), file);
     await writeFile(join(ctx.stagingDir, '.bmap-ranges.json'), JSON.stringify({ imageSize: 5, blockSize: 4096, ranges: [{ first: 0, last: 0, sha256: 'c'.repeat(64) }] }));
     await outputs.run(ctx);
-    expect(JSON.parse(execs[1]!.args[0]!)).toEqual({ dir: '/out', image: 't.img', compression: 'zstd', checksums: 't.img.sha256', bmapRanges: '.bmap-ranges.json', root: paths.rootfs });
+    expect(JSON.parse(execs[1]!.args[0]!)).toEqual({
+      dir: '/out',
+      image: 't.img',
+      compression: 'zstd',
+      checksums: 't.img.sha256',
+      bmapRanges: '.bmap-ranges.json',
+      root: paths.rootfs,
+      frames: { dir: '/cache/zstd-frames', reuse: true },
+    });
     const manifest = await readManifest(join(ctx.stagingDir, 't.manifest.json'));
     expect(manifest.files).toMatchObject({
       't.img': { bytes: 5, sha256: 'a'.repeat(64) },

@@ -1,6 +1,7 @@
 /**
- * The root filesystem before the overlays: restored from the cache when everything it depends on
- * is unchanged, else bootstrapped with mmdebstrap (and then cached). Only the fields that reach
+ * The root filesystem before the overlays: the cached tree (mounted as the lower layer of an
+ * overlay, so the build's changes never reach the cache) when everything it depends on is
+ * unchanged, else bootstrapped with mmdebstrap (and then cached). Only the fields that reach
  * mmdebstrap are in the key, so a change to an overlay or to the hostname reuses it.
  */
 import { createHash } from 'node:crypto';
@@ -42,7 +43,7 @@ export async function rootfsCacheKey(def: Definition, build: RootfsInputs = {}):
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 24);
 }
 
-/** Each cache entry is ~220 MB: keep the newest few (another definition may still want its own). */
+/** Each cache entry is a ~0.7 GB tree: keep the newest few (another definition may still want its own). */
 const keptRootfsEntries = 3;
 /** rootfs-cache.mjs restore's exit code when there is no entry for the key. */
 export const notCached = 3;
@@ -63,12 +64,13 @@ export const rootfs: Step = {
     const { docker, container } = requireContainer(ctx);
     const lock = ctx.lock;
     const key = await rootfsCacheKey(ctx.def, { sourceDateEpoch: ctx.options.sourceDateEpoch, lock: lock?.lock });
-    const entry = { entry: `${paths.rootfsCache}/${key}.tar.zst`, rootfs: paths.rootfs };
+    // The entry is an unpacked tree the build's root filesystem is an overlay of (rootfs-cache.mjs).
+    const entry = { entry: `${paths.rootfsCache}/${key}.tree`, rootfs: paths.rootfs };
     if (lock) ctx.progress.say(`Installing the locked package set from ${lock.file}${ctx.options.lock?.from === 'beside the definition' ? ' (--no-lock ignores it)' : ''}`);
 
     if (ctx.options.cache) {
       try {
-        await runTool(ctx, 'rootfs-cache.mjs', ['restore', entry]);
+        await runTool(ctx, 'rootfs-cache.mjs', ['restore', { ...entry, work: paths.work }]);
         ctx.progress.say(`Reused the cached root filesystem ${key}`);
         ctx.rootfs = { key, fromCache: true };
         return;
@@ -112,7 +114,7 @@ export const rootfs: Step = {
       const mismatches = lockMismatches(lock.lock, await installedPackages(ctx));
       if (mismatches.length > 0) throw lockMismatchError(lock, mismatches, 'installed');
     }
-    await runTool(ctx, 'rootfs-cache.mjs', ['save', { ...entry, keep: keptRootfsEntries }]);
+    await runTool(ctx, 'rootfs-cache.mjs', ['save', { ...entry, keep: keptRootfsEntries, sourceDateEpoch: ctx.options.sourceDateEpoch }]);
     ctx.rootfs = { key, fromCache: false };
   },
 };

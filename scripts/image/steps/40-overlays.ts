@@ -1,11 +1,11 @@
 /**
  * The overlays: every overlays/NN-name tree (and its rendered templates) merged in order, packed
- * into a byte-reproducible tar and streamed into the container's root filesystem.
+ * into a byte-reproducible tar, streamed into the container and unpacked onto its root filesystem.
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { putArchive } from '../../lib/docker.ts';
+import { execIn, putArchive } from '../../lib/docker.ts';
 import { UserError } from '../../lib/errors.ts';
 import { collectOverlays, listOverlays } from '../../lib/overlay.ts';
 import { packTar } from '../../lib/tar.ts';
@@ -26,11 +26,17 @@ export const overlays: Step = {
     await collectOverlays(ctx.options.overlaysDirs, ctx.def);
   },
   async run(ctx) {
-    const { container } = requireContainer(ctx);
+    const { docker, container } = requireContainer(ctx);
     const entries = await collectOverlays(ctx.options.overlaysDirs, ctx.def);
     const archive = await packTar(entries, ctx.options.sourceDateEpoch);
     ctx.progress.sink(`overlay tar: ${entries.length} entries, ${archive.length} bytes`, 'stdout');
-    await putArchive(container, archive, paths.rootfs);
+    // The root filesystem is an overlay mount made inside the container, which the engine's archive
+    // API does not see (it would write beneath the mount): the tar goes in as a file, and tar
+    // inside the container lays it in.
+    const tarFile = 'overlays.tar';
+    await putArchive(container, await packTar([{ type: 'file', path: tarFile, content: archive, mode: 0o644 }], ctx.options.sourceDateEpoch), paths.work);
+    await execIn(docker, container, ['tar', '-x', '-p', '--numeric-owner', '-f', `${paths.work}/${tarFile}`, '-C', paths.rootfs], { sink: ctx.progress.sink });
+    await execIn(docker, container, ['rm', `${paths.work}/${tarFile}`], { sink: ctx.progress.sink });
   },
 };
 

@@ -78,6 +78,7 @@ export const outputs: Step = {
       diskId: ctx.layout.diskId,
       sourceDateEpoch: ctx.options.sourceDateEpoch,
       card: ctx.card,
+      lock: ctx.lock && { file: ctx.lock.file, sha256: ctx.lock.sha256 },
       files: await describeFiles(ctx, names, report.checksums),
       sizes: report.sizes,
       packages: report.packages,

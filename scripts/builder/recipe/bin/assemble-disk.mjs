@@ -17,10 +17,11 @@
 //   rootBase: {file, listing, marker, uuid} (root-base.mjs's outputs)}.
 // Prints one JSON line on stdout, last: {card: {file, offset (bytes into the image), bytes}}.
 import { Buffer } from 'node:buffer';
-import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { $ } from 'zx';
 import { deltaCommands, parseChangedListing, parseTypedListing } from './lib/root-delta.mjs';
+import { moveAll } from './lib/tree.mjs';
 
 const input = JSON.parse(process.argv[2] ?? '{}');
 const { root, image, diskId, sourceDateEpoch, rootBase } = input;
@@ -76,18 +77,15 @@ while pos < end:
 
 const work = await mkdtemp('/work/disk.');
 try {
-  // The Pi firmware's files leave the root tree for the FAT partition; /boot/firmware stays as the
-  // empty mount point.
+  // The Pi firmware's files (and the command line) go to the FAT partition, straight from
+  // /boot/firmware; the root partition has that as the empty mount point.
   await writeFile(join(firmware, 'cmdline.txt'), `${input.cmdline}\n`);
-  const boot = join(work, 'boot');
-  await mkdir(boot);
-  await moveAll(firmware, boot);
   const cardFile = join(work, card.file);
   await writeFile(cardFile, cardContent);
 
   // Every timestamp is clamped to SOURCE_DATE_EPOCH, so the same tree gives the same bytes.
   const epoch = `@${sourceDateEpoch}`;
-  await $`find ${[root, boot, cardFile]} -newermt ${epoch} -exec touch --no-dereference ${`--date=${epoch}`} {} +`;
+  await $`find ${[root, cardFile]} -newermt ${epoch} -exec touch --no-dereference ${`--date=${epoch}`} {} +`;
 
   await rm(image, { force: true });
   // The space before the boot partition is written as zeros: no partition table from a card's
@@ -105,7 +103,7 @@ try {
   await mtools`mlabel -i ${bootFs} ::BOOTFS`;
   // The card slot first, into the empty file system: its clusters are contiguous.
   await mtools`mcopy -m -i ${bootFs} ${cardFile} ::/`;
-  await copyTreeSorted(boot, '::');
+  await copyTreeSorted(firmware, '::');
 
   await assembleRoot();
 
@@ -121,8 +119,6 @@ try {
   await $({ input: table })`sfdisk --quiet --wipe never ${image}`;
 
   const offset = await cardOffset();
-  // Put the firmware files back, so later steps (and a re-run) see the whole tree.
-  await moveAll(boot, firmware);
   await $`sfdisk --dump ${image}`;
   console.log(JSON.stringify({ card: { file: card.file, offset, bytes: card.bytes } }));
 } finally {
@@ -139,8 +135,13 @@ async function assembleRoot() {
   const delta = await rootDelta();
   if ('fallback' in delta) {
     console.log(`assemble-disk: the whole root file system is made from the tree: ${delta.fallback}`);
-    const extended = `root_owner=0:0,hash_seed=${rootBase.uuid},offset=${rootOffset},nodiscard,lazy_itable_init=1`;
-    await $({ env })`mke2fs -F -q -t ext4 -L rootfs -U ${rootBase.uuid} -E ${extended} -d ${root} ${image} ${`${Math.floor(input.rootSectors / 2)}k`}`;
+    const aside = await mkdtemp('/work/firmware.');
+    await moveAll(firmware, aside);
+    try {
+      await makeRootFromTree(env);
+    } finally {
+      await moveAll(aside, firmware);
+    }
     return;
   }
   await $`python3 -c ${copyExtents} ${rootBase.file} ${image} ${rootOffset}`;
@@ -152,6 +153,12 @@ async function assembleRoot() {
   if (errors.length > 0) throw new Error(`assemble-disk: debugfs could not apply the root file system's delta:\n  ${errors.slice(0, 10).join('\n  ')}`);
   const { removed, written, directories, links } = delta.summary;
   console.log(`assemble-disk: root file system = base image + ${written} files, ${directories} new directories, ${links} links written, ${removed} paths removed`);
+}
+
+/** mke2fs -d of the whole tree into the root partition, as the base image is made (root-base.mjs). */
+async function makeRootFromTree(env) {
+  const extended = `root_owner=0:0,hash_seed=${rootBase.uuid},offset=${rootOffset},nodiscard,lazy_itable_init=1`;
+  await $({ env })`mke2fs -F -q -t ext4 -L rootfs -U ${rootBase.uuid} -E ${extended} -d ${root} ${image} ${`${Math.floor(input.rootSectors / 2)}k`}`;
 }
 
 /** What changed in the tree since the base image was made (the firmware's files are the FAT's). */
@@ -181,10 +188,6 @@ async function copyTreeSorted(from, to) {
     await mtools`mmd -i ${bootFs} ${`${to}/${dir.name}`}`;
     await copyTreeSorted(join(from, dir.name), `${to}/${dir.name}`);
   }
-}
-
-async function moveAll(from, to) {
-  for (const name of await readdir(from)) await rename(join(from, name), join(to, name));
 }
 
 /**

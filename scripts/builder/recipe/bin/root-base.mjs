@@ -12,6 +12,7 @@ import { mkdir, mkdtemp, readdir, rename, rm, stat, unlink, utimes, writeFile } 
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { $ } from 'zx';
+import { moveAll } from './lib/tree.mjs';
 
 const input = JSON.parse(process.argv[2] ?? '{}');
 const { root, base, listing, marker, sourceDateEpoch } = input;
@@ -75,8 +76,4 @@ async function prune() {
     console.log(`root-base: removing the old base image ${basename(old.path)}`);
     await unlink(old.path);
   }
-}
-
-async function moveAll(from, to) {
-  for (const name of await readdir(from)) await rename(join(from, name), join(to, name));
 }
