@@ -3,7 +3,7 @@
  * the debugfs commands that turn the base image into the tree out, or the reason they cannot.
  */
 import { describe, expect, it } from 'vitest';
-import { deltaCommands, parseChangedListing, parseTypedListing } from '../../scripts/builder/recipe/bin/lib/root-delta.mjs';
+import { accessTimeCommands, deltaCommands, parseChangedListing, parseTypedListing } from '../../scripts/builder/recipe/bin/lib/root-delta.mjs';
 
 const epoch = 1704067200;
 const typed = (...entries: string[]) => parseTypedListing(entries.map((e) => `${e}\0`).join(''));
@@ -93,5 +93,14 @@ describe('deltaCommands', () => {
 
   it('has nothing to do when nothing changed', () => {
     expect(deltaCommands({ base, current: base, changed: [], root: '/r', sourceDateEpoch: epoch })).toEqual({ commands: [], summary: { removed: 0, written: 0, directories: 0, links: 0 } });
+  });
+});
+
+describe('accessTimeCommands', () => {
+  it('gives the root and every path the epoch as access time, and reports names debugfs cannot quote', () => {
+    expect(accessTimeCommands(['etc', 'etc/host name', 'etc/a"b'], epoch)).toEqual({
+      commands: [`sif "/" atime @${epoch}`, `sif "/etc" atime @${epoch}`, `sif "/etc/host name" atime @${epoch}`],
+      unquoted: ['etc/a"b'],
+    });
   });
 });

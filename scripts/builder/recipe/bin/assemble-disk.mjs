@@ -21,7 +21,7 @@ import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promise
 import { join } from 'node:path';
 import { $ } from 'zx';
 import { deltaCommands, parseChangedListing, parseTypedListing } from './lib/root-delta.mjs';
-import { moveAll } from './lib/tree.mjs';
+import { moveAll, settleAccessTimes } from './lib/tree.mjs';
 
 const input = JSON.parse(process.argv[2] ?? '{}');
 const { root, image, diskId, sourceDateEpoch, rootBase } = input;
@@ -139,6 +139,7 @@ async function assembleRoot() {
     await moveAll(firmware, aside);
     try {
       await makeRootFromTree(env);
+      await settleAccessTimes(`${image}?offset=${rootOffset}`, delta.paths, sourceDateEpoch, work, env);
     } finally {
       await moveAll(aside, firmware);
     }
@@ -166,13 +167,16 @@ async function rootDelta() {
   const firmwareFiles = ['-path', `${root}/boot/firmware/*`, '-prune', '-o'];
   const typed = (await $`find ${root} -mindepth 1 ${firmwareFiles} -printf ${'%y %P\\0'}`.quiet()).stdout;
   const changed = (await $`find ${root} ${firmwareFiles} -cnewer ${rootBase.marker} -printf ${'%y %m %U %G %T@ %n %P\\0%l\\0'}`.quiet()).stdout;
-  return deltaCommands({
+  const current = parseTypedListing(typed);
+  const delta = deltaCommands({
     base: parseTypedListing(await readFile(rootBase.listing, 'utf8')),
-    current: parseTypedListing(typed),
+    current,
     changed: parseChangedListing(changed),
     root,
     sourceDateEpoch,
   });
+  // The tree's paths, for the access times of a file system made from the whole tree.
+  return { ...delta, paths: current.keys() };
 }
 
 /**

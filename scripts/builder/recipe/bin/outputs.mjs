@@ -99,9 +99,22 @@ const packages = installed.split('\n').filter((line) => line.includes('\t')).map
   return { name, version, architecture };
 });
 
-const bytes = async (...args) => Number((await data`du -sb ${args}`).stdout.split('\t')[0]);
+/**
+ * The bytes of the files and symbolic links under `dir` (each hard-linked file once), leaving out
+ * `skip` (paths under it). Not du: it counts directories' own sizes too, which depend on how the
+ * tree was made (grown by dpkg's temporary files, or copied compact from the cache), not on what
+ * is in it.
+ */
+async function bytes(dir, skip = []) {
+  const pruned = skip.flatMap((path) => ['-path', join(dir, path), '-prune', '-o']);
+  const listing = (await data`find ${dir} ${pruned} ${['(', '-type', 'f', '-o', '-type', 'l', ')']} -printf ${'%D:%i %s\\n'}`).stdout;
+  const sizes = new Map(listing.split('\n').filter(Boolean).map((line) => line.split(' ')));
+  let total = 0;
+  for (const size of sizes.values()) total += Number(size);
+  return total;
+}
 const sizes = {
-  rootfsBytes: await bytes('--exclude=./proc', '--exclude=./sys', root),
+  rootfsBytes: await bytes(root, ['proc', 'sys']),
   kernelModulesBytes: await bytes(join(root, 'usr/lib/modules')),
   bootBytes: await bytes(join(root, 'boot')),
 };

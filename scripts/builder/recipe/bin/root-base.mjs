@@ -8,11 +8,12 @@
 //   sourceDateEpoch, reuse (false: make it again even if cached), keep (entries to keep)}.
 // Writes the tree's typed listing (see lib/root-delta.mjs) and then the marker file, whose time
 // divides "in the base" from "changed since". Prints one JSON line last: {built, seconds}.
-import { mkdir, mkdtemp, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { $ } from 'zx';
-import { moveAll } from './lib/tree.mjs';
+import { parseTypedListing } from './lib/root-delta.mjs';
+import { moveAll, settleAccessTimes } from './lib/tree.mjs';
 
 const input = JSON.parse(process.argv[2] ?? '{}');
 const { root, base, listing, marker, sourceDateEpoch } = input;
@@ -23,15 +24,15 @@ $.verbose = true;
 // as they are), so that the same tree is the same whenever it was unpacked.
 await $`find ${root} -newermt ${epoch} -exec touch --no-dereference ${`--date=${epoch}`} {} +`;
 
+// The Pi firmware's files go to the FAT partition, never into the root: /boot/firmware stays as the
+// empty mount point in both the listing and the base.
+await $`find ${root} -mindepth 1 ${['(', '-path', `${root}/boot/firmware/*`, '-prune', '-o', '-printf', '%y %P\\0', ')']} > ${listing}`;
+
 const started = Date.now();
 const built = !(input.reuse && (await stat(base).catch(() => undefined))?.isFile());
 if (built) await makeBase();
 // Its time says when it was last used, for prune().
 else await utimes(base, new Date(), new Date());
-
-// The Pi firmware's files go to the FAT partition, never into the root: /boot/firmware stays as the
-// empty mount point in both the listing and the base.
-await $`find ${root} -mindepth 1 ${['(', '-path', `${root}/boot/firmware/*`, '-prune', '-o', '-printf', '%y %P\\0', ')']} > ${listing}`;
 await writeFile(marker, '');
 // Inode change times tick with the kernel's coarse clock: anything changed in the same tick as the
 // marker would look older than it. Let the tick pass.
@@ -56,6 +57,7 @@ async function makeBase() {
     const extended = `root_owner=0:0,hash_seed=${input.uuid},nodiscard,lazy_itable_init=1`;
     const env = { ...process.env, SOURCE_DATE_EPOCH: String(sourceDateEpoch), E2FSPROGS_FAKE_TIME: String(sourceDateEpoch), UNIX_IO_NOZEROOUT: '1' };
     await $({ env })`mke2fs -F -q -t ext4 -L rootfs -U ${input.uuid} -E ${extended} -d ${root} ${partial}`;
+    await settleAccessTimes(partial, parseTypedListing(await readFile(listing, 'utf8')).keys(), sourceDateEpoch, dirname(listing), env);
     await rename(partial, base);
   } finally {
     await moveAll(aside, firmware);

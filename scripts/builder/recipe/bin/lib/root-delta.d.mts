@@ -19,3 +19,4 @@ export function deltaCommands(input: {
   root: string;
   sourceDateEpoch: number;
 }): { commands: string[]; summary: { removed: number; written: number; directories: number; links: number } } | { fallback: string };
+export function accessTimeCommands(paths: Iterable<string>, sourceDateEpoch: number): { commands: string[]; unquoted: string[] };

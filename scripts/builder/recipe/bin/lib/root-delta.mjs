@@ -94,3 +94,19 @@ export function deltaCommands({ base, current, changed, root, sourceDateEpoch })
   }
   return { commands, summary };
 }
+
+/**
+ * debugfs commands giving every path of a tree (and the root) the access time sourceDateEpoch.
+ * mke2fs -d copies each file's atime, which says whether something read the file since it was
+ * unpacked (a plain tree's files are read by the cache's copy, an overlay's lower files are not),
+ * not what the file is. Names debugfs cannot quote are left out (and reported).
+ */
+export function accessTimeCommands(paths, sourceDateEpoch) {
+  const commands = [`sif "/" atime @${sourceDateEpoch}`];
+  const unquoted = [];
+  for (const path of paths) {
+    if (unquotable.test(path)) unquoted.push(path);
+    else commands.push(`sif "/${path}" atime @${sourceDateEpoch}`);
+  }
+  return { commands, unquoted };
+}
