@@ -14,7 +14,7 @@ import { $ } from 'zx';
 
 const notCached = 3;
 const [command, json] = process.argv.slice(2);
-const { entry, rootfs, keep } = JSON.parse(json ?? '{}');
+const { entry, rootfs, keep, work, sourceDateEpoch } = JSON.parse(json ?? '{}');
 $.verbose = true;
 
 if (command === 'restore') {
@@ -22,7 +22,6 @@ if (command === 'restore') {
     console.log(`rootfs-cache: no entry ${basename(entry)}`);
     process.exit(notCached);
   }
-  const { work } = JSON.parse(json);
   const [upper, scratch] = [join(work, 'upper'), join(work, 'overlay-work')];
   await mkdir(upper, { recursive: true });
   await mkdir(scratch, { recursive: true });
@@ -37,7 +36,6 @@ if (command === 'restore') {
   // Its time says when it was last used, for the pruning below.
   await utimes(entry, new Date(), new Date());
 } else if (command === 'save') {
-  const { sourceDateEpoch } = JSON.parse(json);
   const dir = dirname(entry);
   await mkdir(dir, { recursive: true });
   const epoch = `@${sourceDateEpoch}`;
