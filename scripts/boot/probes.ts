@@ -19,14 +19,14 @@ import { PollTimeout, poll } from '../lib/poll.ts';
 import { type Nic, nicDevice } from './machine.ts';
 import { type SshResult, sshRun } from './ssh.ts';
 import type { BootSession, RouterPorts } from './session.ts';
-import { type BondState, type FailoverEvent, type Status, bondIn, describeEndpoint, getEvents, getStatus } from './status-api.ts';
+import { type BondState, type FailoverEvent, type Status, NoAnswer, bondIn, describeEndpoint, getEvents, getStatus } from './status-api.ts';
 import type { Testbed } from './testbed/index.ts';
 import { type Outage, outageOf } from './testbed/prober.ts';
 
 export interface Probes {
-  /** The bond's state, asked once through the router on `through`'s NIC. */
+  /** The bond's state, asked through the router on `through`'s NIC (again while unanswered, up to 10 s). */
   bond(through: string): Promise<BondState>;
-  /** The whole status answer (uptime included), asked once through `through`'s router. */
+  /** The whole status answer (uptime included), asked through `through`'s router (again while unanswered, up to 10 s). */
   status(through: string): Promise<Status>;
   /** The bond's failover events, oldest first, asked through `through`'s router. */
   events(through: string): Promise<FailoverEvent[]>;
@@ -101,6 +101,8 @@ const unplugDeadlineMs = 30_000;
 const sshDeadlineMs = 60_000;
 /** How long "reachable through X only" asks X again while it does not answer. */
 const reachableDeadlineMs = 10_000;
+/** How long a single question to the service is asked again while it goes unanswered. */
+const answerDeadlineMs = 10_000;
 
 /** The probes for one running boot of an image whose bond is called `bondName`. */
 export function sessionProbes(boot: BootSession, bondName: string, signal?: AbortSignal): Probes {
@@ -115,7 +117,8 @@ class SessionProbes implements Probes {
   ) {}
 
   async status(through: string): Promise<Status> {
-    return this.guarded(getStatus(this.routerOf(through).status, probeTimeoutMs, this.signal));
+    const { status } = this.routerOf(through);
+    return this.answered(`the status service through ${describeEndpoint(status)}`, () => getStatus(status, probeTimeoutMs, this.signal));
   }
 
   async bond(through: string): Promise<BondState> {
@@ -123,7 +126,8 @@ class SessionProbes implements Probes {
   }
 
   async events(through: string): Promise<FailoverEvent[]> {
-    const events = await this.guarded(getEvents(this.routerOf(through).status, probeTimeoutMs, this.signal));
+    const { status } = this.routerOf(through);
+    const events = await this.answered(`the event log through ${describeEndpoint(status)}`, () => getEvents(status, probeTimeoutMs, this.signal));
     return events.filter((e) => e.bond === this.bondName);
   }
 
@@ -255,6 +259,19 @@ class SessionProbes implements Probes {
   }
 
   /** Every probe ends, with QEMU's last words, as soon as QEMU does. */
+  /**
+   * One question to the service, asked again while it goes unanswered (up to 10 s): an emulated
+   * guest on a busy host misses a 1.5 s deadline at times (seen in CI right after a failback). A
+   * wrong answer fails at once; "answers through X only" has its own probe that counts silences.
+   */
+  private answered<T>(what: string, ask: () => Promise<T>): Promise<T> {
+    return this.guarded(
+      poll(ask, { what, timeoutMs: answerDeadlineMs, intervalMs: 250, signal: this.signal, retryable: (err) => err instanceof NoAnswer }).catch((err: unknown) => {
+        throw err instanceof PollTimeout ? new Error(`no answer from ${what} within ${answerDeadlineMs / 1000} s (last: ${err.lastProblem})`) : err;
+      }),
+    );
+  }
+
   private guarded<T>(work: Promise<T>): Promise<T> {
     return this.boot.whileRunning(work);
   }

@@ -83,7 +83,15 @@ export function describeEndpoint(endpoint: Endpoint): string {
   return typeof endpoint === 'number' ? `127.0.0.1:${endpoint}` : `${endpoint.host}:${endpoint.port} (from the test bed's internet)`;
 }
 
-/** GETs `path` from the endpoint and parses the JSON answer; rejects on any error or after `timeoutMs`. */
+/** No answer came (refused, reset, timed out): unlike a wrong answer, worth asking again. */
+export class NoAnswer extends Error {
+  override name = 'NoAnswer';
+}
+
+/**
+ * GETs `path` from the endpoint and parses the JSON answer; rejects on any error or after
+ * `timeoutMs`, with NoAnswer when nothing (or no whole answer) came back.
+ */
 export function getJson(endpoint: Endpoint, path: string, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
   const where =
     typeof endpoint === 'number'
@@ -91,16 +99,16 @@ export function getJson(endpoint: Endpoint, path: string, timeoutMs: number, sig
       : { socketPath: endpoint.socketPath, path: `http://${endpoint.host}:${endpoint.port}${path}` };
   return new Promise((resolve, reject) => {
     const req = request({ ...where, agent: false, headers: { Connection: 'close', 'x-timeout-ms': String(timeoutMs) }, timeout: timeoutMs, signal });
-    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    const timer = setTimeout(() => req.destroy(new NoAnswer(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    req.on('timeout', () => req.destroy(new NoAnswer(`no answer within ${timeoutMs} ms`)));
     req.on('error', (err) => {
       clearTimeout(timer);
-      reject(err);
+      reject(signal?.aborted || err instanceof NoAnswer ? err : new NoAnswer(err.message, { cause: err }));
     });
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('error', reject);
+      res.on('error', (err) => reject(err instanceof NoAnswer ? err : new NoAnswer(err.message, { cause: err })));
       res.on('end', () => {
         clearTimeout(timer);
         if (res.statusCode !== 200) {

@@ -175,7 +175,7 @@ export function noFlapUnderLoss(cast: Cast, percent: number, seconds: number): C
         const until = probes.now() + seconds * 1000;
         let last: UplinkView | undefined;
         while (probes.now() < until) {
-          last = await untilUplinks(fromLan, primary.slave, cast.bond, () => true, 5000, stayOn(primary.slave, before));
+          last = await untilUplinks(fromLan, primary.slave, cast.bond, () => true, statusRetryMs, stayOn(primary.slave, before));
           await sleep(2000);
         }
         const decisions = total(last?.decision_counts ?? {}) - decisionsBefore;

@@ -70,4 +70,31 @@ describe('sessionProbes', () => {
     await expect(probes.watch('eth1', () => false, { each: () => { throw new Error('the active slave became eth0'); } })).rejects.toThrow('the active slave became eth0');
     await expect(probes.watch('eth1', () => false, { timeoutMs: 50, intervalMs: 10 })).rejects.toBeInstanceOf(NoChange);
   });
+
+  it('asks again while a question goes unanswered (a busy guest), but a wrong answer fails at once', async () => {
+    let dropped = 0;
+    const { probes, routers } = await bootWithPrimaryEth1(eth1Active);
+    const flaky = createServer((req, res) => {
+      // The first two connections are cut without an answer, as a guest too slow to answer would.
+      if (dropped < 2) {
+        dropped++;
+        req.socket.destroy();
+        return;
+      }
+      res.end(JSON.stringify(req.url === '/api/events' ? { events: [] } : { uptime_seconds: 60, bonds: [eth1Active()] }));
+    });
+    await new Promise<void>((resolve) => flaky.listen(0, '127.0.0.1', resolve));
+    servers.push(flaky);
+    routers[1]!.status = (flaky.address() as AddressInfo).port;
+    await expect(probes.bond('eth1')).resolves.toMatchObject({ active_slave: 'eth1' });
+    expect(dropped).toBe(2);
+
+    const wrong = createServer((_req, res) => res.end(JSON.stringify({ bonds: 'none' })));
+    await new Promise<void>((resolve) => wrong.listen(0, '127.0.0.1', resolve));
+    servers.push(wrong);
+    routers[1]!.status = (wrong.address() as AddressInfo).port;
+    const started = performance.now();
+    await expect(probes.events('eth1')).rejects.toThrow();
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
 });
