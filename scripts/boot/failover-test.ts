@@ -7,7 +7,7 @@ import { join, dirname } from 'node:path';
 import { ensureBuilderImage } from '../builder/builder-image.ts';
 import type { CardSettings } from '../lib/card.ts';
 import type { Docker } from '../lib/docker.ts';
-import { ensureDockerEngine } from '../lib/host.ts';
+import { ensureLocalDockerEngine } from '../lib/host.ts';
 import { type BootImage, inspectImage } from './image.ts';
 import { writeReport } from './report.ts';
 import { type BootReport, runFailoverScenario } from './scenario.ts';
@@ -69,7 +69,7 @@ export async function failoverTest(opts: FailoverTestOptions): Promise<FailoverT
 
 /** The Docker engine, and the builder image (which has QEMU) for the mirror the image was built from. */
 export async function prepareHost(image: BootImage, say: (message: string) => void): Promise<{ docker: Docker; builderImage: string }> {
-  const docker = await ensureDockerEngine(say);
+  const docker = await ensureLocalDockerEngine(say, 'A test boot');
   const builderImage = await ensureBuilderImage(docker, image.manifest.definition.value.mirror, () => undefined, say);
   return { docker, builderImage };
 }

@@ -63,11 +63,14 @@ export async function builderTag(mirror: string): Promise<string> {
   return `pibond-builder:${await recipeHash(mirror)}`;
 }
 
-/** Makes sure the builder image for this recipe exists; returns its tag. */
-export async function ensureBuilderImage(docker: Docker, mirror: string, sink: LineSink, say: (m: string) => void): Promise<string> {
+/**
+ * Makes sure the builder image for this recipe exists; returns its tag. `arch` is the engine's CPU
+ * (Debian's name): a bootstrapped base must be made for it, not for this machine.
+ */
+export async function ensureBuilderImage(docker: Docker, mirror: string, sink: LineSink, say: (m: string) => void, arch?: string): Promise<string> {
   const tag = await builderTag(mirror);
   if (await imageExists(docker, tag)) return tag;
-  const base = await ensureBaseImage(docker, mirror, sink, say);
+  const base = await ensureBaseImage(docker, mirror, sink, say, arch);
   say(`Building the builder image ${tag} from ${base}`);
   // The context's bytes do not name the image (the recipe hash does), so any fixed epoch will do.
   const context = Readable.from([await packTar(await readRecipe(), DEFAULT_SOURCE_DATE_EPOCH)]);
@@ -90,7 +93,7 @@ export async function ensureBuilderImage(docker: Docker, mirror: string, sink: L
   return tag;
 }
 
-async function ensureBaseImage(docker: Docker, mirror: string, sink: LineSink, say: (m: string) => void): Promise<string> {
+async function ensureBaseImage(docker: Docker, mirror: string, sink: LineSink, say: (m: string) => void, arch: string | undefined): Promise<string> {
   if (await imageExists(docker, bootstrappedBase)) return bootstrappedBase;
   if (await imageExists(docker, registryBase)) return registryBase;
   try {
@@ -100,12 +103,15 @@ async function ensureBaseImage(docker: Docker, mirror: string, sink: LineSink, s
   } catch (err) {
     say(`No container registry answered (${firstLine(err)}); bootstrapping ${bootstrappedBase} from ${mirror} instead`);
   }
-  await bootstrapBase(docker, mirror, sink, say);
+  await bootstrapBase(docker, mirror, sink, say, arch);
   return bootstrappedBase;
 }
 
-/** mmdebstrap | docker import: a minimal Debian with apt, made from the mirror alone (~15 s). */
-async function bootstrapBase(docker: Docker, mirror: string, sink: LineSink, say: (m: string) => void): Promise<void> {
+/**
+ * mmdebstrap | docker import: a minimal Debian with apt, made from the mirror alone (~15 s), for
+ * the engine's CPU (another CPU than this machine's needs qemu-user-static here, as mmdebstrap says).
+ */
+async function bootstrapBase(docker: Docker, mirror: string, sink: LineSink, say: (m: string) => void, arch: string | undefined): Promise<void> {
   if (!existsSync('/usr/bin/mmdebstrap')) {
     if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) {
       throw new UserError(
@@ -118,7 +124,8 @@ async function bootstrapBase(docker: Docker, mirror: string, sink: LineSink, say
     await sh`apt-get update -qq`;
     await sh`apt-get install -y -qq mmdebstrap`;
   }
-  const child = spawn('mmdebstrap', ['--variant=apt', '--quiet', 'bookworm', '-', mirror], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const architectures = arch ? [`--architectures=${arch}`] : [];
+  const child = spawn('mmdebstrap', ['--variant=apt', '--quiet', ...architectures, 'bookworm', '-', mirror], { stdio: ['ignore', 'pipe', 'pipe'] });
   const errors = new LineSplitter(sink, 'stderr');
   child.stderr.on('data', (c: Buffer) => errors.write(c));
   const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));

@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { ensureBuilderImage } from '../builder/builder-image.ts';
 import { UserError, errorMessage, isUserError } from '../lib/errors.ts';
-import { ensureDockerEngine } from '../lib/host.ts';
+import { ensureLocalDockerEngine } from '../lib/host.ts';
 import { exitCodeFor, listenForStop } from '../lib/signals.ts';
 import { NotAnImage, diffImages, renderImageDiff } from './images.ts';
 import { type DiffInput, loadInput } from './inputs.ts';
@@ -98,7 +98,7 @@ function missingManifest(input: DiffInput): string | undefined {
 async function compareImages(a: Extract<DiffInput, { kind: 'image' }>, b: Extract<DiffInput, { kind: 'image' }>, limit: number): Promise<boolean | number> {
   const stop = listenForStop((signal) => say(`${signal}: stopping; removing the container...`));
   try {
-    const docker = await ensureDockerEngine(say);
+    const docker = await ensureLocalDockerEngine(say, 'Comparing images');
     const mirror = a.manifest?.mirror ?? b.manifest?.mirror ?? defaultMirror;
     const builderImage = await ensureBuilderImage(docker, mirror, () => undefined, say);
     const started = Date.now();

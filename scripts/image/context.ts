@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { recipeDir } from '../builder/builder-image.ts';
 import type { Definition } from '../lib/definition.ts';
 import { type Docker, type LineSink, execIn } from '../lib/docker.ts';
+import type { EngineInfo } from '../lib/engine.ts';
 import type { DiskLayout } from '../lib/layout.ts';
 import type { LoadedLock } from '../lib/lock.ts';
 import type { Progress } from '../lib/log.ts';
@@ -46,11 +47,15 @@ export interface BuildContext {
   readonly signal?: AbortSignal;
   /** Set by the steps as they go. */
   docker?: Docker;
+  /** Where the engine is and what it runs on: a local one gets the staging directory bind-mounted. */
+  engine?: EngineInfo;
   builderImage?: string;
   container?: Docker.Container;
   rootfs?: { key: string; fromCache: boolean };
   /** The lock the rootfs step's verify read (when options.lock names one). */
   lock?: LoadedLock;
+  /** The root file system's UUID, from the base image step (the same for the same packages). */
+  rootBaseUuid?: string;
   /** The card-settings slot on the boot partition (set by the disk step). */
   card?: CardSlot;
   outputs?: string[];
@@ -69,6 +74,8 @@ export const paths = {
   /** The container's scratch space (an anonymous volume, removed with it). */
   work: '/work',
   rootfs: '/work/rootfs',
+  /** The outputs: the staging directory bind-mounted (a local engine), or a volume they are fetched from. */
+  out: '/out',
   image: (name: string) => `/out/${name}.img`,
   cache: '/cache',
   aptCache: '/cache/apt',
@@ -90,7 +97,8 @@ export type Tool =
   | 'configure-rootfs.mjs'
   | 'assemble-disk.mjs'
   | 'check-boot-chain.mjs'
-  | 'outputs.mjs';
+  | 'outputs.mjs'
+  | 'send-file.mjs';
 
 /**
  * Runs one in-container script; an object argument goes as one JSON argument (typed input, no

@@ -5,6 +5,7 @@
  */
 import { PassThrough, type Readable } from 'node:stream';
 import Docker from 'dockerode';
+import { type EngineEndpoint, engineEndpoint } from './engine.ts';
 import { UserError, errorMessage } from './errors.ts';
 import { bounded } from './poll.ts';
 
@@ -24,9 +25,9 @@ export class CommandFailed extends Error {
   }
 }
 
-/** Connects to the engine DOCKER_HOST names (or the local socket) and checks that it answers. */
-export async function connectDocker(): Promise<Docker> {
-  const docker = new Docker();
+/** Connects to the engine DOCKER_HOST or the current Docker context names (or the local socket) and checks that it answers. */
+export async function connectDocker(endpoint: EngineEndpoint = engineEndpoint()): Promise<Docker> {
+  const docker = new Docker(endpoint.options);
   await docker.ping();
   return docker;
 }
@@ -389,8 +390,11 @@ export async function listContainers(docker: Docker, labels: string[]): Promise<
 }
 
 /** Says plainly that no engine answered, and what to do about it. */
-export function dockerUnreachable(err: unknown): UserError {
+export function dockerUnreachable(err: unknown, endpoint: EngineEndpoint = engineEndpoint()): UserError {
   const reason = errorMessage(err);
+  if (endpoint.named) {
+    return new UserError(`cannot reach the Docker engine that ${endpoint.words} names (${reason}). Check that it runs and answers there, or unset it to use this machine's engine.`);
+  }
   return new UserError(
     `cannot reach the Docker engine (${reason}). Start it (as root: \`dockerd &\` or \`systemctl start docker\`), ` +
       'or point DOCKER_HOST at one; pibond installs and starts docker.io by itself only when run as root on Debian or Ubuntu.',

@@ -8,6 +8,8 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { $ } from 'zx';
 import { type Docker, connectDocker, dockerUnreachable } from './docker.ts';
+import { engineEndpoint } from './engine.ts';
+import { UserError } from './errors.ts';
 import { poll } from './poll.ts';
 
 export type Say = (message: string) => void;
@@ -15,10 +17,12 @@ export type Say = (message: string) => void;
 const dockerdLog = '/var/log/pibond-dockerd.log';
 
 export async function ensureDockerEngine(say: Say): Promise<Docker> {
+  const endpoint = engineEndpoint();
   try {
-    return await connectDocker();
+    return await connectDocker(endpoint);
   } catch (err) {
-    if (process.env['DOCKER_HOST'] || process.getuid?.() !== 0 || !(await isDebianLike())) throw dockerUnreachable(err);
+    // An engine the user named (DOCKER_HOST, a context) is theirs to start.
+    if (endpoint.named || process.getuid?.() !== 0 || !(await isDebianLike())) throw dockerUnreachable(err, endpoint);
   }
   const sh = $({ quiet: true, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   if (!existsSync('/usr/sbin/dockerd') && !existsSync('/usr/bin/dockerd')) {
@@ -42,8 +46,23 @@ export async function ensureDockerEngine(say: Say): Promise<Docker> {
   try {
     return await poll(connectDocker, { what: 'the Docker engine just started to answer', timeoutMs: 60_000, intervalMs: 500 });
   } catch (err) {
-    throw dockerUnreachable(err);
+    throw dockerUnreachable(err, endpoint);
   }
+}
+
+/**
+ * The engine, which must share this machine's file system: test boots and image diffs bind-mount
+ * the image (and QEMU's QMP socket, and use this machine's network for the port forwards).
+ */
+export async function ensureLocalDockerEngine(say: Say, what: string): Promise<Docker> {
+  const endpoint = engineEndpoint();
+  if (!endpoint.local) {
+    throw new UserError(
+      `${what} needs the Docker engine of this machine, and ${endpoint.words} is not on a local socket: the image, QEMU's control socket and its port forwards are reached through this machine's files and network. ` +
+        'Run it on the engine\'s machine, or unset DOCKER_HOST (or `docker context use default`) here. Builds work with any engine.',
+    );
+  }
+  return ensureDockerEngine(say);
 }
 
 async function isDebianLike(): Promise<boolean> {

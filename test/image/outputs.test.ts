@@ -3,6 +3,7 @@
  * and where the frame counts go (the timings, never the manifest, which must stay the same bytes
  * from build to build). outputs.mjs itself runs in the builder image: outputs.e2e.test.ts.
  */
+import type { EngineInfo } from '../../scripts/lib/engine.ts';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,9 @@ import { diskLayout } from '../../scripts/lib/layout.ts';
 import { Progress } from '../../scripts/lib/log.ts';
 import { readTimings } from '../../scripts/lib/manifest.ts';
 import { FakeEngine } from '../lib/_fake-engine.ts';
+
+/** The engine of this machine (a unix socket), on amd64: staging bind-mounted, arm64 emulated. */
+const localEngine: EngineInfo = { endpoint: { options: undefined, words: 'the local socket /var/run/docker.sock', local: true, named: false }, arch: 'amd64' };
 
 let dir: string;
 beforeEach(async () => {
@@ -55,6 +59,7 @@ async function runOutputs(opts: { compression: 'zstd' | 'xz'; cache: boolean; pr
     stagingDir,
     docker: engine.docker,
     builderImage: 'pibond-builder:test',
+    engine: localEngine,
   };
   await container.run(ctx);
   ctx.card = { file: 'pibond-card.yaml', offset: 4_210_688, bytes: 65536 };

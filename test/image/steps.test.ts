@@ -2,6 +2,7 @@
  * Steps 20-90 against the fake Docker engine: what each runs in the container, with which typed
  * input, what it makes of the exit codes, and what its verify refuses before anything runs.
  */
+import type { EngineInfo } from '../../scripts/lib/engine.ts';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { paths } from '../../scripts/image/context.ts';
 import { build } from '../../scripts/image/index.ts';
 import { container } from '../../scripts/image/steps/20-container.ts';
 import { notCached, rootfs } from '../../scripts/image/steps/30-rootfs.ts';
-import { rootBase, rootBasePaths } from '../../scripts/image/steps/35-root-base.ts';
+import { parseRootBaseReport, rootBase, rootBasePaths } from '../../scripts/image/steps/35-root-base.ts';
 import { overlays } from '../../scripts/image/steps/40-overlays.ts';
 import { configure } from '../../scripts/image/steps/50-configure.ts';
 import { disk } from '../../scripts/image/steps/60-disk.ts';
@@ -26,6 +27,9 @@ import { Progress } from '../../scripts/lib/log.ts';
 import { readManifest, readTimings } from '../../scripts/lib/manifest.ts';
 import { type ExecScript, FakeEngine } from '../lib/_fake-engine.ts';
 import { listTar } from '../lib/_tar-entries.ts';
+
+/** The engine of this machine (a unix socket), on amd64: staging bind-mounted, arm64 emulated. */
+const localEngine: EngineInfo = { endpoint: { options: undefined, words: 'the local socket /var/run/docker.sock', local: true, named: false }, arch: 'amd64' };
 
 let dir: string;
 beforeEach(async () => {
@@ -42,7 +46,7 @@ function quietProgress(): Progress {
 const defaultYaml = 'name: t\nadmin: {name: pi, authorized_keys: ["ssh-ed25519 AAAA me@laptop"]}\n';
 
 /** A context as the steps before 20 leave it, on a fake engine. */
-async function context(engine: FakeEngine, yaml = defaultYaml, options: Partial<BuildContext['options']> = {}): Promise<BuildContext> {
+async function context(engine: FakeEngine, yaml = defaultYaml, options: Partial<BuildContext['options']> = {}, engineInfo?: EngineInfo): Promise<BuildContext> {
   const def = parseDefinition(yaml, 't.yaml');
   const outDir = join(dir, 'out');
   const stagingDir = join(outDir, '.staging');
@@ -56,6 +60,7 @@ async function context(engine: FakeEngine, yaml = defaultYaml, options: Partial<
     stagingDir,
     docker: engine.docker,
     builderImage: 'pibond-builder:test',
+    engine: engineInfo ?? localEngine,
   };
 }
 
@@ -76,8 +81,8 @@ function engineWith(exec: (tool: string, args: string[]) => ExecScript = () => (
 }
 
 /** The context with the build container running (step 20 done). */
-async function running(engine: FakeEngine, yaml?: string, options?: Partial<BuildContext['options']>): Promise<BuildContext> {
-  const ctx = await context(engine, yaml, options);
+async function running(engine: FakeEngine, yaml?: string, options?: Partial<BuildContext['options']>, engineInfo?: EngineInfo): Promise<BuildContext> {
+  const ctx = await context(engine, yaml, options, engineInfo);
   await container.run(ctx);
   return ctx;
 }
@@ -91,7 +96,25 @@ async function rejection(promise: Promise<unknown>): Promise<Error> {
   throw new Error('expected a rejection');
 }
 
+/** An engine reached over tcp (another machine, as far as pibond can tell), running `arch`. */
+const remoteEngine = (arch: string): EngineInfo => ({ endpoint: { options: undefined, words: 'DOCKER_HOST=tcp://127.0.0.1:23750', local: false, named: true }, arch });
+
 describe('20-container', () => {
+  it('on a remote engine, bind-mounts nothing of this machine: /out is a volume of the container', async () => {
+    const { engine, execs } = engineWith();
+    await running(engine, undefined, undefined, remoteEngine('amd64'));
+    const created = engine.container().opts;
+    expect(created.HostConfig?.Binds).toEqual([`pibond-cache:${paths.cache}`]);
+    expect(Object.keys(created.Volumes ?? {})).toEqual([paths.work, paths.out]);
+    expect(execs).toEqual([{ tool: 'register-binfmt.mjs', args: ['aarch64'] }]);
+  });
+
+  it('on an arm64 engine, registers no emulator: the image runs natively', async () => {
+    const { engine, execs } = engineWith();
+    await running(engine, undefined, undefined, remoteEngine('arm64'));
+    expect(execs).toEqual([]);
+  });
+
   it('creates the container with only the privileges the build needs, starts it, registers binfmt, and removes it on cleanup', async () => {
     const { engine, execs } = engineWith();
     const ctx = await running(engine);
@@ -275,15 +298,23 @@ const cardSlot = { file: 'pibond-card.yaml', offset: 4_210_688, bytes: 65536 };
 
 describe('35-root-base', () => {
   it('runs root-base.mjs with a key of the root filesystem, the root partition and the epoch', async () => {
-    const { engine, execs } = engineWith((tool) => (tool === 'root-base.mjs' ? { output: [['stdout', '{"built":false,"seconds":0.1}\n']] } : {}));
+    const uuid = '0b5e0ea4-7c1d-4a2b-8c3d-0123456789ab';
+    const { engine, execs } = engineWith((tool) => (tool === 'root-base.mjs' ? { output: [['stdout', `{"built":false,"seconds":0.1,"uuid":"${uuid}"}\n`]] } : {}));
     const ctx = await running(engine);
     ctx.rootfs = { key: 'k', fromCache: true };
     await rootBase.run(ctx);
     const input = JSON.parse(execs[1]!.args[0]!) as Record<string, unknown>;
     expect(execs[1]?.tool).toBe('root-base.mjs');
     const base = rootBasePaths(ctx);
-    expect(input).toMatchObject({ root: paths.rootfs, base: base.file, rootBytes: ctx.layout.rootSectors * 512, uuid: base.uuid, reuse: true, sourceDateEpoch: 1704067200 });
+    expect(input).toMatchObject({ root: paths.rootfs, base: base.file, rootBytes: ctx.layout.rootSectors * 512, reuse: true, sourceDateEpoch: 1704067200 });
     expect(base.file).toMatch(/^\/cache\/root-base\/[0-9a-f]{24}\.ext4$/);
+    // The UUID is the tree's (root-base.mjs makes it from the packages), and the disk step's.
+    expect(ctx.rootBaseUuid).toBe(uuid);
+  });
+
+  it('a report without a UUID is a failed step, not an image with a made-up one', () => {
+    expect(() => parseRootBaseReport(['{"built":true,"seconds":1}'])).toThrow(/root-base\.mjs reported no file system UUID/);
+    expect(() => parseRootBaseReport(['{"built":true,"uuid":"not-a-uuid"}'])).toThrow(/no file system UUID/);
   });
 
   it('keys the base by the root filesystem, the partition size and the epoch, never by the definition', async () => {
@@ -296,7 +327,6 @@ describe('35-root-base', () => {
     expect(rootBasePaths(renamed)).toEqual(rootBasePaths(ctx));
     expect(rootBasePaths({ ...ctx, rootfs: { key: 'k2', fromCache: true } }).key).not.toBe(rootBasePaths(ctx).key);
     expect(rootBasePaths({ ...ctx, options: { ...ctx.options, sourceDateEpoch: 1 } }).key).not.toBe(rootBasePaths(ctx).key);
-    expect(rootBasePaths(ctx).uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-8[0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 });
 
@@ -305,6 +335,7 @@ describe('60-disk', () => {
     const { engine, execs } = engineWith((tool) => (tool === 'assemble-disk.mjs' ? { output: [['stdout', `${JSON.stringify({ card: cardSlot })}\n`]] } : {}));
     const ctx = await running(engine);
     ctx.rootfs = { key: 'k', fromCache: true };
+    ctx.rootBaseUuid = '0b5e0ea4-7c1d-4a2b-8c3d-0123456789ab';
     await disk.run(ctx);
     expect(ctx.card).toEqual(cardSlot);
     const input = JSON.parse(execs[1]!.args[0]!) as Record<string, unknown>;
@@ -317,7 +348,7 @@ describe('60-disk', () => {
       rootSectors: ctx.layout.rootSectors,
       totalSectors: 4194304,
       sourceDateEpoch: 1704067200,
-      rootBase: rootBasePaths(ctx),
+      rootBase: { ...rootBasePaths(ctx), uuid: '0b5e0ea4-7c1d-4a2b-8c3d-0123456789ab' },
     });
     expect(input['cmdline']).toContain(`root=PARTUUID=${ctx.layout.diskId}-02 `);
   });
@@ -397,6 +428,38 @@ describe('80-outputs', () => {
     expect(manifest).not.toHaveProperty('steps');
     const timings = await readTimings(join(ctx.stagingDir, 't.timings.json'));
     expect(timings.steps.slice(-2)).toEqual([{ name: 'Compress', seconds: 1.5 }, { name: 'Block map', seconds: 0.5 }]);
+  });
+
+  it('on a remote engine, fetches every output outputs.mjs wrote through the API before describing them', async () => {
+    const report = {
+      compressSeconds: 1,
+      bmapSeconds: 1,
+      checksums: { 't.img': 'a'.repeat(64), 't.img.zst': 'b'.repeat(64) },
+      packages: [],
+      sizes: { rootfsBytes: 3, kernelModulesBytes: 2, bootBytes: 1 },
+    };
+    const ranges = JSON.stringify({ imageSize: 5, blockSize: 4096, ranges: [{ first: 0, last: 0, sha256: 'c'.repeat(64) }] });
+    const contents: Record<string, string> = { '/out/t.img': 'image', '/out/t.img.zst': 'zst-bytes', '/out/t.img.sha256': 'sums of both', '/out/.bmap-ranges.json': ranges };
+    const { engine, execs } = engineWith((tool, args) => {
+      if (tool === 'outputs.mjs') return { output: [['stdout', `${JSON.stringify(report)}\n`]] };
+      if (tool !== 'send-file.mjs') return {};
+      const bytes = Buffer.from(contents[args[0]!] ?? '');
+      const header = (offset: number, length: number) => {
+        const b = Buffer.alloc(16);
+        b.writeBigUInt64BE(BigInt(offset), 0);
+        b.writeBigUInt64BE(BigInt(length), 8);
+        return b;
+      };
+      return { output: [['stdout', Buffer.concat([header(0, bytes.length), bytes, header(bytes.length, 0)])]] };
+    });
+    const ctx = await running(engine, undefined, undefined, remoteEngine('amd64'));
+    ctx.card = cardSlot;
+    await outputs.run(ctx);
+    expect(execs.filter((e) => e.tool === 'send-file.mjs').map((e) => e.args[0])).toEqual(['/out/t.img', '/out/t.img.zst', '/out/t.img.sha256', '/out/.bmap-ranges.json']);
+    expect(await readFile(join(ctx.stagingDir, 't.img.zst'), 'utf8')).toBe('zst-bytes');
+    const manifest = await readManifest(join(ctx.stagingDir, 't.manifest.json'));
+    expect(manifest.files).toMatchObject({ 't.img': { bytes: 5 }, 't.img.zst': { bytes: 9 }, 't.img.sha256': { bytes: 12 } });
+    expect(await readFile(join(ctx.stagingDir, 't.img.bmap'), 'utf8')).toContain(`<Range chksum="${'c'.repeat(64)}"> 0 </Range>`);
   });
 });
 

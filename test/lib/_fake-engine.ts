@@ -52,7 +52,8 @@ export interface ContainerScript {
 
 /** What an exec'd command does: its output and exit code, given what was written to its stdin. */
 export interface ExecScript {
-  output?: Array<['stdout' | 'stderr', string]>;
+  /** Text, or bytes (a binary stream such as send-file.mjs's). */
+  output?: Array<['stdout' | 'stderr', string | Buffer]>;
   exitCode?: number;
 }
 
@@ -77,7 +78,7 @@ export function engineError(statusCode: number, message = `engine said ${statusC
 }
 
 /** One frame of Docker's multiplexed stream: 1 = stdout, 2 = stderr. */
-export function frame(stream: 'stdout' | 'stderr', text: string): Buffer {
+export function frame(stream: 'stdout' | 'stderr', text: string | Buffer): Buffer {
   const payload = Buffer.from(text);
   const header = Buffer.alloc(8);
   header[0] = stream === 'stdout' ? 1 : 2;

@@ -1,5 +1,6 @@
 /** The host: a Docker engine that answers (installed and started if we may), and room for the image. */
 import { statfs } from 'node:fs/promises';
+import { describeEngine, engineEndpoint } from '../../lib/engine.ts';
 import { ensureDockerEngine } from '../../lib/host.ts';
 import { UserError } from '../../lib/errors.ts';
 import type { Step } from '../context.ts';
@@ -20,6 +21,10 @@ export const host: Step = {
   },
   async run(ctx) {
     ctx.docker = await ensureDockerEngine(ctx.progress.say);
+    ctx.engine = await describeEngine(ctx.docker, engineEndpoint());
+    const { endpoint, arch } = ctx.engine;
+    const where = endpoint.local ? 'on this machine' : 'elsewhere (not a local socket): the outputs come back through its API';
+    ctx.progress.say(`Docker engine: ${endpoint.words}, ${arch}, ${where}`);
   },
 };
 

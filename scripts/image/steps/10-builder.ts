@@ -14,6 +14,6 @@ export const builder: Step = {
   },
   async run(ctx) {
     if (!ctx.docker) throw new Error('no Docker engine (the host step did not run)');
-    ctx.builderImage = await ensureBuilderImage(ctx.docker, ctx.def.mirror, ctx.progress.sink, ctx.progress.say);
+    ctx.builderImage = await ensureBuilderImage(ctx.docker, ctx.def.mirror, ctx.progress.sink, ctx.progress.say, ctx.engine?.arch);
   },
 };

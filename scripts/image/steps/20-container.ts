@@ -1,9 +1,11 @@
 /**
  * The build container: one per build, holding the root filesystem in an anonymous volume that is
  * removed with it. The named volume pibond-cache keeps downloaded packages and cached root
- * filesystems between builds; the staging directory is bind-mounted as /out.
+ * filesystems between builds. On a local engine the staging directory is bind-mounted as /out; on
+ * any other, /out is a second anonymous volume, and the outputs step fetches from it.
  */
 import { removeContainer, startContainer } from '../../lib/docker.ts';
+import { needsEmulation } from '../../lib/engine.ts';
 import { UserError } from '../../lib/errors.ts';
 import { type Step, paths, runTool, verifyTools } from '../context.ts';
 
@@ -31,16 +33,17 @@ export const container: Step = {
     await verifyTools('register-binfmt.mjs');
   },
   async run(ctx) {
-    if (!ctx.docker || !ctx.builderImage) throw new Error('no builder image (the builder step did not run)');
+    if (!ctx.docker || !ctx.builderImage || !ctx.engine) throw new Error('no builder image (the builder step did not run)');
+    const { endpoint: { local }, arch } = ctx.engine;
     const running = await startContainer(ctx.docker, {
       image: ctx.builderImage,
       name: `pibond-build-${ctx.def.name}-${process.pid}`,
       labels: { 'org.pibond.role': 'build', 'org.pibond.definition': ctx.def.name },
       cmd: ['sleep', 'infinity'],
-      volumes: ['/work'],
+      volumes: local ? [paths.work] : [paths.work, paths.out],
       ...buildPrivileges,
       init: true,
-      binds: [`${ctx.options.cacheVolume}:${paths.cache}`, `${ctx.stagingDir}:/out`],
+      binds: [`${ctx.options.cacheVolume}:${paths.cache}`, ...(local ? [`${ctx.stagingDir}:${paths.out}`] : [])],
       sink: ctx.progress.sink,
       // Known to the cleanup from its creation on, so an interrupt before start still removes it.
       onCreated: (created) => (ctx.container = created),
@@ -52,8 +55,12 @@ export const container: Step = {
       await removeContainer(running.container);
       ctx.signal.throwIfAborted();
     }
-    const arch = ctx.def.base.architecture === 'arm64' ? 'aarch64' : 'arm';
-    await runTool(ctx, 'register-binfmt.mjs', [arch]);
+    // An engine whose CPU runs the image's binaries (arm64 for arm64 or armhf) needs no qemu-user.
+    if (!needsEmulation(arch, ctx.def.base.architecture)) {
+      ctx.progress.say(`The engine runs ${arch}: no emulation for ${ctx.def.base.architecture}`);
+      return;
+    }
+    await runTool(ctx, 'register-binfmt.mjs', [ctx.def.base.architecture === 'arm64' ? 'aarch64' : 'arm']);
   },
   async cleanup(ctx) {
     if (ctx.container) await removeContainer(ctx.container);

@@ -11,11 +11,14 @@ import { paths, runTool, verifyTools } from '../context.ts';
 /** Each base image is ~0.7 GB of data: keep the newest few (another definition may want its own). */
 const keptBaseImages = 3;
 
+/** Bumped when root-base.mjs makes different bytes from the same tree (2: the UUID from the packages), so no older base is reused. */
+const baseFormat = 2;
+
 /** Where the base image and the record of its tree are, inside the build container. */
 export function rootBasePaths(ctx: Pick<BuildContext, 'rootfs' | 'layout' | 'options'>) {
   if (!ctx.rootfs) throw new Error('no root filesystem key (the root filesystem step did not run)');
   const key = createHash('sha256')
-    .update(JSON.stringify({ rootfs: ctx.rootfs.key, rootSectors: ctx.layout.rootSectors, sourceDateEpoch: ctx.options.sourceDateEpoch }))
+    .update(JSON.stringify({ rootfs: ctx.rootfs.key, rootSectors: ctx.layout.rootSectors, sourceDateEpoch: ctx.options.sourceDateEpoch, format: baseFormat }))
     .digest('hex')
     .slice(0, 24);
   return {
@@ -23,18 +26,17 @@ export function rootBasePaths(ctx: Pick<BuildContext, 'rootfs' | 'layout' | 'opt
     file: `${paths.cache}/root-base/${key}.ext4`,
     listing: '/work/root-base.listing',
     marker: '/work/root-base.marker',
-    uuid: uuidFrom(key),
   };
 }
 
-/**
- * The root file system's UUID, from the base's key rather than the definition: it seeds every
- * metadata checksum, so a UUID per definition would make a new base for a new host name. Nothing
- * names the root by UUID (fstab and cmdline.txt use the PARTUUID, which is per definition).
- */
-export function uuidFrom(key: string): string {
-  const hex = createHash('sha256').update(`root-uuid:${key}`).digest('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+/** What root-base.mjs reports: whether it made the base, and the file system's UUID (from the tree's packages). */
+export function parseRootBaseReport(lines: readonly string[]): { built: boolean; uuid: string } {
+  const last = lines.findLast((line) => line.startsWith('{'));
+  const report = (last === undefined ? {} : JSON.parse(last)) as { built?: unknown; uuid?: unknown };
+  if (typeof report.uuid !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(report.uuid)) {
+    throw new Error(`root-base.mjs reported no file system UUID; its output ended:\n  ${lines.slice(-5).join('\n  ')}`);
+  }
+  return { built: report.built === true, uuid: report.uuid };
 }
 
 export const rootBase: Step = {
@@ -51,13 +53,13 @@ export const rootBase: Step = {
         listing: base.listing,
         marker: base.marker,
         rootBytes: ctx.layout.rootSectors * 512,
-        uuid: base.uuid,
         sourceDateEpoch: ctx.options.sourceDateEpoch,
         reuse: ctx.options.cache,
         keep: keptBaseImages,
       },
     ]);
-    const report = JSON.parse(lines.findLast((line) => line.startsWith('{')) ?? '{}') as { built?: boolean };
+    const report = parseRootBaseReport(lines);
+    ctx.rootBaseUuid = report.uuid;
     ctx.progress.say(report.built ? `Made the root file system's base image ${base.key}` : `Reused the root file system's base image ${base.key}`);
   },
 };

@@ -30,6 +30,7 @@ export const disk: Step = {
     await verifyTools('assemble-disk.mjs');
   },
   async run(ctx) {
+    if (!ctx.rootBaseUuid) throw new Error('no root file system UUID (the base image step did not run)');
     const { layout } = ctx;
     const lines = await runTool(ctx, 'assemble-disk.mjs', [
       {
@@ -43,7 +44,7 @@ export const disk: Step = {
         totalSectors: layout.totalSectors,
         cmdline: kernelCommandLine(layout.rootPartuuid),
         sourceDateEpoch: ctx.options.sourceDateEpoch,
-        rootBase: rootBasePaths(ctx),
+        rootBase: { ...rootBasePaths(ctx), uuid: ctx.rootBaseUuid },
       },
     ]);
     ctx.card = parseDiskReport(lines).card;

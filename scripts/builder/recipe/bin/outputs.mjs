@@ -29,6 +29,7 @@ import { mkdir, mkdtemp, open, readdir, rename, rm, stat, unlink, writeFile } fr
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { $ } from 'zx';
+import { dataExtents } from './lib/extents.mjs';
 
 const { dir, image, compression, checksums, bmapRanges, root, frames } = JSON.parse(process.argv[2] ?? '{}');
 const blockSize = 4096;
@@ -56,18 +57,6 @@ if (!Number.isInteger(level) || level < 1 || level > 19) {
   console.error(`outputs: zstd level ${level}: allowed 1-19 (higher ones need --ultra, whose windows card writers refuse)`);
   process.exit(2);
 }
-// Prints "start end" for each data extent of the file (whence 3 is SEEK_DATA, 4 SEEK_HOLE): Node
-// has no lseek(SEEK_DATA/SEEK_HOLE); Perl's sysseek has.
-const seekExtents = `
-  open(my $f, "<", $ARGV[0]) or die "$ARGV[0]: $!";
-  my $end = -s $f;
-  for (my $pos = 0; $pos < $end; ) {
-    my $data = sysseek($f, $pos, 3);
-    last unless defined $data;
-    my $hole = sysseek($f, $data, 4);
-    print $data + 0, " ", $hole + 0, "\\n";
-    $pos = $hole;
-  }`;
 const data = $({ quiet: true });
 
 const imageFile = join(dir, image);
@@ -168,12 +157,6 @@ async function readPass(file, cache) {
     await handle.close();
   }
   return { imageSize, ranges, sha256: wholeFile.digest('hex'), chunkFrames };
-}
-
-/** The file's data extents, [start, end) byte pairs in order. */
-async function dataExtents(file) {
-  const lines = (await data`perl -e ${seekExtents} ${file}`).stdout.trim().split('\n').filter(Boolean);
-  return lines.map((line) => line.split(' ').map(Number));
 }
 
 /** Extents widened to whole blocks, merged where they touch: [{first, last}] block numbers. */

@@ -4,10 +4,18 @@
 // step later copies it into the image and applies only what changed since (lib/root-delta.mjs), so
 // a rebuild rewrites a few blocks instead of the whole root file system, and the same blocks come
 // out of every build, from the cache or not.
-// Argument: one JSON object {root, base (the cached image's path), listing, marker, rootBytes, uuid,
+// Argument: one JSON object {root, base (the cached image's path), listing, marker, rootBytes,
 //   sourceDateEpoch, reuse (false: make it again even if cached), keep (entries to keep)}.
 // Writes the tree's typed listing (see lib/root-delta.mjs) and then the marker file, whose time
-// divides "in the base" from "changed since". Prints one JSON line last: {built, seconds}.
+// divides "in the base" from "changed since". Prints one JSON line last: {built, seconds, uuid}.
+//
+// The file system's UUID (which also seeds its hash and every metadata checksum) comes from what
+// the tree is: dpkg's record of the installed packages, the partition's size and the epoch. Not
+// from the cache key, which also covers how the tree was made (a lock, a mirror's URL): a locked
+// build and an unlocked one that install the same packages give the same bytes. Not from the
+// definition either: a new host name must not make a new base. Nothing names the root by UUID
+// (fstab and cmdline.txt use the PARTUUID, which is per definition).
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,6 +36,7 @@ await $`find ${root} -newermt ${epoch} -exec touch --no-dereference ${`--date=${
 // empty mount point in both the listing and the base.
 await $`find ${root} -mindepth 1 ${['(', '-path', `${root}/boot/firmware/*`, '-prune', '-o', '-printf', '%y %P\\0', ')']} > ${listing}`;
 
+const uuid = await treeUuid();
 const started = Date.now();
 const built = !(input.reuse && (await stat(base).catch(() => undefined))?.isFile());
 if (built) await makeBase();
@@ -37,7 +46,14 @@ await writeFile(marker, '');
 // Inode change times tick with the kernel's coarse clock: anything changed in the same tick as the
 // marker would look older than it. Let the tick pass.
 await sleep(50);
-console.log(JSON.stringify({ built, seconds: (Date.now() - started) / 1000 }));
+console.log(JSON.stringify({ built, seconds: (Date.now() - started) / 1000, uuid }));
+
+/** A version-4-shaped UUID from the installed packages (dpkg's status), the size and the epoch. */
+async function treeUuid() {
+  const status = await readFile(join(root, 'var/lib/dpkg/status'));
+  const hex = createHash('sha256').update('root-uuid\0').update(status).update(`\0${input.rootBytes}\0${sourceDateEpoch}`).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
 
 /** mke2fs -d from the tree, the firmware's files set aside meanwhile; renamed into place when whole. */
 async function makeBase() {
@@ -49,14 +65,14 @@ async function makeBase() {
     await moveAll(firmware, aside);
     await rm(partial, { force: true });
     await $`truncate -s ${input.rootBytes} ${partial}`;
-    // The UUID and hash seed come from the base's key. nodiscard: a discard on a file punches holes.
+    // The UUID and hash seed come from the tree (treeUuid). nodiscard: a discard on a file punches holes.
     // UNIX_IO_NOZEROOUT: what mke2fs zeroes (the journal) it writes as zeros instead of punching
     // holes, so it is data in the block map and zero on the card. lazy_itable_init=1 is what mke2fs
     // picks where the kernel zeroes inode tables at first mount; said here so the bytes do not depend
     // on the build host's kernel. SOURCE_DATE_EPOCH: every inode's times (e2fsprogs >= 1.47.1).
-    const extended = `root_owner=0:0,hash_seed=${input.uuid},nodiscard,lazy_itable_init=1`;
+    const extended = `root_owner=0:0,hash_seed=${uuid},nodiscard,lazy_itable_init=1`;
     const env = { ...process.env, SOURCE_DATE_EPOCH: String(sourceDateEpoch), E2FSPROGS_FAKE_TIME: String(sourceDateEpoch), UNIX_IO_NOZEROOUT: '1' };
-    await $({ env })`mke2fs -F -q -t ext4 -L rootfs -U ${input.uuid} -E ${extended} -d ${root} ${partial}`;
+    await $({ env })`mke2fs -F -q -t ext4 -L rootfs -U ${uuid} -E ${extended} -d ${root} ${partial}`;
     await settleAccessTimes(partial, parseTypedListing(await readFile(listing, 'utf8')).keys(), sourceDateEpoch, dirname(listing), env);
     await rename(partial, base);
   } finally {
