@@ -1,14 +1,17 @@
 /**
- * Reproducible rebuilds, end to end. The default definition is built from an empty cache volume,
- * locked to the package set of the suite's own build (so this also proves a locked build installs
- * exactly that list); then again from the same volume, with the root filesystem from its cache and
- * the root file system's base image made anew from that restored tree. The two give the same image,
- * compressed image, block map, Imager entry and manifest, byte for byte. A difference is reported by `pibond diff`, which names the first differing
- * file inside the image.
+ * Reproducible rebuilds, end to end, and builds on any Docker engine. The default definition is
+ * built on a second Docker engine (its own data root, reached over TCP: another machine, as far as
+ * pibond can tell) from an empty cache volume, locked to the package set of the suite's own build
+ * (so this also proves a locked build installs exactly that list). Then again on that engine, with
+ * the root filesystem from its cache and the root file system's base image made anew from that
+ * restored tree. The two give the same image, compressed image, block map, Imager entry and
+ * manifest, byte for byte; and the same image, compressed image, block map and Imager entry as the
+ * suite's unlocked build on this machine's engine. A difference is reported by `pibond diff`,
+ * which names the first differing file inside the image.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -16,6 +19,7 @@ import { connectDocker } from '../../scripts/lib/docker.ts';
 import { readManifest, readTimings } from '../../scripts/lib/manifest.ts';
 import { inBuilderWithVolume } from './_builder.ts';
 import { runPibond } from './_pibond.ts';
+import { startSecondEngine } from './_second-engine.ts';
 
 const name = 'pibond-bookworm-arm64';
 /** The outputs that must be identical: what a user flashes, downloads and compares. */
@@ -48,34 +52,46 @@ async function expectSameBuild(a: string, b: string, what: string, files: readon
 }
 
 export function describeReproducible(suiteOutDir: string): void {
-  describe('reproducible builds (Docker)', { tags: ['slow'] }, () => {
-    it('gives the same bytes from an empty cache volume and from the cached root filesystem', async () => {
+  describe('reproducible builds on another Docker engine (Docker)', { tags: ['slow'] }, () => {
+    it('gives the same bytes on a second engine, cold and from its cache, as the suite build here', async () => {
+      const engine = await startSecondEngine();
       const volume = `pibond-repro-test-${process.pid}`;
       const cold = await mkdtemp(join(tmpdir(), 'pibond-cold-'));
       const cached = await mkdtemp(join(tmpdir(), 'pibond-cached-'));
       try {
+        // pibond as a user with a remote engine runs it: DOCKER_HOST names the engine, and nothing
+        // of this machine's files reaches it but through the API.
+        const onEngine2 = { DOCKER_HOST: engine.host };
         const locked = ['--locked', join(suiteOutDir, manifest), '--cache-volume', volume];
-        const first = await runPibond(['build', 'images/default.yaml', '--out', cold, ...locked]);
-        expect(first.code, first.stderr).toBe(0);
+        const first = await runPibond(['build', 'images/default.yaml', '--out', cold, ...locked], onEngine2);
+        expect(first.code, `${first.stderr}\n(the second engine's log: ${engine.log})`).toBe(0);
+        const said = first.stdout + first.stderr;
+        expect(said).toContain(`Docker engine: DOCKER_HOST=${engine.host}, amd64, elsewhere (not a local socket): the outputs come back through its API`);
+        expect(await readFile(join(cold, `${name}.build.log`), 'utf8')).toMatch(/fetched the outputs from the engine: \d+\.\d MB of data/);
         expect((await readTimings(join(cold, `${name}.timings.json`))).rootfsFromCache).toBe(false);
+        // The build ran there: its cache volume is the second engine's, not this machine's.
+        expect((await engine.docker.listVolumes()).Volumes.map((v) => v.Name)).toContain(volume);
+        expect(((await (await connectDocker()).listVolumes()).Volumes ?? []).map((v) => v.Name)).not.toContain(volume);
         const [ours, suite] = [await readManifest(join(cold, manifest)), await readManifest(join(suiteOutDir, manifest))];
         expect(ours.packages).toEqual(suite.packages);
 
         // The second build restores the root filesystem from the volume's cache; without the base
         // image the first build left there, it makes that anew from the restored tree.
-        await inBuilderWithVolume(volume, '/cache', 'rm -f /cache/root-base/*.ext4');
-        const second = await runPibond(['build', 'images/default.yaml', '--out', cached, ...locked]);
+        await inBuilderWithVolume(volume, '/cache', 'rm -f /cache/root-base/*.ext4', engine.docker);
+        const second = await runPibond(['build', 'images/default.yaml', '--out', cached, ...locked], onEngine2);
         expect(second.code, second.stderr).toBe(0);
         expect((await readTimings(join(cached, `${name}.timings.json`))).rootfsFromCache).toBe(true);
         expect(second.stdout + second.stderr).toContain("Made the root file system's base image");
         await expectSameBuild(cold, cached, 'a cold build and a build from the cached root filesystem', [...outputs, manifest]);
 
-        // The suite's build (unlocked, another bootstrap) installed the same package list; its bytes
-        // are not compared: a locked build's bytes differ from an unlocked one's (not yet traced).
+        // And the suite's own build: this machine's engine, another bootstrap, unlocked. Only the
+        // manifest may differ (it records the lock, and the cache key that includes it).
+        await expectSameBuild(cold, suiteOutDir, 'a locked build on the second engine and the unlocked suite build on this one', outputs);
       } finally {
         await rm(cold, { recursive: true, force: true });
         await rm(cached, { recursive: true, force: true });
-        await (await connectDocker()).getVolume(volume).remove().catch(() => {});
+        await engine.docker.getVolume(volume).remove().catch(() => {});
+        await engine.stop();
       }
     });
   });
