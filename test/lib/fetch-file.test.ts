@@ -1,8 +1,12 @@
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { fetchFile } from '../../scripts/lib/fetch-file.ts';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { recipeDir } from '../../scripts/builder/builder-image.ts';
+import { ExtentWriter, fetchFile } from '../../scripts/lib/fetch-file.ts';
 import { FakeEngine } from './_fake-engine.ts';
 
 const MiB = 1024 * 1024;
@@ -34,6 +38,31 @@ async function containerSending(stream: Buffer, exitCode = 0) {
   await container.start();
   return container;
 }
+
+describe('send-file.mjs into ExtentWriter (both real, on this machine)', () => {
+  it('sends only the data of a sparse file, and the writer makes the same file again, holes and all', async () => {
+    const from = join(dir, 'sparse.img');
+    const handle = await open(from, 'w');
+    await handle.write(Buffer.alloc(4096, 'x'), 0, 4096, 0);
+    await handle.write(Buffer.alloc(8192, 'y'), 0, 8192, 5 * MiB);
+    await handle.truncate(9 * MiB + 7);
+    await handle.close();
+    const stream = await new Promise<Buffer>((resolve, reject) => {
+      execFile(process.execPath, [join(recipeDir, 'bin', 'send-file.mjs'), from], { encoding: 'buffer', maxBuffer: 64 * MiB }, (err, stdout) => (err ? reject(new Error(err.message)) : resolve(stdout)));
+    });
+    const sent = stream.length;
+    const to = join(dir, 'copy.img');
+    const out = await open(to, 'w');
+    const writer = new ExtentWriter(out);
+    await pipeline(Readable.from([stream.subarray(0, 10), stream.subarray(10)]), writer);
+    await out.close();
+    expect((await readFile(to)).equals(await readFile(from))).toBe(true);
+    expect(writer.size).toBe(9 * MiB + 7);
+    // The data and a header per extent, not 9 MiB (the file system may round extents to its blocks).
+    expect(sent).toBeLessThan(64 * 1024);
+    expect((await stat(to)).blocks * 512).toBeLessThan(1 * MiB);
+  });
+});
 
 describe('fetchFile', () => {
   it('writes each extent at its offset, leaves the holes as holes, and gives the file its size', async () => {
