@@ -17,7 +17,11 @@ import { CommandFailed, type LineSink, LineSplitter } from './docker.ts';
  * then the payload. Passes stdout's bytes on, in order and with backpressure; stderr goes to `sink`.
  */
 export class Demux extends Transform {
-  private pending = Buffer.alloc(0);
+  /** The current frame's header, while it is incomplete. */
+  private header = Buffer.alloc(0);
+  /** The current frame's stream (1 stdout, 2 stderr) and the payload bytes still to come. */
+  private kind = 1;
+  private left = 0;
   private readonly stderr: LineSplitter;
 
   constructor(sink: LineSink) {
@@ -29,23 +33,34 @@ export class Demux extends Transform {
     return this.stderr.tail;
   }
 
+  // A payload is passed on as its pieces arrive, never gathered whole: frames are as large as the
+  // sender's writes (4 MiB), the network's pieces ~64 KiB.
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    let buffer = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-    while (buffer.length >= 8) {
-      const size = buffer.readUInt32BE(4);
-      if (buffer.length < 8 + size) break;
-      const payload = buffer.subarray(8, 8 + size);
-      if (buffer[0] === 2) this.stderr.write(payload);
-      else this.push(payload);
-      buffer = buffer.subarray(8 + size);
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.left === 0) {
+        const taken = chunk.subarray(at, at + 8 - this.header.length);
+        this.header = Buffer.concat([this.header, taken]);
+        at += taken.length;
+        if (this.header.length < 8) break;
+        this.kind = this.header[0] ?? 1;
+        this.left = this.header.readUInt32BE(4);
+        this.header = Buffer.alloc(0);
+        continue;
+      }
+      const part = chunk.subarray(at, at + this.left);
+      at += part.length;
+      this.left -= part.length;
+      if (this.kind === 2) this.stderr.write(part);
+      else this.push(part);
     }
-    this.pending = Buffer.from(buffer);
     done();
   }
 
   override _flush(done: TransformCallback): void {
     this.stderr.end();
-    done(this.pending.length ? new Error(`the engine's output ended inside a frame (${this.pending.length} bytes left over)`) : null);
+    const cut = this.header.length > 0 || this.left > 0;
+    done(cut ? new Error(`the engine's output ended inside a frame (${this.left} payload bytes missing)`) : null);
   }
 }
 
