@@ -1,6 +1,7 @@
 /**
  * outputs.mjs in the builder image, on a small sparse image with data here and there (across a
- * chunk boundary, in the last partial block, a stretch of written zeros): the .img.zst is the image
+ * chunk boundary, up to one, over a whole chunk, in the last partial block, a stretch of written
+ * zeros, and a chunk of hole): the .img.zst is the image
  * again for `zstd -dc` and for pibond flash's bundled decoder and its per-range checks; the block
  * map's ranges are the data written; the whole file's sha256 is sha256sum's; a second run takes
  * every frame from the cache and gives the same bytes, and so does one that compresses them all
@@ -20,15 +21,21 @@ import type { Bmap } from '../../scripts/lib/bmap.ts';
 import { connectDocker, runContainer } from '../../scripts/lib/docker.ts';
 
 const MiB = 1024 * 1024;
-/** Two chunks of 16 MiB and a bit: the last chunk and the last block are partial. */
-const imageSize = 40 * MiB + 12_345;
-/** What the image holds where: block-aligned, as a file system writes (the tail runs to the end). */
+/** Five chunks of 16 MiB and a bit: the last chunk and the last block are partial. */
+const imageSize = 88 * MiB + 12_345;
+/**
+ * What the image holds where: block-aligned, as a file system writes (the tail runs to the end).
+ * Data across a chunk boundary, data ending exactly at one, a chunk that is all hole (32-48 MiB),
+ * and a range longer than a chunk (50-82 MiB: the read pass hands the hashing worker its pieces).
+ */
 const written: { offset: number; bytes: number; fill: 'text' | 'zeros' }[] = [
   { offset: 0, bytes: 4096, fill: 'text' },
   { offset: 1 * MiB, bytes: 3 * MiB, fill: 'text' },
   { offset: 16 * MiB - 8192, bytes: 16384, fill: 'text' },
   { offset: 20 * MiB, bytes: 2 * MiB, fill: 'zeros' },
-  { offset: 40 * MiB, bytes: 12_345, fill: 'text' },
+  { offset: 24 * MiB, bytes: 8 * MiB, fill: 'text' },
+  { offset: 50 * MiB, bytes: 32 * MiB, fill: 'text' },
+  { offset: 88 * MiB, bytes: 12_345, fill: 'text' },
 ];
 
 /** Compressible but not trivial: numbered lines, as a file system full of text would be. */
@@ -108,7 +115,7 @@ describe('outputs.mjs in the builder image', { tags: ['slow'] }, () => {
   it('zstd -dc gives the image back, byte for byte, from its one frame per chunk', async () => {
     const said = await inBuilder('zstd -dc /out/t.img.zst | cmp - /out/t.img && echo same; zstd -lv /out/t.img.zst | grep -i "# Zstandard Frames"');
     expect(said).toMatch(/^same$/m);
-    expect(said).toMatch(/# Zstandard Frames: 3$/m);
+    expect(said).toMatch(/# Zstandard Frames: 6$/m);
   });
 
   it('pibond flash\'s bundled decoder (fzstd) reads every frame, and its per-range checks pass on a card', async () => {
@@ -149,15 +156,15 @@ describe('outputs.mjs in the builder image', { tags: ['slow'] }, () => {
   });
 
   it('a second run takes every frame from the cache and writes the same bytes; --no-cache compresses them all again, the same bytes again', async () => {
-    // 3 chunks of 16 MiB (the last one 8 MiB and a bit), each holding data: 3 different frames.
-    expect(first).toMatchObject({ framesReused: 0, framesCompressed: 3, level: expect.any(Number) });
+    // 6 chunks of 16 MiB (the last one 8 MiB and a bit), all different, one of them all zeros: 6 frames.
+    expect(first).toMatchObject({ framesReused: 0, framesCompressed: 6, level: expect.any(Number) });
     const cached = await frames();
-    expect(cached).toHaveLength(3);
+    expect(cached).toHaveLength(6);
 
-    expect(await runOutputs(true)).toMatchObject({ framesReused: 3, framesCompressed: 0, checksums: first.checksums });
+    expect(await runOutputs(true)).toMatchObject({ framesReused: 6, framesCompressed: 0, checksums: first.checksums });
     expect((await readFile(zst())).equals(firstZst)).toBe(true);
 
-    expect(await runOutputs(false)).toMatchObject({ framesReused: 0, framesCompressed: 3, checksums: first.checksums });
+    expect(await runOutputs(false)).toMatchObject({ framesReused: 0, framesCompressed: 6, checksums: first.checksums });
     expect((await readFile(zst())).equals(firstZst)).toBe(true);
     expect(await frames()).toEqual(cached);
   });
@@ -168,7 +175,7 @@ describe('outputs.mjs in the builder image', { tags: ['slow'] }, () => {
     const usedBytes = (await Promise.all(used.map(async (name) => (await stat(join(frameDir, name))).size))).reduce((a, b) => a + b, 0);
     const old = Array.from({ length: 8 }, (_, i) => `${String(i).padStart(64, '0')}.L${first.level}.zstd-0.0.0.zst`);
     for (const [i, name] of old.entries()) {
-      await writeFile(join(frameDir, name), Buffer.alloc(Math.ceil(usedBytes / 2)));
+      await writeFile(join(frameDir, name), Buffer.alloc(Math.floor(usedBytes / 2)));
       const when = new Date(Date.now() - (i + 1) * 60_000);
       await utimes(join(frameDir, name), when, when);
     }
@@ -177,7 +184,8 @@ describe('outputs.mjs in the builder image', { tags: ['slow'] }, () => {
     await utimes(join(frameDir, leftover), new Date(0), new Date(0));
 
     await runOutputs(true);
-    // Budget 3 x usedBytes: the used frames, then the 4 most recent old ones (each half of usedBytes).
+    // Budget 3 x usedBytes: the used frames, then the 4 most recent old ones (each half of usedBytes,
+    // rounded down: 4 of them must fit in 2 x usedBytes when usedBytes is odd).
     expect(await frames()).toEqual([...used, ...old.slice(0, 4)].sort());
   });
 });

@@ -28,6 +28,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { $ } from 'zx';
 import { dataExtents } from './lib/extents.mjs';
 
@@ -114,49 +115,118 @@ console.log(JSON.stringify({ compressSeconds, bmapSeconds, checksums: sums, pack
 /**
  * The one read of the image. The block map's ranges are its data extents (the holes are what the
  * disk assembly never wrote) widened to whole blocks and merged; only they are read, the rest is
- * zeros. Returns the whole file's sha256, the ranges with theirs, and each chunk's frame (a promise:
- * missing frames are still being compressed when the pass ends).
+ * zeros. This thread reads each chunk (the next one's read runs while this one is hashed) and feeds
+ * the whole file's sha256; a worker (lib/chunk-hasher.mjs) hashes the block map's ranges and each
+ * chunk for its frame's key. Returns the whole file's sha256, the ranges with theirs, and each
+ * chunk's frame (missing frames are still being compressed when the pass ends).
  */
 async function readPass(file, cache) {
   const imageSize = (await stat(file)).size;
   const ranges = blockRanges(await dataExtents(file), imageSize);
+  const plan = chunkPlan(ranges, imageSize);
   const wholeFile = createHash('sha256');
   const zeros = Buffer.alloc(chunkBytes);
-  const chunkFrames = [];
+  const pending = [];
+  const hasher = chunkHasher();
   const handle = await open(file, 'r');
   try {
-    let next = 0;
-    let rangeHash;
-    for (let start = 0; start < imageSize; start += chunkBytes) {
-      const end = Math.min(start + chunkBytes, imageSize);
-      if (next >= ranges.length || ranges[next].first * blockSize >= end) {
+    let reading = readChunk(handle, plan[0]);
+    for (let i = 0; i < plan.length; i++) {
+      const { start, end, segments } = plan[i];
+      const chunk = await reading;
+      reading = i + 1 < plan.length ? readChunk(handle, plan[i + 1]) : undefined;
+      if (!chunk) {
         const hole = zeros.subarray(0, end - start);
         wholeFile.update(hole);
-        if (cache) chunkFrames.push(cache.frameOf(hole, zeroKey(hole.length)));
-        await cache?.room();
-        continue;
+        if (cache) pending.push(Promise.resolve(cache.frameOf(hole, zeroKey(hole.length))));
+      } else {
+        wholeFile.update(chunk);
+        const hashed = hasher.hash(start, chunk, segments).then(({ chunk: back, key, digests }) => {
+          for (const [range, sha256] of digests) ranges[range].sha256 = sha256;
+          return cache?.frameOf(back, key);
+        });
+        hashed.catch(() => {});
+        pending.push(hashed);
+        await hasher.room();
       }
-      const chunk = Buffer.alloc(end - start);
-      while (next < ranges.length && ranges[next].first * blockSize < end) {
-        const range = ranges[next];
-        const from = Math.max(range.first * blockSize, start);
-        const to = Math.min((range.last + 1) * blockSize, imageSize, end);
-        await readFully(handle, chunk, from - start, to - from, from);
-        rangeHash ??= createHash('sha256');
-        rangeHash.update(chunk.subarray(from - start, to - start));
-        if (to < Math.min((range.last + 1) * blockSize, imageSize)) break;
-        range.sha256 = rangeHash.digest('hex');
-        rangeHash = undefined;
-        next++;
-      }
-      wholeFile.update(chunk);
-      if (cache) chunkFrames.push(cache.frameOf(chunk, createHash('sha256').update(chunk).digest('hex')));
       await cache?.room();
     }
+    const chunkFrames = await Promise.all(pending);
+    return { imageSize, ranges, sha256: wholeFile.digest('hex'), chunkFrames };
   } finally {
     await handle.close();
+    await hasher.close();
   }
-  return { imageSize, ranges, sha256: wholeFile.digest('hex'), chunkFrames };
+}
+
+/**
+ * Each chunk's start and end, and the spans of block map ranges inside it ({from, to, range, last}:
+ * bytes of the image, the range's index, and whether the span ends that range). A chunk with no
+ * spans is a hole.
+ */
+function chunkPlan(ranges, imageSize) {
+  const plan = [];
+  let next = 0;
+  for (let start = 0; start < imageSize; start += chunkBytes) {
+    const end = Math.min(start + chunkBytes, imageSize);
+    const segments = [];
+    while (next < ranges.length && ranges[next].first * blockSize < end) {
+      const rangeEnd = Math.min((ranges[next].last + 1) * blockSize, imageSize);
+      const to = Math.min(rangeEnd, end);
+      segments.push({ from: Math.max(ranges[next].first * blockSize, start), to, range: next, last: to === rangeEnd });
+      if (to < rangeEnd) break;
+      next++;
+    }
+    plan.push({ start, end, segments });
+  }
+  return plan;
+}
+
+/** A chunk's bytes (zeros outside its spans), or undefined for a hole. */
+async function readChunk(handle, { start, end, segments }) {
+  if (segments.length === 0) return undefined;
+  const chunk = Buffer.alloc(end - start);
+  for (const { from, to } of segments) await readFully(handle, chunk, from - start, to - from, from);
+  return chunk;
+}
+
+/**
+ * The hashing worker: hash(start, chunk, segments) hands the chunk over (this thread must not touch
+ * it until the promise gives it back) and resolves to {chunk, key, digests}, in the order asked;
+ * room() waits while a few chunks are with the worker, so memory stays bounded.
+ */
+function chunkHasher() {
+  const worker = new Worker(new URL('./lib/chunk-hasher.mjs', import.meta.url));
+  const waiting = [];
+  const roomWaiters = [];
+  let failed;
+  const fail = (err) => {
+    failed ??= err;
+    waiting.splice(0).forEach(({ reject }) => reject(failed));
+    roomWaiters.splice(0).forEach((resolve) => resolve());
+  };
+  worker.on('message', ({ buffer, key, digests }) => {
+    waiting.shift()?.resolve({ chunk: Buffer.from(buffer), key, digests });
+    roomWaiters.splice(0).forEach((resolve) => resolve());
+  });
+  worker.on('error', fail);
+  worker.on('exit', (code) => fail(new Error(`outputs: the hashing worker exited (${code})`)));
+  return {
+    hash(start, chunk, segments) {
+      if (failed) return Promise.reject(failed);
+      const answer = new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+      worker.postMessage({ start, buffer: chunk.buffer, segments }, [chunk.buffer]);
+      return answer;
+    },
+    async room() {
+      while (!failed && waiting.length >= 4) await new Promise((resolve) => roomWaiters.push(resolve));
+      if (failed) throw failed;
+    },
+    async close() {
+      worker.removeAllListeners('exit');
+      await worker.terminate();
+    },
+  };
 }
 
 /** Extents widened to whole blocks, merged where they touch: [{first, last}] block numbers. */
