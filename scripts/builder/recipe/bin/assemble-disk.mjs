@@ -9,7 +9,7 @@
 // `dd conv=sparse` broke this: it turned every zero block into a hole, free FAT entries included.)
 // The boot partition also gets the card-settings slot, pibond-card.yaml, in contiguous clusters,
 // which `pibond flash` overwrites in place on the card.
-// The root partition is the cached base image (root-base.mjs) copied in, plus the delta of what
+// The root partition is the cached base image (root-base.mjs) copied in (beside the FAT's filling), plus the delta of what
 // changed in the tree since it was made, applied with debugfs (lib/root-delta.mjs); a delta debugfs
 // cannot express (a hard link, a device node) makes the file system from the whole tree instead.
 // Argument: one JSON object {root, image, diskId, bootStart, bootSectors, rootStart, rootSectors,
@@ -45,6 +45,9 @@ cardContent.write(card.line);
 // and mke2fs (e2fsprogs >= 1.47.1) every inode's times: the same tree gives the same bytes.
 const reproducible = { ...process.env, SOURCE_DATE_EPOCH: String(sourceDateEpoch) };
 const mtools = $({ env: reproducible });
+// The root file system's tools: every inode time SOURCE_DATE_EPOCH, and what mke2fs or debugfs
+// zero written as zeros (UNIX_IO_NOZEROOUT), never as holes.
+const rootEnv = { ...reproducible, E2FSPROGS_FAKE_TIME: String(sourceDateEpoch), UNIX_IO_NOZEROOUT: '1' };
 
 // Copies a sparse file's data extents (SEEK_DATA/SEEK_HOLE) into another file at an offset, in the
 // kernel (copy_file_range), so its holes stay holes and everything else is data. Node has neither.
@@ -100,12 +103,21 @@ try {
   await $`truncate -s ${bootOffset + input.bootSectors * sector} ${image}`;
   await $`mkfs.vfat -F 32 -i ${diskId} ${`--offset=${input.bootStart}`} ${image} ${Math.floor(input.bootSectors / 2)}`.quiet();
   await $`truncate -s ${input.totalSectors * sector} ${image}`;
-  await mtools`mlabel -i ${bootFs} ::BOOTFS`;
-  // The card slot first, into the empty file system: its clusters are contiguous.
-  await mtools`mcopy -m -i ${bootFs} ${cardFile} ::/`;
-  await copyTreeSorted(firmware, '::');
-
-  await assembleRoot();
+  // The root partition: the base image plus the delta runs beside the FAT's filling (they write
+  // disjoint bytes of the image); made from the whole tree, it comes after, as it moves the
+  // firmware's files aside meanwhile.
+  const delta = await rootDelta();
+  const rootDone = 'fallback' in delta ? undefined : applyRootDelta(delta);
+  try {
+    await mtools`mlabel -i ${bootFs} ::BOOTFS`;
+    // The card slot first, into the empty file system: its clusters are contiguous.
+    await mtools`mcopy -m -i ${bootFs} ${cardFile} ::/`;
+    await copyTreeSorted(firmware, '::');
+  } catch (err) {
+    await rootDone?.catch(() => {});
+    throw err;
+  }
+  await (rootDone ?? makeWholeRoot(delta));
 
   const table = [
     'label: dos',
@@ -125,31 +137,26 @@ try {
   await rm(work, { recursive: true, force: true });
 }
 
-/**
- * The root partition: the base image's data copied in at the partition's offset, then the delta
- * applied in place. Either way every inode time is SOURCE_DATE_EPOCH, and what mke2fs or debugfs
- * zero it writes as zeros (UNIX_IO_NOZEROOUT), never as holes.
- */
-async function assembleRoot() {
-  const env = { ...reproducible, E2FSPROGS_FAKE_TIME: String(sourceDateEpoch), UNIX_IO_NOZEROOUT: '1' };
-  const delta = await rootDelta();
-  if ('fallback' in delta) {
-    console.log(`assemble-disk: the whole root file system is made from the tree: ${delta.fallback}`);
-    const aside = await mkdtemp('/work/firmware.');
-    await moveAll(firmware, aside);
-    try {
-      await makeRootFromTree(env);
-      await settleAccessTimes(`${image}?offset=${rootOffset}`, delta.paths, sourceDateEpoch, work, env);
-    } finally {
-      await moveAll(aside, firmware);
-    }
-    return;
+/** The root partition from the whole tree (a delta debugfs cannot express). */
+async function makeWholeRoot(delta) {
+  console.log(`assemble-disk: the whole root file system is made from the tree: ${delta.fallback}`);
+  const aside = await mkdtemp('/work/firmware.');
+  await moveAll(firmware, aside);
+  try {
+    await makeRootFromTree(rootEnv);
+    await settleAccessTimes(`${image}?offset=${rootOffset}`, delta.paths, sourceDateEpoch, work, rootEnv);
+  } finally {
+    await moveAll(aside, firmware);
   }
+}
+
+/** The root partition: the base image's data copied in at the partition's offset, then the delta applied in place. */
+async function applyRootDelta(delta) {
   await $`python3 -c ${copyExtents} ${rootBase.file} ${image} ${rootOffset}`;
   const commands = join(work, 'root-delta.debugfs');
   await writeFile(commands, `${delta.commands.join('\n')}\n`);
   // debugfs reports a failed command on stderr and still exits 0.
-  const applied = await $({ env })`debugfs -w -f ${commands} ${`${image}?offset=${rootOffset}`}`.quiet();
+  const applied = await $({ env: rootEnv })`debugfs -w -f ${commands} ${`${image}?offset=${rootOffset}`}`.quiet();
   const errors = applied.stderr.split('\n').filter((line) => line.trim() !== '' && !/^debugfs \d/.test(line));
   if (errors.length > 0) throw new Error(`assemble-disk: debugfs could not apply the root file system's delta:\n  ${errors.slice(0, 10).join('\n  ')}`);
   const { removed, written, directories, links } = delta.summary;
