@@ -1,8 +1,9 @@
 /**
  * The single entry of the slow end-to-end tests, so that they run one after another (a build and
- * a QEMU boot at once would fight over this machine's two cores): build the default image, check
- * its block map, diff images, fail a locked build early, build it again from an empty cache
- * volume and from that volume's cache and compare the bytes (reproducibility), then prove the
+ * a QEMU boot at once would fight over this machine's two cores): build the default image, run its
+ * output step (outputs.mjs) on a small sparse image, check its block map, diff images, fail a
+ * locked build early, build it again from an empty cache volume and from that volume's cache and
+ * compare the bytes (reproducibility), then prove the
  * test bed of real routers (no QEMU), boot the image and prove failover, boot it on the
  * test bed in both layouts and measure each switch's outage from outside, fail its routers' lines
  * and hang a router (uplink tracking), boot it with a
@@ -22,9 +23,11 @@ import { describeReproducible } from './reproducible.e2e.ts';
 import { describeUplink } from './uplink.e2e.ts';
 import { repoRoot } from './_pibond.ts';
 import { describeTestbed } from '../boot/testbed.e2e.ts';
+import { describeOutputs } from '../image/outputs.e2e.ts';
 
 const outDir = join(repoRoot, 'out', 'e2e');
 describeBuild(outDir);
+describeOutputs();
 describeBmap(outDir);
 describeDiff(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describeLock(outDir);

@@ -1,7 +1,7 @@
 /**
  * Step 80 against the fake Docker engine: what it asks of outputs.mjs about the zstd frame cache,
  * and where the frame counts go (the timings, never the manifest, which must stay the same bytes
- * from build to build). outputs.mjs itself runs in the builder image: outputs.e2e.test.ts.
+ * from build to build). outputs.mjs itself runs in the builder image: outputs.e2e.ts.
  */
 import type { EngineInfo } from '../../scripts/lib/engine.ts';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
