@@ -86,7 +86,7 @@ export function describeBuild(outDir: string): void {
       expect(cmdline).toContain('net.ifnames=0');
     });
 
-    it('root partition: the bond, its units, the status service, no SSH host keys, empty machine-id', async () => {
+    it('root partition: the bond, its units, the status service, no SSH host keys, empty machine-id, CA certificates linked, dpkg syncing', async () => {
       const mbr = await readMbr(image);
       const root = `/tmp/root.img`;
       const lines = await inBuilder(
@@ -99,6 +99,9 @@ export function describeBuild(outDir: string): void {
          echo "== machine-id"; r 'stat /etc/machine-id' | sed -n 's/.*Size: \\([0-9]*\\).*/size=\\1/p'
          echo "== wants"; r 'ls -p /etc/systemd/system/multi-user.target.wants' | cut -d/ -f6
          echo "== fstab"; r 'cat /etc/fstab'
+         echo "== dpkg"; r 'cat /etc/dpkg/dpkg.cfg.d/99mmdebstrap'
+         echo "== certs"; r 'rdump /etc/ssl/certs /tmp'; find /tmp/certs -type l -printf '%f %l\n' | sort
+         echo "== bundle"; grep -c 'BEGIN CERTIFICATE' /tmp/certs/ca-certificates.crt
          echo "== end"`,
       );
       const text = lines.join('\n');
@@ -113,6 +116,19 @@ export function describeBuild(outDir: string): void {
       expect(section('wants')).toContain('bond-status.service');
       expect(section('wants')).toContain('pibond-ssh-keygen.service');
       expect(section('fstab')).toContain(`PARTUUID=${mbr.diskId}-02`);
+      // The device's dpkg syncs what it unpacks: force-unsafe-io was for the bootstrap only.
+      expect(section('dpkg')).toContain('path-exclude=/usr/share/doc/*');
+      expect(section('dpkg')).not.toContain('unsafe-io');
+      // update-ca-certificates ran once, outside the chroot: a link per certificate into the
+      // image's /usr/share/ca-certificates, a subject-hash link to each, all in the bundle.
+      const links = section('certs').split('\n').filter(Boolean).map((line) => line.split(' '));
+      const pems = links.filter(([name]) => name!.endsWith('.pem'));
+      const hashes = links.filter(([name]) => /^[0-9a-f]{8}\.\d$/.test(name!));
+      expect(pems.length).toBeGreaterThan(100);
+      for (const [name, target] of pems) expect(target, name).toMatch(/^\/usr\/share\/ca-certificates\/mozilla\/.+\.crt$/);
+      expect(hashes.length).toBe(pems.length);
+      for (const [name, target] of hashes) expect(pems.map(([pem]) => pem), name).toContain(target);
+      expect(Number(section('bundle').trim())).toBe(pems.length);
     });
 
     it('reuses the cached root filesystem when only an overlay changed', async () => {
