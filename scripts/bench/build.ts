@@ -94,7 +94,8 @@ export async function benchBuild(): Promise<Record<string, number | string>> {
 
 /**
  * mmdebstrap's phases in a cold build ("I: downloading packages with apt...", "I: installing
- * remaining packages inside the chroot..."), each with its seconds, read from the build log, whose
+ * remaining packages inside the chroot...", and the "I: pibond hook, ..." lines bootstrap-rootfs's
+ * slow hooks print), each with its seconds, read from the build log, whose
  * output lines carry the seconds since the build started ("[ 123.4] line"). A phase ends where the
  * next begins, the last where the root filesystem step's output ends.
  */
@@ -107,9 +108,12 @@ export function bootstrapPhases(log: string): { name: string; seconds: number }[
     if (!stamped) continue;
     last = Number(stamped[1]);
     const phase = /^I: ([a-z][^.:]*?)(?:\.\.\.|:|$)/.exec(stamped[2] ?? '');
-    if (phase?.[1] && /^(running|downloading|extracting|installing|cleaning|creating tarball)/.test(phase[1])) marks.push({ name: phase[1], at: last });
+    if (phase?.[1] && /^(running|downloading|extracting|installing|cleaning|creating tarball|pibond hook)/.test(phase[1])) marks.push({ name: phase[1], at: last });
   }
-  return marks.map((mark, i) => ({ name: `mmdebstrap: ${mark.name}`, seconds: Math.round(((marks[i + 1]?.at ?? last) - mark.at) * 10) / 10 }));
+  // A phase that recurs (one "running --customize-hook" per hook) is one row, its times summed.
+  const phases = new Map<string, number>();
+  marks.forEach((mark, i) => phases.set(mark.name, (phases.get(mark.name) ?? 0) + (marks[i + 1]?.at ?? last) - mark.at));
+  return [...phases].map(([name, seconds]) => ({ name: `mmdebstrap: ${name}`, seconds: Math.round(seconds * 10) / 10 }));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
