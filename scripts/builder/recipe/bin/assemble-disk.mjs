@@ -45,6 +45,13 @@ cardContent.write(card.line);
 // and mke2fs (e2fsprogs >= 1.47.1) every inode's times: the same tree gives the same bytes.
 const reproducible = { ...process.env, SOURCE_DATE_EPOCH: String(sourceDateEpoch) };
 const mtools = $({ env: reproducible });
+/**
+ * The superblock's lifetime count of kilobytes written (s_kbytes_written), which e2fsprogs adds to
+ * on every close: it tells how the file system was made (a fresh base image, or a cached one and a
+ * delta of another size), not what it holds, so a cold build and a cached one differed there and
+ * nowhere else. Set to 0 last, it stays 0: e2fsprogs only adds to a count that is not 0.
+ */
+const zeroWriteCounter = 'ssv kbytes_written 0';
 // The root file system's tools: every inode time SOURCE_DATE_EPOCH, and what mke2fs or debugfs
 // zero written as zeros (UNIX_IO_NOZEROOUT), never as holes.
 const rootEnv = { ...reproducible, E2FSPROGS_FAKE_TIME: String(sourceDateEpoch), UNIX_IO_NOZEROOUT: '1' };
@@ -145,6 +152,7 @@ async function makeWholeRoot(delta) {
   try {
     await makeRootFromTree(rootEnv);
     await settleAccessTimes(`${image}?offset=${rootOffset}`, delta.paths, sourceDateEpoch, work, rootEnv);
+    await $({ env: rootEnv })`debugfs -w -R ${zeroWriteCounter} ${`${image}?offset=${rootOffset}`}`.quiet();
   } finally {
     await moveAll(aside, firmware);
   }
@@ -154,7 +162,7 @@ async function makeWholeRoot(delta) {
 async function applyRootDelta(delta) {
   await $`python3 -c ${copyExtents} ${rootBase.file} ${image} ${rootOffset}`;
   const commands = join(work, 'root-delta.debugfs');
-  await writeFile(commands, `${delta.commands.join('\n')}\n`);
+  await writeFile(commands, `${[...delta.commands, zeroWriteCounter].join('\n')}\n`);
   // debugfs reports a failed command on stderr and still exits 0.
   const applied = await $({ env: rootEnv })`debugfs -w -f ${commands} ${`${image}?offset=${rootOffset}`}`.quiet();
   const errors = applied.stderr.split('\n').filter((line) => line.trim() !== '' && !/^debugfs \d/.test(line));
