@@ -74,6 +74,8 @@ export class BondMonitor {
   private snapshot: BondsReport;
   /** Each bond's last good reading: what the next good one is compared with. */
   private readonly lastGood = new Map<string, BondStatus>();
+  /** Bonds whose last read looked like a round trip not yet confirmed: the reading before it. */
+  private readonly held = new Map<string, BondStatus>();
   private readonly events: FailoverEvent[] = [];
   private readonly histories = new Map<string, BondHistory>();
   private readonly listeners = new Set<FailoverListener>();
@@ -123,10 +125,11 @@ export class BondMonitor {
   poll(): FailoverEvent[] {
     const next = readBonds(this.options.root, this.options.expectedBonds);
     const before = [...this.lastGood.values()].map((bond): BondReading => ({ ok: true, bond }));
-    const events = detectFailovers(before, next.readings, new Date());
+    const events = this.confirmRoundTrips(detectFailovers(before, next.readings, new Date()), next.readings);
     this.countFailures(next.readings);
     this.snapshot = { ...next, readings: next.readings.map((reading) => this.shown(reading)) };
     this.remember(next.readings);
+    for (const [name, held] of this.held) if (this.lastGood.has(name)) this.lastGood.set(name, held);
     // As shown: a read torn for a moment is no news for the journal either.
     this.journalErrors(this.snapshot.readings);
     // Uplinks first: a decision already written is announced before the failover it caused, which
@@ -303,6 +306,30 @@ export class BondMonitor {
     const lastGood = this.lastGood.get(reading.name);
     const failed = this.failedInARow.get(reading.name) ?? 0;
     return lastGood && failed <= (this.options.graceReads ?? 4) ? { ok: true, bond: lastGood } : reading;
+  }
+
+  /**
+   * A round trip (the active slave unchanged, its link failure counter moved) is believed only when
+   * the next read still shows it. The kernel counts a failure just before it marks the link down
+   * and leaves the slave, and a read in between looks like a round trip; the next one then shows
+   * the switch itself. Until then the bond's reading before it stays the "before" to compare with,
+   * so that switch is one event, and a true round trip is reported one read late.
+   */
+  private confirmRoundTrips(events: readonly FailoverEvent[], readings: readonly BondReading[]): FailoverEvent[] {
+    const kept: FailoverEvent[] = [];
+    for (const reading of readings) {
+      if (!reading.ok) continue;
+      const { name } = reading.bond;
+      const before = this.lastGood.get(name);
+      const own = events.filter((event) => event.bond === name);
+      if (before && own.length > 0 && before.active_slave === reading.bond.active_slave && !this.held.has(name)) {
+        this.held.set(name, before);
+        continue;
+      }
+      this.held.delete(name);
+      kept.push(...own);
+    }
+    return kept;
   }
 
   private remember(readings: readonly BondReading[]): void {
