@@ -1,7 +1,7 @@
 /**
  * The bond for the ifupdown network stack (Debian's ifupdown + ifenslave), rendered from the
- * definition: /etc/network/interfaces, the bonding module, systemd .link files for the bond's MAC
- * and for slaves pinned by MAC, and the udev rule that re-enslaves a NIC plugged in after boot.
+ * definition: /etc/network/interfaces and the udev rule that re-enslaves a NIC plugged in after
+ * boot (the driver and the .link files are every stack's: overlays/09-bond-links).
  *
  * The interfaces file names the slaves on the bond itself (`bond-slaves eth0 eth1`) and gives them
  * no stanzas of their own, so one ifup of the bond creates it, enslaves both and only then
@@ -23,19 +23,11 @@ type Addressing = Definition['network']['addressing'];
 
 export async function render(def: Definition): Promise<OverlayFile[]> {
   if (def.network.stack !== 'ifupdown') return [];
-  const files: OverlayFile[] = [
+  return [
     ...addressingFiles(def),
-    { path: 'etc/modules-load.d/bonding.conf', content: '# Written by pibond: the bond needs the bonding driver.\nbonding\n', mode: 0o644 },
-    { path: `etc/systemd/network/10-pibond-${def.bond.name}.link`, content: bondLink(def.bond), mode: 0o644 },
     { path: 'etc/udev/rules.d/90-pibond-enslave.rules', content: enslaveRules(def.bond), mode: 0o644 },
     { path: 'etc/default/pibond-enslave', content: `# Written by pibond: the bond that pibond-enslave@.service adds slaves to.\nBOND=${def.bond.name}\n`, mode: 0o644 },
   ];
-  for (const slave of def.bond.slaves) {
-    if (slave.mac !== undefined) {
-      files.push({ path: `etc/systemd/network/10-pibond-${slave.name}.link`, content: slaveLink(slave.name, slave.mac), mode: 0o644 });
-    }
-  }
-  return files;
 }
 
 /**
@@ -104,42 +96,6 @@ function bondOptions(bond: Bond): string[] {
     `    bond-primary ${bond.primary}`,
     `    bond-primary-reselect ${bond.primary_reselect}`,
   ];
-}
-
-/**
- * systemd's 99-default.link gives a device without a permanent MAC a generated one
- * (MACAddressPolicy=persistent); for a bond that would fight the MAC it takes from its first slave.
- * Debian's ifenslave ships the same settings as 98-net-bonding.link; ours sorts first and stays
- * in force if that file ever changes.
- */
-function bondLink(bond: Bond): string {
-  return [
-    `# Written by pibond: keep ${bond.name}'s MAC the one the bonding driver gives it.`,
-    '[Match]',
-    'Driver=bonding',
-    `OriginalName=${bond.name}`,
-    '',
-    '[Link]',
-    'MACAddressPolicy=none',
-    '',
-  ].join('\n');
-}
-
-/**
- * Names a slave by its NIC's permanent MAC. PermanentMACAddress, not MACAddress: an enslaved NIC
- * (and the bond) may carry another NIC's MAC at runtime. A name the kernel never hands out, like
- * lan1, is safer than eth1: renaming to eth1 collides when the kernel has given eth1 to another NIC.
- */
-function slaveLink(name: string, mac: string): string {
-  return [
-    `# Written by pibond: the NIC with permanent MAC ${mac} is the bond's slave ${name}.`,
-    '[Match]',
-    `PermanentMACAddress=${mac}`,
-    '',
-    '[Link]',
-    `Name=${name}`,
-    '',
-  ].join('\n');
 }
 
 /**

@@ -25,7 +25,7 @@ type Stack = Definition['network']['stack'];
  * Each stack's way to drop the old lease and get one from the router now behind the bond, as a
  * script run by pibond-dhcp-renew.service with BOND set (/etc/default/pibond-heal).
  */
-const renewRows: Record<Stack, string> = {
+const renewRows: Record<Stack, string | ((def: Definition) => string)> = {
   // ifup's dhclient is replaced by one that starts from scratch, with ifup's own pid and lease
   // files, so `ifdown` still finds and releases it. Restarting it with the old lease (INIT-REBOOT)
   // would cost a NAK from an authoritative server and 10 s of silence (dhclient's reboot timeout)
@@ -62,14 +62,74 @@ printf 'addr flush dev %s scope global\\nroute flush dev %s\\n' "$bond" "$bond" 
 echo "asking for a new lease on $bond"
 exec /sbin/dhclient -4 -nw -v -i -pf "$pidfile" -lf "$leases" -I -df "/var/lib/dhcp/dhclient6.$bond.leases" "$bond"
 `,
+  networkd: networkdRow('networkd'),
+  netplan: networkdRow('netplan (rendered to networkd)'),
+  networkmanager: networkManagerRow,
 };
+
+/** networkd's own way: its DHCP client on the bond starts over; the slaves are other links and stay. */
+function networkdRow(stack: string): string {
+  return `#!/bin/sh
+# pibond-dhcp-renew.service runs this when pibond-heal found that the router behind the bond's new
+# active slave does not answer at the old gateway (it serves another subnet). The ${stack} row:
+# networkd drops the bond's addresses and routes and configures it afresh, its DHCP client included.
+set -eu
+bond=\${BOND:?BOND is not set: /etc/default/pibond-heal is missing}
+echo "asking systemd-networkd for a new lease on $bond"
+exec networkctl reconfigure "$bond"
+`;
+}
+
+function renewRow(def: Definition): string {
+  const row = renewRows[def.network.stack];
+  return typeof row === 'string' ? row : row(def);
+}
+
+/**
+ * NetworkManager keeps a bond's lease across a failover: the bond's carrier never dropped, and NM
+ * ignores a bond's carrier anyway. Changing the device's applied IPv4 method (not the profile) to
+ * disabled drops the old address and routes; back to auto starts a new DHCP client on the bond
+ * alone: the slaves stay enslaved. That client would first ask for the old address (INIT-REBOOT,
+ * 2 s of silence from a router that is not authoritative), unless the old lease file is gone: then
+ * it starts with a DISCOVER (NM 1.42.4, nm-dhcp-nettools.c).
+ * Every change applied to a bond also writes its bond options, the primary among them: the options
+ * go with the primary the kernel has now, or pibond-uplink's choice would be undone.
+ */
+function networkManagerRow(def: Definition): string {
+  const { bond } = def;
+  const options = [
+    `mode=${bond.mode}`,
+    'primary=$primary',
+    `primary_reselect=${bond.primary_reselect}`,
+    `miimon=${bond.miimon}`,
+    ...(bond.updelay === 0 ? [] : [`updelay=${bond.updelay}`]),
+    ...(bond.downdelay === 0 ? [] : [`downdelay=${bond.downdelay}`]),
+    ...(bond.fail_over_mac === 'none' ? [] : [`fail_over_mac=${bond.fail_over_mac}`]),
+    ...(bond.arp_interval > 0 ? [`arp_interval=${bond.arp_interval}`, `arp_ip_target=${bond.arp_ip_target.join(' ')}`] : []),
+    ...(bond.arp_interval > 0 && bond.arp_validate !== 'none' ? [`arp_validate=${bond.arp_validate}`] : []),
+  ];
+  return `#!/bin/sh
+# pibond-dhcp-renew.service runs this when pibond-heal found that the router behind the bond's new
+# active slave does not answer at the old gateway (it serves another subnet). The NetworkManager
+# row: the bond's applied IPv4 method off and on again (a new DHCP client, the slaves untouched),
+# without the old lease file (so it asks with a DISCOVER), and with the bond's current primary.
+set -eu
+bond=\${BOND:?BOND is not set: /etc/default/pibond-heal is missing}
+primary=$(cat "\${SYSFS_ROOT:-/sys}/class/net/$bond/bonding/primary" 2>/dev/null || true)
+primary=\${primary:-${bond.primary}}
+rm -f "\${NM_STATE_DIR:-/var/lib/NetworkManager}"/internal-*-"$bond".lease
+echo "asking NetworkManager for a new lease on $bond"
+nmcli --wait 5 device modify "$bond" ipv4.method disabled bond.options "${options.join(',')}"
+exec nmcli --wait 5 device modify "$bond" ipv4.method auto
+`;
+}
 
 export async function render(def: Definition): Promise<OverlayFile[]> {
   return [
     { path: bundlePath, content: await bundle(), mode: 0o644 },
     healConfigFile(def),
     { path: 'etc/default/pibond-heal', content: `# Written by pibond: the bond that pibond-dhcp-renew.service renews the lease of.\nBOND=${def.bond.name}\n`, mode: 0o644 },
-    { path: renewPath, content: renewRows[def.network.stack], mode: 0o755 },
+    { path: renewPath, content: renewRow(def), mode: 0o755 },
   ];
 }
 

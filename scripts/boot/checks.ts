@@ -104,8 +104,8 @@ export function serviceAnswers(timeoutMs: number): Check {
 }
 
 /**
- * Every slave enslaved and up, the primary active. The service may answer a moment before ifupdown
- * has enslaved the second NIC; a bond still incomplete after 10 s is a failed boot (see FACTS: the
+ * Every slave enslaved and up, the primary the kernel's primary and active. The service may answer
+ * a moment before the network stack has enslaved the second NIC; a bond still incomplete after 10 s is a failed boot (see FACTS: the
  * enslaving race).
  */
 export function bondWhole(cast: Cast): Check {
@@ -447,6 +447,10 @@ export function bondProblem(bond: BondState | undefined, name: string, primary: 
   const down = (bond.slaves ?? []).filter((s) => s.mii_status !== 'up');
   if (down.length) return `${down.map((s) => `${s.name} is ${s.mii_status}`).join(', ')}`;
   if (bond.active_slave !== primary) return `the active slave is ${bond.active_slave}, not ${primary}`;
+  // The kernel's primary (bonding/primary in sysfs), not the configuration's: a stack can write the
+  // primary where it is silently ignored (networkd's PrimarySlave= on a port matched by MAC).
+  // Absent only from images older than the report.
+  if (bond.primary !== undefined && bond.primary !== primary) return `the kernel's primary is ${bond.primary ?? 'none'}, not ${primary}`;
   return undefined;
 }
 

@@ -7,12 +7,24 @@ import { isSnapshotMirror } from '../lib/definition/schema.ts';
 /** The archive areas the image takes packages from (the Pi's firmware blobs are in non-free-firmware). */
 export const components = ['main', 'non-free-firmware'] as const;
 
-/** The appliance's own needs, on top of Debian's minbase. */
+/** The appliance's own needs, on top of Debian's minbase; the network stack's come on top (stackPackages). */
 export const basePackages = [
-  'systemd-sysv', 'udev', 'kmod', 'iproute2', 'ifupdown', 'ifenslave', 'netbase', 'isc-dhcp-client',
+  'systemd-sysv', 'udev', 'kmod', 'iproute2', 'netbase',
   'linux-image-arm64', 'raspi-firmware', 'nodejs', 'openssh-server', 'sudo', 'fdisk', 'tzdata',
   'ca-certificates', 'iputils-ping',
 ] as const;
+
+/**
+ * Each network stack's packages. systemd-networkd is part of bookworm's systemd; it learns name
+ * servers from DHCP only through systemd-resolved, which netplan's networkd renderer needs too.
+ * NetworkManager runs its own DHCP client and writes /etc/resolv.conf itself.
+ */
+export const stackPackages: Record<Definition['network']['stack'], readonly string[]> = {
+  ifupdown: ['ifupdown', 'ifenslave', 'isc-dhcp-client'],
+  networkd: ['systemd-resolved'],
+  networkmanager: ['network-manager'],
+  netplan: ['netplan.io', 'systemd-resolved'],
+};
 
 /**
  * Modules the initrd must hold to mount root: on a Pi, the SD card (sdhci-iproc on the Pi 4's
@@ -25,7 +37,7 @@ export const initrdModules = [
 ] as const;
 
 export function packageList(def: Definition): string[] {
-  const wanted = new Set<string>([...basePackages, ...def.packages]);
+  const wanted = new Set<string>([...basePackages, ...stackPackages[def.network.stack], ...def.packages]);
   if (def.locale !== 'C.UTF-8') wanted.add('locales');
   return [...wanted].sort();
 }

@@ -74,6 +74,7 @@ export function writeBonds(root: string, bonds: readonly FakeBond[]): void {
     put(`${sys}/mode`, 'active-backup 1\n');
     put(`${sys}/primary_reselect`, `${bond.reselect} ${['always', 'better', 'failure'].indexOf(bond.reselect)}\n`);
     put(`${sys}/slaves`, `${bond.slaves.map((s) => s.name).join(' ')}\n`);
+    put(`${sys}/primary`, bond.primary === null ? '\n' : `${bond.primary}\n`);
     for (const slave of bond.slaves) {
       const dir = `sys/class/net/${slave.name}`;
       const up = slave.mii === 'up' || slave.mii === 'going down';

@@ -92,6 +92,19 @@ describe('readBonds', () => {
     ]);
   });
 
+  it('reports the primary the driver holds in sysfs (what the boot checks judge a stack by), /proc only without it', () => {
+    const root = makeFakeRoot([healthyBond]);
+    writeFileSync(join(root, 'sys/class/net/bond0/bonding/primary'), '\n');
+    const [none] = readBonds(root).readings;
+    expect(none?.ok && none.bond.primary).toBeNull();
+    writeFileSync(join(root, 'sys/class/net/bond0/bonding/primary'), 'eth1\n');
+    const [eth1] = readBonds(root).readings;
+    expect(eth1?.ok && eth1.bond.primary).toBe('eth1');
+    rmSync(join(root, 'sys/class/net/bond0/bonding/primary'));
+    const [fromProc] = readBonds(root).readings;
+    expect(fromProc?.ok && fromProc.bond.primary).toBe('eth0');
+  });
+
   it('never joins a strange directory entry into a path', () => {
     const root = makeFakeRoot([healthyBond]);
     writeFileSync(join(root, 'proc/net/bonding/not a bond name'), 'x');

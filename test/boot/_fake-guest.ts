@@ -174,6 +174,7 @@ export class FakeGuest implements Probes {
     return {
       name: this.bondName,
       active_slave: this.active,
+      primary: this.opts.primary,
       failovers: this.failovers,
       slaves: this.slaves
         .filter((s) => s.present)

@@ -167,6 +167,10 @@ describe('bondProblem', () => {
     expect(bondProblem({ ...whole, slaves: whole.slaves.slice(0, 1) }, 'bond0', 'eth0', ['eth0', 'eth1'])).toBe('bond0 has no slave eth1 (enslaved: eth0)');
     expect(bondProblem({ ...whole, slaves: [whole.slaves[0]!, { name: 'eth1', mii_status: 'down' }] }, 'bond0', 'eth0', ['eth0', 'eth1'])).toBe('eth1 is down');
     expect(bondProblem({ ...whole, active_slave: 'eth1' }, 'bond0', 'eth0', ['eth0', 'eth1'])).toBe('the active slave is eth1, not eth0');
+    // eth0 active by luck (it was enslaved first), but the kernel has no primary: a stack's primary setting was lost.
+    expect(bondProblem({ ...whole, primary: null }, 'bond0', 'eth0', ['eth0', 'eth1'])).toBe("the kernel's primary is none, not eth0");
+    expect(bondProblem({ ...whole, primary: 'eth1' }, 'bond0', 'eth0', ['eth0', 'eth1'])).toBe("the kernel's primary is eth1, not eth0");
+    expect(bondProblem({ ...whole, primary: 'eth0' }, 'bond0', 'eth0', ['eth0', 'eth1'])).toBeUndefined();
     expect(bondProblem(undefined, 'bond0', 'eth0', ['eth0', 'eth1'])).toBe('no bond bond0 in the status');
   });
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { BuildContext } from '../../scripts/image/context.ts';
-import { basePackages, mirrorArgument } from '../../scripts/image/packages.ts';
+import { mirrorArgument, packageList } from '../../scripts/image/packages.ts';
 import { parseLockCheck, rootfs, rootfsCacheKey } from '../../scripts/image/steps/30-rootfs.ts';
 import { parseDefinition } from '../../scripts/lib/definition.ts';
 import { UserError } from '../../scripts/lib/errors.ts';
@@ -74,11 +74,12 @@ describe('the rootfs step verify with a lock', () => {
     const dir = await mkdtemp(join(tmpdir(), 'pibond-lock-'));
     try {
       const file = join(dir, 't.lock.json');
-      const ctx = await verifyWith(file, renderLock(everything([...basePackages])));
-      expect(ctx.lock?.lock.packages).toHaveLength(basePackages.length);
-      await expect(verifyWith(file, renderLock({ ...everything([...basePackages]), architecture: 'armhf' }))).rejects.toThrow(`${file}: architecture: the lock is for armhf`);
-      await expect(verifyWith(file, renderLock(everything([...basePackages])), 'packages: [curl]\n')).rejects.toThrow(UserError);
-      await expect(verifyWith(file, renderLock(everything([...basePackages])), 'packages: [curl]\n')).rejects.toThrow('the definition installs curl, which the lock does not hold');
+      const defaults = packageList(def());
+      const ctx = await verifyWith(file, renderLock(everything(defaults)));
+      expect(ctx.lock?.lock.packages).toHaveLength(defaults.length);
+      await expect(verifyWith(file, renderLock({ ...everything(defaults), architecture: 'armhf' }))).rejects.toThrow(`${file}: architecture: the lock is for armhf`);
+      await expect(verifyWith(file, renderLock(everything(defaults)), 'packages: [curl]\n')).rejects.toThrow(UserError);
+      await expect(verifyWith(file, renderLock(everything(defaults)), 'packages: [curl]\n')).rejects.toThrow('the definition installs curl, which the lock does not hold');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

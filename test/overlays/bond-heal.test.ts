@@ -4,8 +4,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bundlePath, configPath, render, renewPath, runtimeDirectory } from '../../overlays/15-bond-heal/render.ts';
 import { checkConfig } from '../../overlays/15-bond-heal/src/config.ts';
 import { Healer, renewAtOnce, type HealConfig, type HealEffects, type HealRecord } from '../../overlays/15-bond-heal/src/healer.ts';
@@ -246,6 +248,52 @@ describe('render()', () => {
     expect(text).toContain(`grep '^default-duid ' "$leases" > "$leases.new"`);
     expect(text).not.toContain('rm -f "$leases"');
     execFileSync('sh', ['-n', '-c', text]);
+  });
+});
+
+describe('the other stacks\' rows, run against fake tools', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pibond-renew-'));
+    await mkdir(join(dir, 'bin'));
+    for (const tool of ['networkctl', 'nmcli']) {
+      await writeFile(join(dir, 'bin', tool), `#!/bin/sh\nfor a in "$@"; do printf '%s|' "$a"; done >> "${dir}/calls.log"; echo >> "${dir}/calls.log"\n`);
+      await chmod(join(dir, 'bin', tool), 0o755);
+    }
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function runRow(stack: string, extra = ''): Promise<string[]> {
+    const def = parseDefinition(`name: x\n${extra}network: {stack: ${stack}}\n`, 'x.yaml');
+    const script = (await render(def)).find((f) => f.path === renewPath);
+    expect(script?.mode).toBe(0o755);
+    await writeFile(join(dir, 'renew'), String(script?.content));
+    execFileSync('sh', [join(dir, 'renew')], { env: { PATH: `${join(dir, 'bin')}:/usr/bin:/bin`, BOND: 'bond0', SYSFS_ROOT: join(dir, 'sys'), NM_STATE_DIR: join(dir, 'nm') }, stdio: 'pipe' });
+    return (await readFile(join(dir, 'calls.log'), 'utf8')).split('\n').filter(Boolean);
+  }
+
+  it.each(['networkd', 'netplan'])('%s: networkd reconfigures the bond alone (a new DHCP client, which starts with a DISCOVER)', async (stack) => {
+    expect(await runRow(stack)).toEqual(['reconfigure|bond0|']);
+  });
+
+  it('networkmanager: the applied IPv4 method off and on, the old lease file gone, the kernel\'s current primary kept', async () => {
+    await mkdir(join(dir, 'sys/class/net/bond0/bonding'), { recursive: true });
+    // pibond-uplink made eth1 the primary: NetworkManager's rewrite of the bond options must not undo that.
+    await writeFile(join(dir, 'sys/class/net/bond0/bonding/primary'), 'eth1\n');
+    await mkdir(join(dir, 'nm'));
+    await writeFile(join(dir, 'nm/internal-0b5c-bond0.lease'), 'ADDRESS=192.168.1.23\n');
+    await writeFile(join(dir, 'nm/internal-0b5c-eth9.lease'), 'ADDRESS=10.0.0.2\n');
+    expect(await runRow('networkmanager', 'bond:\n  downdelay: 200\n')).toEqual([
+      '--wait|5|device|modify|bond0|ipv4.method|disabled|bond.options|mode=active-backup,primary=eth1,primary_reselect=always,miimon=100,downdelay=200|',
+      '--wait|5|device|modify|bond0|ipv4.method|auto|',
+    ]);
+    expect((await readdir(join(dir, 'nm'))).sort()).toEqual(['internal-0b5c-eth9.lease']);
+  });
+
+  it('networkmanager: the definition\'s primary when the kernel names none', async () => {
+    expect((await runRow('networkmanager'))[0]).toContain('primary=eth0,');
   });
 });
 

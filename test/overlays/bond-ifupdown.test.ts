@@ -7,14 +7,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadDefinition, parseDefinition, type Definition } from '../../scripts/lib/definition.ts';
 import type { OverlayFile } from '../../scripts/lib/overlay.ts';
 import { readRootfs } from '../../scripts/lib/overlay.ts';
+import { render as renderLinks } from '../../overlays/09-bond-links/render.ts';
 import { render } from '../../overlays/10-bond-ifupdown/render.ts';
 
 const root = join(import.meta.dirname, '../..');
 const overlay = join(root, 'overlays/10-bond-ifupdown');
 const fixtures = join(root, 'test/fixtures/definitions');
 
-async function rendered(def: Definition): Promise<Map<string, OverlayFile>> {
-  return new Map((await render(def)).map((file) => [file.path, file]));
+async function rendered(def: Definition, overlay = render): Promise<Map<string, OverlayFile>> {
+  return new Map((await overlay(def)).map((file) => [file.path, file]));
 }
 
 function contentOf(files: Map<string, OverlayFile>, path: string): string {
@@ -69,14 +70,14 @@ describe('/etc/network/interfaces', () => {
   });
 });
 
-describe('the files around the bond', () => {
+describe('every stack\'s files around the bond (overlays/09-bond-links)', () => {
   it('loads the bonding driver at boot', async () => {
-    const files = await rendered(await loadDefinition(join(root, 'images/default.yaml')));
+    const files = await rendered(await loadDefinition(join(root, 'images/default.yaml')), renderLinks);
     expect(contentOf(files, 'etc/modules-load.d/bonding.conf')).toBe('# Written by pibond: the bond needs the bonding driver.\nbonding\n');
   });
 
   it('keeps the bond\'s MAC stable with a .link that sorts before 99-default.link', async () => {
-    const files = await rendered(await loadDefinition(join(root, 'images/default.yaml')));
+    const files = await rendered(await loadDefinition(join(root, 'images/default.yaml')), renderLinks);
     const link = [...files.keys()].filter((path) => path.endsWith('.link'));
     expect(link).toEqual(['etc/systemd/network/10-pibond-bond0.link']);
     expect(link[0]! < 'etc/systemd/network/99-default.link').toBe(true);
@@ -86,11 +87,17 @@ describe('the files around the bond', () => {
   });
 
   it('names a slave pinned by MAC with a .link matching its permanent MAC', async () => {
-    const files = await rendered(await loadDefinition(join(fixtures, 'mac-pinned.yaml')));
+    const files = await rendered(await loadDefinition(join(fixtures, 'mac-pinned.yaml')), renderLinks);
     expect(contentOf(files, 'etc/systemd/network/10-pibond-lan1.link')).toBe(
       '# Written by pibond: the NIC with permanent MAC 00:e0:4c:68:00:01 is the bond\'s slave lan1.\n[Match]\nPermanentMACAddress=00:e0:4c:68:00:01\n\n[Link]\nName=lan1\n',
     );
     expect(files.has('etc/systemd/network/10-pibond-eth0.link')).toBe(false);
+  });
+});
+
+describe('the files around the bond', () => {
+  it('renders nothing for another stack', async () => {
+    expect(await render(parseDefinition('name: t\nnetwork: {stack: networkd}\n', 't.yaml'))).toEqual([]);
   });
 
   it('writes resolv.conf for static DNS servers (no resolvconf, so dns-nameservers would do nothing) and none for DHCP', async () => {

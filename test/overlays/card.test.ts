@@ -19,8 +19,10 @@ const overlay = join(import.meta.dirname, '../../overlays/05-card');
 let root: string;
 let paths: CardPaths;
 let hostnames: string[];
+let regenerated: number;
 const effects = {
   setHostname: async (name: string) => void hostnames.push(name),
+  regenerateNetplan: async () => void regenerated++,
   now: () => new Date('2026-12-03T12:00:00Z'),
   log: () => {},
 };
@@ -28,6 +30,7 @@ const effects = {
 beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), 'card-root-'));
   hostnames = [];
+  regenerated = 0;
   paths = { card: join(root, 'boot/firmware/pibond-card.yaml'), definition: join(root, 'etc/pibond/definition.json'), root };
   await mkdir(join(root, 'boot/firmware'), { recursive: true });
   await mkdir(join(root, 'etc/pibond'), { recursive: true });
@@ -82,6 +85,23 @@ describe('pibond-card', () => {
     expect(JSON.parse(await readFile(paths.definition, 'utf8'))).toMatchObject({ hostname: 'kitchen', admin: { authorized_keys: [key] } });
   });
 
+  it.each([
+    ['networkd', '/etc/systemd/network/20-pibond-bond0.network', /^Address=192\.168\.1\.50\/24$/m, 0o644],
+    ['networkmanager', '/etc/NetworkManager/system-connections/pibond-bond0.nmconnection', /^address1=192\.168\.1\.50\/24,192\.168\.1\.1$/m, 0o600],
+    ['netplan', '/etc/netplan/50-pibond.yaml', /^ {8}- 192\.168\.1\.50\/24$/m, 0o600],
+  ] as const)('on a %s image rewrites %s with the address, keeping its mode', async (stack, file, expected, mode) => {
+    const def = definitionSchema.parse({ name: 'fleet', hostname: 'pibond', network: { stack } });
+    await writeFile(paths.definition, JSON.stringify(def));
+    await writeFile(paths.card, renderCard({ network: { addressing: { method: 'static', address: '192.168.1.50/24', gateway: '192.168.1.1', dns: ['192.168.1.1'] } } }, slot, 'test'));
+    const outcome = await applyCard(paths, effects);
+    expect(outcome.applied && outcome.rewritten).toContain(file);
+    expect(outcome.applied && outcome.rewritten).not.toContain('/etc/network/interfaces');
+    expect(await readFile(join(root, file), 'utf8')).toMatch(expected);
+    expect((await stat(join(root, file))).mode & 0o777).toBe(mode);
+    // netplan's generator ran before this service: it runs again, for the new address to count.
+    expect(regenerated).toBe(stack === 'netplan' ? 1 : 0);
+  });
+
   it('adds a key once, keeping the keys already there', async () => {
     const other = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC5vdGhlciBrZXkgZm9yIHRlc3RzIG9ubHk other@host';
     await mkdir(join(root, 'home/pi/.ssh'), { recursive: true });
@@ -109,7 +129,7 @@ describe('pibond-card', () => {
 
   it('runs at first boot before the network, only when the card holds settings, with no network socket', async () => {
     const unit = await readFile(join(overlay, 'rootfs/usr/lib/systemd/system/pibond-card.service'), 'utf8');
-    expect(unit).toMatch(/^Before=network-pre\.target networking\.service ssh\.service pibond-heal\.service pibond-uplink\.service bond-status\.service$/m);
+    expect(unit).toMatch(/^Before=network-pre\.target networking\.service systemd-networkd\.service NetworkManager\.service ssh\.service pibond-heal\.service pibond-uplink\.service bond-status\.service$/m);
     expect(unit).toMatch(/^RequiresMountsFor=\/boot\/firmware$/m);
     expect(unit).toMatch(/^ExecCondition=\/bin\/grep -q "\^\[\^#\[:space:\]\]" \/boot\/firmware\/pibond-card.yaml$/m);
     expect(unit).toMatch(/^RestrictAddressFamilies=AF_UNIX$/m);

@@ -5,7 +5,7 @@
  * test runs it on a scratch tree.
  */
 import { chown, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { type CardSettings, definitionWithCard, describeCard } from '../../../scripts/lib/card.ts';
 import { definitionSchema, type Definition } from '../../../scripts/lib/definition.ts';
@@ -13,7 +13,10 @@ import { parseYamlWith } from '../../../scripts/lib/definition/load.ts';
 import { cardSettingsSchema } from '../../../scripts/lib/definition/schema.ts';
 import type { OverlayFile } from '../../../scripts/lib/overlay.ts';
 import { hostNameFiles } from '../../00-base/render.ts';
-import { addressingFiles } from '../../10-bond-ifupdown/render.ts';
+import { addressingFiles as ifupdownFiles } from '../../10-bond-ifupdown/render.ts';
+import { addressingFiles as netplanFiles } from '../../10-bond-netplan/render.ts';
+import { addressingFiles as networkdFiles } from '../../10-bond-networkd/render.ts';
+import { addressingFiles as networkManagerFiles } from '../../10-bond-networkmanager/render.ts';
 import { healConfigFile } from '../../15-bond-heal/config-file.ts';
 
 export interface CardPaths {
@@ -27,6 +30,11 @@ export interface CardPaths {
 
 export interface CardEffects {
   setHostname(name: string): Promise<void>;
+  /**
+   * netplan's generator turned its YAML into networkd's files before any service ran, this one
+   * included: when the card rewrote the YAML, they are generated again (networkd starts later).
+   */
+  regenerateNetplan(): Promise<void>;
   now(): Date;
   log(message: string): void;
 }
@@ -35,7 +43,10 @@ type Stack = Definition['network']['stack'];
 
 /** Each network stack's files that carry the addressing; a new stack adds its row. */
 const addressingRows: Record<Stack, (def: Definition) => OverlayFile[]> = {
-  ifupdown: addressingFiles,
+  ifupdown: ifupdownFiles,
+  networkd: networkdFiles,
+  networkmanager: networkManagerFiles,
+  netplan: netplanFiles,
 };
 
 export type CardOutcome = { applied: false } | { applied: true; settings: CardSettings; rewritten: string[] };
@@ -52,11 +63,13 @@ export async function applyCard(paths: CardPaths, effects: CardEffects): Promise
   const imageDef = definitionSchema.parse(JSON.parse(await readFile(paths.definition, 'utf8')));
   const def = definitionWithCard(imageDef, settings, paths.card);
 
-  const files = [...hostNameFiles(def), ...addressingRows[def.network.stack](def), healConfigFile(def)];
+  const addressing = addressingRows[def.network.stack](def);
+  const files = [...hostNameFiles(def), ...addressing, healConfigFile(def)];
   const rewritten: string[] = [];
   for (const file of files) {
     if (await writeIfChanged(join(paths.root, file.path), file.content, file.mode)) rewritten.push(`/${file.path}`);
   }
+  if (def.network.stack === 'netplan' && addressing.some((file) => rewritten.includes(`/${file.path}`))) await effects.regenerateNetplan();
   const keys = settings.admin?.authorized_keys ?? [];
   if (keys.length > 0) rewritten.push(await addAuthorizedKeys(paths.root, def.admin.name, keys));
   if (await writeIfChanged(paths.definition, `${JSON.stringify(def, null, 2)}\n`, 0o644)) rewritten.push(paths.definition);
@@ -82,6 +95,9 @@ function isEmpty(text: string): boolean {
 async function writeIfChanged(path: string, content: string | Buffer, mode: number): Promise<boolean> {
   const old = await readFile(path).catch(() => undefined);
   if (old?.equals(Buffer.from(content))) return false;
+  // A stack's file the image did not have yet (NetworkManager's DNS configuration after a card's
+  // static name servers) goes into a folder that may not be there either.
+  await mkdir(dirname(path), { recursive: true });
   await writeAtomically(path, content, mode);
   return true;
 }

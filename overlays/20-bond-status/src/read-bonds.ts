@@ -140,6 +140,8 @@ export function readBond(root: string, name: string): BondReading {
   const bondSys = join(root, 'sys/class/net', name, 'bonding');
   const sysfsMode = firstWord(readText(join(bondSys, 'mode')));
   const sysfsReselect = firstWord(readText(join(bondSys, 'primary_reselect')));
+  // The primary as the driver holds it; sysfs has it for any mode (an empty file: none).
+  const sysfsPrimary = readText(join(bondSys, 'primary'));
   // A report cut short at a line end parses, minus its last slaves; sysfs lists them all. (Also
   // true for a moment while a slave is being added or removed: the next read agrees again.)
   const sysfsSlaves = readText(join(bondSys, 'slaves'));
@@ -176,7 +178,7 @@ export function readBond(root: string, name: string): BondReading {
       mode: sysfsMode ?? modeNames[proc.mode] ?? proc.mode,
       mii_status: proc.miiStatus,
       miimon_ms: proc.miimonMs,
-      primary: proc.primary,
+      primary: sysfsPrimary === null ? proc.primary : firstWord(sysfsPrimary),
       primary_reselect: proc.primaryReselect ?? sysfsReselect,
       active_slave: proc.activeSlave,
       arp_interval_ms: proc.arpIntervalMs,

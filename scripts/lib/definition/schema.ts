@@ -107,6 +107,22 @@ const slave = section({
   gateway: ipAddress.optional(),
 });
 
+/**
+ * The network stacks pibond renders the bond for (overlays/10-bond-*): Debian's ifupdown with
+ * ifenslave, systemd-networkd, NetworkManager (Raspberry Pi OS bookworm's), and netplan rendering
+ * to networkd (Ubuntu's).
+ */
+export const networkStacks = ['ifupdown', 'networkd', 'networkmanager', 'netplan'] as const;
+
+/** ARP validation values each stack can write; the kernel's filter* values are ifupdown's and NetworkManager's only. */
+const arpValidateByStack: Record<(typeof networkStacks)[number], readonly string[]> = {
+  ifupdown: ['none', 'active', 'backup', 'all', 'filter', 'filter_active', 'filter_backup'],
+  networkmanager: ['none', 'active', 'backup', 'all', 'filter', 'filter_active', 'filter_backup'],
+  // systemd.netdev(5) of systemd 252, ARPValidate=; netplan 0.106's arp-validate.
+  networkd: ['none', 'active', 'backup', 'all'],
+  netplan: ['none', 'active', 'backup', 'all'],
+};
+
 const bond = section({
   name: interfaceName.default('bond0'),
   mode: oneOf(['active-backup']).default('active-backup'),
@@ -202,7 +218,7 @@ export const definitionSchema = section({
   }).default({ name: 'pi', authorized_keys: [] }),
   bond: bond.default(bond.parse({})),
   network: section({
-    stack: oneOf(['ifupdown']).default('ifupdown'),
+    stack: oneOf(networkStacks).default('ifupdown'),
     addressing: addressing.default({ method: 'dhcp' }),
   }).default({ stack: 'ifupdown', addressing: { method: 'dhcp' } }),
   uplink: uplink.default(uplink.parse({})),
@@ -211,7 +227,9 @@ export const definitionSchema = section({
     port: port.default(8080),
   }).default({ listen: '0.0.0.0', port: 8080 }),
   disk: disk.default({ size: 2 * GiB, boot_size: 256 * MiB, compression: 'zstd' }),
-}).superRefine(checkStaticAcrossRouters, evenWhenFieldsFailed);
+})
+  .superRefine(checkStaticAcrossRouters, evenWhenFieldsFailed)
+  .superRefine(checkStackCanRender, evenWhenFieldsFailed);
 
 /** A validated image definition: the only shape of configuration the build and boot code see. */
 export type Definition = z.output<typeof definitionSchema>;
@@ -336,6 +354,20 @@ function checkStaticAcrossRouters(def: unknown, ctx: RefinementContext): void {
     if (isIP(slave.gateway) !== isIP(ip) || !sameSubnet(ip, slave.gateway, Number(prefix))) wrong = `is not in ${address}'s subnet`;
     else if (typeof gateway === 'string' && gateway !== slave.gateway) wrong = `is not network.addressing.gateway (${gateway})`;
     if (wrong !== undefined) ctx.addIssue({ code: 'custom', path: ['bond', 'slaves', i, 'gateway'], message: `${wrong}: ${why}; ${fix}` });
+  });
+}
+
+/** Settings the chosen stack has no way to write. */
+function checkStackCanRender(def: unknown, ctx: RefinementContext): void {
+  if (!isMapping(def) || !isMapping(def.bond) || !isMapping(def.network)) return;
+  const stack = def.network.stack as (typeof networkStacks)[number];
+  const allowed = arpValidateByStack[stack] as readonly string[] | undefined;
+  const value = def.bond.arp_validate;
+  if (allowed === undefined || typeof value !== 'string' || allowed.includes(value) || !arpValidateByStack.ifupdown.includes(value)) return;
+  ctx.addIssue({
+    code: 'custom',
+    path: ['bond', 'arp_validate'],
+    message: `${value} cannot be written by network.stack ${stack}: it takes ${allowed.join(', ')} (the filter values need ifupdown or networkmanager)`,
   });
 }
 

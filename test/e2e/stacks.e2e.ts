@@ -1,0 +1,90 @@
+/**
+ * Every network stack pibond renders, built and booted: images/networkd.yaml,
+ * images/networkmanager.yaml and images/netplan.yaml are the default appliance with another stack.
+ * Each is built with the real Docker engine, looked into (the stack's packages and files, with the
+ * owners and modes the stack insists on, and no other stack's), then booted under QEMU with the
+ * failover scenario: both slaves enslaved, the kernel's primary eth0 (read from sysfs by the status
+ * service, not from the configuration), a pulled cable, its return and flaps, judged from outside.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { failoverTest } from '../../scripts/boot/failover-test.ts';
+import { formatFigures, formatVerdict } from '../../scripts/boot/report.ts';
+import { parseMbr, readFirstSector, sectorBytes } from '../../scripts/lib/mbr.ts';
+import { inBuilder } from './_builder.ts';
+import { runPibond } from './_pibond.ts';
+
+const scenarioTimeoutMs = 20 * 60_000;
+const buildTimeoutMs = 30 * 60_000;
+
+/** What each stack's image must hold: its packages, its files as `path mode uid`, the unit that runs it. */
+const stacks = [
+  {
+    stack: 'networkd',
+    packages: ['systemd-resolved'],
+    files: ['/etc/systemd/network/20-pibond-bond0.netdev 0644 0', '/etc/systemd/network/20-pibond-bond0-eth0.network 0644 0', '/etc/systemd/network/20-pibond-bond0.network 0644 0'],
+    enabled: 'systemd-networkd.service',
+  },
+  {
+    stack: 'networkmanager',
+    packages: ['network-manager'],
+    // NetworkManager ignores a keyfile anyone but root may read.
+    files: ['/etc/NetworkManager/system-connections/pibond-bond0.nmconnection 0600 0', '/etc/NetworkManager/system-connections/pibond-bond0-eth0.nmconnection 0600 0', '/etc/NetworkManager/conf.d/50-pibond.conf 0644 0'],
+    enabled: 'NetworkManager.service',
+  },
+  {
+    stack: 'netplan',
+    packages: ['netplan.io', 'systemd-resolved'],
+    files: ['/etc/netplan/50-pibond.yaml 0600 0'],
+    enabled: 'systemd-networkd.service',
+  },
+] as const;
+
+export function describeStacks(outDir: string): void {
+  describe.each(stacks)('the $stack stack', { tags: ['slow'] }, ({ stack, packages, files, enabled }) => {
+    const name = `pibond-bookworm-arm64-${stack}`;
+    const image = join(outDir, `${name}.img`);
+
+    it(`builds images/${stack}.yaml: the stack's packages and files, owned by root with their modes, and no other stack's`, async () => {
+      const result = await runPibond(['build', `images/${stack}.yaml`, '--out', outDir]);
+      expect(result.code, result.stderr).toBe(0);
+      const mbr = parseMbr(await readFirstSector(image));
+      const root = mbr?.partitions[1];
+      if (!root) throw new Error(`${image} has no root partition`);
+      const lines = await inBuilder(
+        outDir,
+        `dd if=/out/${name}.img of=/tmp/r.img bs=4M iflag=skip_bytes,count_bytes skip=${root.startSector * sectorBytes} count=${root.sectors * sectorBytes} status=none
+         r() { debugfs -R "$1" /tmp/r.img 2>/dev/null; }
+         echo "== packages"; r 'cat /var/lib/dpkg/status' | sed -n 's/^Package: //p'
+         echo "== files"; for f in ${files.map((file) => file.split(' ')[0]).join(' ')}; do
+           r "stat $f" > /tmp/stat; echo "$f $(sed -n 's/.*Mode: *\\([0-7]*\\).*/\\1/p' /tmp/stat) $(sed -n 's/^User: *\\([0-9]*\\).*/\\1/p' /tmp/stat)"
+         done
+         echo "== wants"; r 'ls -p /etc/systemd/system/multi-user.target.wants' | cut -d/ -f6
+         echo "== end"`,
+      );
+      const text = lines.join('\n');
+      const section = (title: string) => text.split(`== ${title}\n`)[1]!.split('\n== ')[0]!.split('\n').filter(Boolean);
+      for (const wanted of packages) expect(section('packages')).toContain(wanted);
+      for (const other of ['ifupdown', 'ifenslave', 'isc-dhcp-client', 'network-manager', 'netplan.io'].filter((p) => !(packages as readonly string[]).includes(p))) {
+        expect(section('packages')).not.toContain(other);
+      }
+      // As debugfs's stat gives them: the permission bits in octal, then the owner's uid.
+      expect(section('files')).toEqual(files);
+      expect(section('wants')).toContain(enabled);
+    }, buildTimeoutMs);
+
+    it('boots with two NICs: both slaves, the kernel\'s primary eth0, fails over to eth1 and back, ignores a lost backup, three flaps', async () => {
+      const result = await failoverTest({
+        image,
+        flaps: 3,
+        timeoutSeconds: scenarioTimeoutMs / 1000 - 60,
+        say: (message) => process.stderr.write(`[boot ${stack}] ${message}\n`),
+      });
+      process.stderr.write(`${formatFigures(result.report)}\n${formatVerdict(result.report)}\nreport: ${result.reportFile}\n`);
+      const failed = result.report.checks.filter((check) => !check.ok);
+      expect(failed, result.report.serialLog ? `serial log: ${result.report.serialLog}` : undefined).toEqual([]);
+      expect(result.report.verdict).toBe('pass');
+      expect(result.report.figures.flaps).toHaveLength(3);
+    }, scenarioTimeoutMs);
+  });
+}
