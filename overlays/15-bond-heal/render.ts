@@ -87,11 +87,14 @@ function renewRow(def: Definition): string {
 
 /**
  * NetworkManager keeps a bond's lease across a failover: the bond's carrier never dropped, and NM
- * ignores a bond's carrier anyway. Changing the device's applied IPv4 method (not the profile) to
- * disabled drops the old address and routes; back to auto starts a new DHCP client on the bond
- * alone: the slaves stay enslaved. That client would first ask for the old address (INIT-REBOOT,
- * 2 s of silence from a router that is not authoritative), unless the old lease file is gone: then
- * it starts with a DISCOVER (NM 1.42.4, nm-dhcp-nettools.c).
+ * ignores a bond's carrier anyway. A change to the device's applied IPv4 settings (not the
+ * profile) restarts its DHCP client on the bond alone: the slaves stay enslaved, and the old
+ * address stays until the new lease replaces it. (Turning IPv4 off and on instead failed the whole
+ * bond on the test bed: with IPv4 off and no IPv6 router, NM found no IP configuration at all,
+ * failed the device and took the bond down with its slaves.) The change is to the DHCP timeout,
+ * alternately 44 and 46 s, so that each renewal differs from the last. The new client would first
+ * ask for the old address (INIT-REBOOT: 2 s of silence from a router that is not authoritative)
+ * unless the old lease file is gone: then it starts with a DISCOVER (NM 1.42.4, nm-dhcp-nettools.c).
  * Every change applied to a bond also writes its bond options, the primary among them: the options
  * go with the primary the kernel has now, or pibond-uplink's choice would be undone.
  */
@@ -111,16 +114,18 @@ function networkManagerRow(def: Definition): string {
   return `#!/bin/sh
 # pibond-dhcp-renew.service runs this when pibond-heal found that the router behind the bond's new
 # active slave does not answer at the old gateway (it serves another subnet). The NetworkManager
-# row: the bond's applied IPv4 method off and on again (a new DHCP client, the slaves untouched),
+# row: a change to the bond's applied DHCP timeout restarts its DHCP client (the slaves untouched),
 # without the old lease file (so it asks with a DISCOVER), and with the bond's current primary.
 set -eu
 bond=\${BOND:?BOND is not set: /etc/default/pibond-heal is missing}
 primary=$(cat "\${SYSFS_ROOT:-/sys}/class/net/$bond/bonding/primary" 2>/dev/null || true)
 primary=\${primary:-${bond.primary}}
+count="\${RUNTIME_DIRECTORY:-/run/pibond-dhcp-renew}/renewals"
+renewals=$(( $(cat "$count" 2>/dev/null || echo 0) + 1 ))
+echo "$renewals" > "$count"
 rm -f "\${NM_STATE_DIR:-/var/lib/NetworkManager}"/internal-*-"$bond".lease
 echo "asking NetworkManager for a new lease on $bond"
-nmcli --wait 5 device modify "$bond" ipv4.method disabled bond.options "${options.join(',')}"
-exec nmcli --wait 5 device modify "$bond" ipv4.method auto
+exec nmcli --wait 5 device modify "$bond" ipv4.dhcp-timeout $((44 + renewals % 2 * 2)) bond.options "${options.join(',')}"
 `;
 }
 

@@ -7,7 +7,8 @@
  * test bed of real routers (no QEMU), boot the image and prove failover, boot it on the
  * test bed in both layouts and measure each switch's outage from outside, fail its routers' lines
  * and hang a router (uplink tracking), boot it with a
- * damaged root file system (power cut), and stop boots at every stage.
+ * damaged root file system (power cut), and stop boots at every stage; then build and boot the
+ * image with each other network stack (networkd, NetworkManager, netplan).
  */
 import { join } from 'node:path';
 import { describeBuild } from './build.e2e.ts';
@@ -20,6 +21,7 @@ import { describeLock } from './lock.e2e.ts';
 import { describeOutage } from './outage.e2e.ts';
 import { describePowerCut } from './power-cut.e2e.ts';
 import { describeReproducible } from './reproducible.e2e.ts';
+import { describeStacks } from './stacks.e2e.ts';
 import { describeUplink } from './uplink.e2e.ts';
 import { repoRoot } from './_pibond.ts';
 import { describeTestbed } from '../boot/testbed.e2e.ts';
@@ -39,3 +41,4 @@ describeUplink(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describePowerCut(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describeBootSignals(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describeFlash(() => join(outDir, 'pibond-bookworm-arm64.img'));
+describeStacks(join(repoRoot, 'out', 'e2e-stacks'));

@@ -6,6 +6,7 @@
  * failover scenario: both slaves enslaved, the kernel's primary eth0 (read from sysfs by the status
  * service, not from the configuration), a pulled cable, its return and flaps, judged from outside.
  */
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { failoverTest } from '../../scripts/boot/failover-test.ts';
@@ -46,6 +47,7 @@ export function describeStacks(outDir: string): void {
     const image = join(outDir, `${name}.img`);
 
     it(`builds images/${stack}.yaml: the stack's packages and files, owned by root with their modes, and no other stack's`, async () => {
+      await mkdir(outDir, { recursive: true });
       const result = await runPibond(['build', `images/${stack}.yaml`, '--out', outDir]);
       expect(result.code, result.stderr).toBe(0);
       const mbr = parseMbr(await readFirstSector(image));

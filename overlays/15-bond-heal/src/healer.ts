@@ -68,6 +68,8 @@ export interface HealEffects {
 }
 
 interface Switch {
+  /** failover: the kernel's event; start: the check when this process starts (see start()). */
+  kind: 'failover' | 'start';
   startedAt: number;
   time: Date;
   to: string | null;
@@ -111,6 +113,22 @@ export class Healer {
     if (event !== null) await this.event(event);
   }
 
+  /**
+   * Once the monitor listens. The bond may have switched before this process started: at boot a
+   * stack that enslaves its slaves as they appear (networkd, NetworkManager) may enslave the backup
+   * first, get a lease from the backup's router, and only then see the primary take over; or the
+   * switch came while this process was restarting. With a lease (a default route) the gateway is
+   * checked as at a failover: resolved afresh on the active slave's side, and the lease renewed
+   * when it does not answer. Without one the stack's DHCP is still asking, through whichever slave
+   * is active, which is right. A start check is logged, not recorded as a heal: no switch was seen.
+   */
+  async start(): Promise<void> {
+    if (!this.config.dhcp || this.current !== null) return;
+    const gateway = await this.effects.defaultGateway(this.config.bond);
+    if (gateway === null || this.current !== null) return;
+    await this.failover('start');
+  }
+
   async event(event: MonitorEvent): Promise<void> {
     if (event.kind === 'failover') {
       if (event.bond === this.config.bond) await this.failover();
@@ -130,11 +148,11 @@ export class Healer {
     }
   }
 
-  private async failover(): Promise<void> {
+  private async failover(kind: Switch['kind'] = 'failover'): Promise<void> {
     const { effects, config } = this;
     const started = effects.now();
     if (this.current !== null) this.finish(this.current, 'superseded');
-    const open: Switch = { startedAt: started, time: effects.wallClock(), to: effects.activeSlave(config.bond), action: 'flush', gateway: null, cancelTimers: [], flushed: false };
+    const open: Switch = { kind, startedAt: started, time: effects.wallClock(), to: effects.activeSlave(config.bond), action: 'flush', gateway: null, cancelTimers: [], flushed: false };
     this.current = open;
     // Together: each is a command, and every millisecond here is outage.
     const known = this.gateway;
@@ -143,7 +161,8 @@ export class Healer {
     open.flushed = true;
     if (this.current !== open) return;
     const to = open.to;
-    effects.log('info', `${config.bond}: failover to ${to ?? 'none'}: neighbours flushed, waiting for ${gateway ?? 'a gateway'}`);
+    const what = kind === 'start' ? `at start, ${to ?? 'no slave'} active` : `failover to ${to ?? 'none'}`;
+    effects.log('info', `${config.bond}: ${what}: neighbours flushed, waiting for ${gateway ?? 'a gateway'}`);
 
     if (renewAtOnce(config, to, gateway, to === null ? undefined : this.learned.get(to))) {
       this.renew(open);
@@ -174,8 +193,9 @@ export class Healer {
     const healMs = outcome === 'healed' ? Math.round(this.effects.now() - open.startedAt) : null;
     if (outcome === 'healed' && open.to !== null && open.gateway !== null) this.learned.set(open.to, open.gateway);
     const heal: HealRecord = { bond: this.config.bond, time: open.time.toISOString(), to: open.to, action: open.action, outcome, gateway: open.gateway, heal_ms: healMs };
-    this.effects.record(heal);
-    const message = `${heal.bond}: switch to ${heal.to ?? 'none'} ${outcome === 'healed' ? `healed in ${healMs} ms` : outcome.replace('_', ' ')} (${heal.action}${heal.gateway === null ? '' : `, gateway ${heal.gateway}`})`;
-    this.effects.log(outcome === 'healed' ? 'notice' : 'warning', message);
+    if (open.kind === 'failover') this.effects.record(heal);
+    const what = open.kind === 'start' ? `the check at start (${heal.to ?? 'no slave'} active)` : `switch to ${heal.to ?? 'none'}`;
+    const message = `${heal.bond}: ${what} ${outcome === 'healed' ? `healed in ${healMs} ms` : outcome.replace('_', ' ')} (${heal.action}${heal.gateway === null ? '' : `, gateway ${heal.gateway}`})`;
+    this.effects.log(outcome === 'healed' ? (open.kind === 'start' && open.action === 'flush' ? 'info' : 'notice') : 'warning', message);
   }
 }

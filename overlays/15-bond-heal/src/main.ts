@@ -21,6 +21,7 @@ import { Healer, type HealEffects } from './healer.ts';
 
 const run = promisify(execFile);
 const priorities = { warning: 4, notice: 5, info: 6 } as const;
+const startCheckDelayMs = 1000;
 
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', default: '/etc/pibond/bond-heal.json' } } });
@@ -60,6 +61,13 @@ async function main(argv: string[]): Promise<void> {
     queue = queue.then(() => healer.line(line)).catch((err: unknown) => effects.log('warning', `bug: ${String(err)}`));
   });
   effects.log('info', `watching ${file.bond} for failovers (${file.dhcp ? 'DHCP' : 'static addressing'})`);
+  // The check of a switch made before this process listened (Healer.start), once `ip monitor` has
+  // had time to subscribe: its answers arrive as monitor lines. A second is ample on a Pi and under QEMU.
+  monitor.once('spawn', () => {
+    setTimeout(() => {
+      queue = queue.then(() => healer.start()).catch((err: unknown) => effects.log('warning', `bug: ${String(err)}`));
+    }, startCheckDelayMs);
+  });
   await new Promise<void>((resolve, reject) => {
     monitor.once('error', reject);
     monitor.once('exit', (code, signal) => reject(new Error(`ip monitor ended (${signal ?? code})`)));
