@@ -68,7 +68,6 @@ function uuidOf(id: string): string {
 function bondKeyfile(def: Definition): string {
   const { bond } = def;
   const id = bondId(bond);
-  const arp = bond.arp_interval > 0;
   return lines([
     `# Written by pibond from the image definition "${def.name}": change the definition and rebuild.`,
     `# ${bond.name} (${bond.mode}) over ${bond.slaves.map((s) => s.name).join(', ')}; ${bond.primary} is the primary.`,
@@ -82,18 +81,29 @@ function bondKeyfile(def: Definition): string {
     'autoconnect-slaves=1',
     '',
     '[bond]',
+    ...bondOptions(bond, bond.primary, ','),
+    '',
+    ...addressing(def.network.addressing),
+  ]);
+}
+
+/**
+ * The bond's options by the kernel's names, as `key=value`: a keyfile's [bond] lines, or joined by
+ * commas into nmcli's bond.options (where the ARP targets are then separated by spaces).
+ */
+export function bondOptions(bond: Bond, primary: string, targetSeparator: ',' | ' '): string[] {
+  const arp = bond.arp_interval > 0;
+  return [
     `mode=${bond.mode}`,
-    `primary=${bond.primary}`,
+    `primary=${primary}`,
     `primary_reselect=${bond.primary_reselect}`,
     `miimon=${bond.miimon}`,
     ...(bond.updelay === 0 ? [] : [`updelay=${bond.updelay}`]),
     ...(bond.downdelay === 0 ? [] : [`downdelay=${bond.downdelay}`]),
     ...(bond.fail_over_mac === 'none' ? [] : [`fail_over_mac=${bond.fail_over_mac}`]),
-    ...(arp ? [`arp_interval=${bond.arp_interval}`, `arp_ip_target=${bond.arp_ip_target.join(',')}`] : []),
+    ...(arp ? [`arp_interval=${bond.arp_interval}`, `arp_ip_target=${bond.arp_ip_target.join(targetSeparator)}`] : []),
     ...(arp && bond.arp_validate !== 'none' ? [`arp_validate=${bond.arp_validate}`] : []),
-    '',
-    ...addressing(def.network.addressing),
-  ]);
+  ];
 }
 
 function addressing(addressing: Definition['network']['addressing']): string[] {

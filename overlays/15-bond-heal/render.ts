@@ -12,7 +12,8 @@
 import { bundleDeviceProgram } from '../../scripts/lib/bundle.ts';
 import type { Definition } from '../../scripts/lib/definition.ts';
 import type { OverlayFile } from '../../scripts/lib/overlay.ts';
-import { healConfigFile } from './config-file.ts';
+import { bondOptions } from '../10-bond-networkmanager/render.ts';
+import { healConfigFile, runtimeDirectory } from './config-file.ts';
 
 export { configPath, healConfigFile, runtimeDirectory } from './config-file.ts';
 
@@ -21,11 +22,15 @@ export const renewPath = 'usr/lib/pibond/dhcp-renew';
 
 type Stack = Definition['network']['stack'];
 
+const networkdBody = `    echo "asking systemd-networkd for a new lease on $bond"
+    networkctl reconfigure "$bond"
+`;
+
 /**
- * Each stack's way to drop the old lease and get one from the router now behind the bond, as a
- * script run by pibond-dhcp-renew.service with BOND set (/etc/default/pibond-heal).
+ * Each stack's way to drop the old lease and get one from the router now behind the bond: the body
+ * of renew() in the script pibond-dhcp-renew.service runs (renewScript), with $bond set.
  */
-const renewRows: Record<Stack, string | ((def: Definition) => string)> = {
+const renewRows: Record<Stack, { says: string; body: string | ((def: Definition) => string) }> = {
   // ifup's dhclient is replaced by one that starts from scratch, with ifup's own pid and lease
   // files, so `ifdown` still finds and releases it. Restarting it with the old lease (INIT-REBOOT)
   // would cost a NAK from an authoritative server and 10 s of silence (dhclient's reboot timeout)
@@ -33,57 +38,41 @@ const renewRows: Record<Stack, string | ((def: Definition) => string)> = {
   // starts with a DISCOVER. The lease file's default-duid stays: it is the Pi's DHCP identity, and
   // without it dhclient makes a new one, which a router holding a lease for the old one (a one-address
   // pool on the test bed) does not answer: the way back never healed.
-  // -nw: the script ends at once and the new dhclient goes on as a daemon.
-  ifupdown: `#!/bin/sh
-# pibond-dhcp-renew.service runs this when pibond-heal found that the router behind the bond's new
-# active slave does not answer at the old gateway (it serves another subnet). The ifupdown row:
-# drop the old lease, address and routes, and start dhclient afresh with ifup's own files.
-set -eu
-bond=\${BOND:?BOND is not set: /etc/default/pibond-heal is missing}
-pidfile=/run/dhclient.$bond.pid
-leases=/var/lib/dhcp/dhclient.$bond.leases
-
-# SIGTERM ends dhclient without a release (the old router is not there to hear one). A new dhclient
-# refuses to start while the pid in the pid file lives: wait for it with the shell's own kill -0
-# (a sleep between tries cost a second per switch under QEMU), then take the file away regardless.
-if [ -s "$pidfile" ] && pid=$(cat "$pidfile") && kill "$pid" 2>/dev/null; then
-    i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 5000 ]; do i=$((i + 1)); done
-    rm -f "$pidfile"
-fi
-# Keep only the client's DUID: routers hand the same address back to the same DUID.
-if [ -f "$leases" ]; then
-    grep '^default-duid ' "$leases" > "$leases.new" || true
-    mv -f "$leases.new" "$leases"
-fi
-# The old subnet's address and routes go (dhclient-script would add the new default route next to
-# the old one, and fail): one ip process for both.
-printf 'addr flush dev %s scope global\\nroute flush dev %s\\n' "$bond" "$bond" | ip -4 -force -batch - || true
-echo "asking for a new lease on $bond"
-exec /sbin/dhclient -4 -nw -v -i -pf "$pidfile" -lf "$leases" -I -df "/var/lib/dhcp/dhclient6.$bond.leases" "$bond"
+  // -nw: dhclient returns at once and goes on as a daemon.
+  ifupdown: {
+    says: 'drop the old lease, address and routes, and start dhclient afresh with ifup\'s own files',
+    body: `    pidfile=/run/dhclient.$bond.pid
+    leases=/var/lib/dhcp/dhclient.$bond.leases
+    # SIGTERM ends dhclient without a release (the old router is not there to hear one). A new
+    # dhclient refuses to start while the pid in the pid file lives: wait for it with the shell's
+    # own kill -0 (a sleep between tries cost a second per switch under QEMU), then take the file
+    # away regardless.
+    if [ -s "$pidfile" ] && pid=$(cat "$pidfile") && kill "$pid" 2>/dev/null; then
+        i=0
+        while kill -0 "$pid" 2>/dev/null && [ $i -lt 5000 ]; do i=$((i + 1)); done
+        rm -f "$pidfile"
+    fi
+    # Keep only the client's DUID: routers hand the same address back to the same DUID.
+    if [ -f "$leases" ]; then
+        grep '^default-duid ' "$leases" > "$leases.new" || true
+        mv -f "$leases.new" "$leases"
+    fi
+    # The old subnet's address and routes go (dhclient-script would add the new default route next
+    # to the old one, and fail): one ip process for both.
+    printf 'addr flush dev %s scope global\\nroute flush dev %s\\n' "$bond" "$bond" | ip -4 -force -batch - || true
+    echo "asking for a new lease on $bond"
+    /sbin/dhclient -4 -nw -v -i -pf "$pidfile" -lf "$leases" -I -df "/var/lib/dhcp/dhclient6.$bond.leases" "$bond"
 `,
-  networkd: networkdRow('networkd'),
-  netplan: networkdRow('netplan (rendered to networkd)'),
-  networkmanager: networkManagerRow,
+  },
+  // networkd's own way: it drops the bond's addresses and routes and configures it afresh with a
+  // new DHCP client, which starts with a DISCOVER; the slaves are other links and stay.
+  networkd: { says: 'networkd configures the bond afresh, its DHCP client included', body: networkdBody },
+  netplan: { says: 'netplan renders to networkd, which configures the bond afresh, its DHCP client included', body: networkdBody },
+  networkmanager: {
+    says: 'a change to the bond\'s applied DHCP timeout restarts its DHCP client, without the old lease',
+    body: networkManagerBody,
+  },
 };
-
-/** networkd's own way: its DHCP client on the bond starts over; the slaves are other links and stay. */
-function networkdRow(stack: string): string {
-  return `#!/bin/sh
-# pibond-dhcp-renew.service runs this when pibond-heal found that the router behind the bond's new
-# active slave does not answer at the old gateway (it serves another subnet). The ${stack} row:
-# networkd drops the bond's addresses and routes and configures it afresh, its DHCP client included.
-set -eu
-bond=\${BOND:?BOND is not set: /etc/default/pibond-heal is missing}
-echo "asking systemd-networkd for a new lease on $bond"
-exec networkctl reconfigure "$bond"
-`;
-}
-
-function renewRow(def: Definition): string {
-  const row = renewRows[def.network.stack];
-  return typeof row === 'string' ? row : row(def);
-}
 
 /**
  * NetworkManager keeps a bond's lease across a failover: the bond's carrier never dropped, and NM
@@ -98,34 +87,47 @@ function renewRow(def: Definition): string {
  * Every change applied to a bond also writes its bond options, the primary among them: the options
  * go with the primary the kernel has now, or pibond-uplink's choice would be undone.
  */
-function networkManagerRow(def: Definition): string {
+function networkManagerBody(def: Definition): string {
   const { bond } = def;
-  const options = [
-    `mode=${bond.mode}`,
-    'primary=$primary',
-    `primary_reselect=${bond.primary_reselect}`,
-    `miimon=${bond.miimon}`,
-    ...(bond.updelay === 0 ? [] : [`updelay=${bond.updelay}`]),
-    ...(bond.downdelay === 0 ? [] : [`downdelay=${bond.downdelay}`]),
-    ...(bond.fail_over_mac === 'none' ? [] : [`fail_over_mac=${bond.fail_over_mac}`]),
-    ...(bond.arp_interval > 0 ? [`arp_interval=${bond.arp_interval}`, `arp_ip_target=${bond.arp_ip_target.join(' ')}`] : []),
-    ...(bond.arp_interval > 0 && bond.arp_validate !== 'none' ? [`arp_validate=${bond.arp_validate}`] : []),
-  ];
+  const options = bondOptions(bond, '$primary', ' ');
+  return `    primary=$(cat "\${SYSFS_ROOT:-/sys}/class/net/$bond/bonding/primary" 2>/dev/null || true)
+    primary=\${primary:-${bond.primary}}
+    count="\${RUNTIME_DIRECTORY:-/run/pibond-dhcp-renew}/renewals"
+    renewals=$(( $(cat "$count" 2>/dev/null || echo 0) + 1 ))
+    echo "$renewals" > "$count"
+    rm -f "\${NM_STATE_DIR:-/var/lib/NetworkManager}"/internal-*-"$bond".lease
+    echo "asking NetworkManager for a new lease on $bond"
+    nmcli --wait 5 device modify "$bond" ipv4.dhcp-timeout $((44 + renewals % 2 * 2)) bond.options "${options.join(',')}"
+`;
+}
+
+/**
+ * The script: the stack's row as renew(), run again while pibond-heal asked anew during a run.
+ * systemd does not start a unit its .path triggers while that unit still runs, so a request made
+ * meanwhile (the next switch, when the bond flaps) would be lost: nmcli alone takes seconds under
+ * QEMU, and on the test bed 5 of 11 failbacks never healed before this loop.
+ */
+export function renewScript(def: Definition): string {
+  const row = renewRows[def.network.stack];
+  const body = typeof row.body === 'string' ? row.body : row.body(def);
   return `#!/bin/sh
 # pibond-dhcp-renew.service runs this when pibond-heal found that the router behind the bond's new
-# active slave does not answer at the old gateway (it serves another subnet). The NetworkManager
-# row: a change to the bond's applied DHCP timeout restarts its DHCP client (the slaves untouched),
-# without the old lease file (so it asks with a DISCOVER), and with the bond's current primary.
+# active slave does not answer at the old gateway (it serves another subnet). The ${def.network.stack} row:
+# ${row.says}.
 set -eu
 bond=\${BOND:?BOND is not set: /etc/default/pibond-heal is missing}
-primary=$(cat "\${SYSFS_ROOT:-/sys}/class/net/$bond/bonding/primary" 2>/dev/null || true)
-primary=\${primary:-${bond.primary}}
-count="\${RUNTIME_DIRECTORY:-/run/pibond-dhcp-renew}/renewals"
-renewals=$(( $(cat "$count" 2>/dev/null || echo 0) + 1 ))
-echo "$renewals" > "$count"
-rm -f "\${NM_STATE_DIR:-/var/lib/NetworkManager}"/internal-*-"$bond".lease
-echo "asking NetworkManager for a new lease on $bond"
-exec nmcli --wait 5 device modify "$bond" ipv4.dhcp-timeout $((44 + renewals % 2 * 2)) bond.options "${options.join(',')}"
+# pibond-heal writes a new line there for every request.
+request=\${REQUEST:-${runtimeDirectory}/dhcp-renew}
+
+renew() {
+${body}}
+
+while :; do
+    seen=$(cat "$request" 2>/dev/null || true)
+    renew
+    [ "$(cat "$request" 2>/dev/null || true)" != "$seen" ] || break
+    echo "another switch asked for a new lease meanwhile: again"
+done
 `;
 }
 
@@ -134,7 +136,7 @@ export async function render(def: Definition): Promise<OverlayFile[]> {
     { path: bundlePath, content: await bundle(), mode: 0o644 },
     healConfigFile(def),
     { path: 'etc/default/pibond-heal', content: `# Written by pibond: the bond that pibond-dhcp-renew.service renews the lease of.\nBOND=${def.bond.name}\n`, mode: 0o644 },
-    { path: renewPath, content: renewRow(def), mode: 0o755 },
+    { path: renewPath, content: renewScript(def), mode: 0o755 },
   ];
 }
 

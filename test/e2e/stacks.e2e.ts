@@ -2,9 +2,13 @@
  * Every network stack pibond renders, built and booted: images/networkd.yaml,
  * images/networkmanager.yaml and images/netplan.yaml are the default appliance with another stack.
  * Each is built with the real Docker engine, looked into (the stack's packages and files, with the
- * owners and modes the stack insists on, and no other stack's), then booted under QEMU with the
- * failover scenario: both slaves enslaved, the kernel's primary eth0 (read from sysfs by the status
- * service, not from the configuration), a pulled cable, its return and flaps, judged from outside.
+ * owners and modes the stack insists on, and no other stack's), then booted under QEMU twice:
+ * - with the failover scenario on QEMU's networks: both slaves enslaved, the kernel's primary eth0
+ *   (read from sysfs by the status service, not from the configuration), a pulled cable, its
+ *   return, flaps, the backup NIC pulled out and plugged back in (the stack re-enslaves it);
+ * - on the test bed of real routers on different subnets, judged from its internet: every switch
+ *   needs the stack's own DHCP renewal (pibond-heal's row), and a boot where the stack enslaved the
+ *   backup first needs pibond-heal's check at start.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,6 +20,8 @@ import { inBuilder } from './_builder.ts';
 import { runPibond } from './_pibond.ts';
 
 const scenarioTimeoutMs = 20 * 60_000;
+/** As for the default image (outage.e2e.ts): room for the renewal under software emulation. */
+const acrossSubnetsLimitMs = 10_000;
 const buildTimeoutMs = 30 * 60_000;
 
 /** What each stack's image must hold: its packages, its files as `path mode uid`, the unit that runs it. */
@@ -87,6 +93,23 @@ export function describeStacks(outDir: string): void {
       expect(failed, result.report.serialLog ? `serial log: ${result.report.serialLog}` : undefined).toEqual([]);
       expect(result.report.verdict).toBe('pass');
       expect(result.report.figures.flaps).toHaveLength(3);
+    }, scenarioTimeoutMs);
+
+    it('boots on the test bed\'s routers on different subnets: every switch\'s outage, seen from the internet, within the limit', async () => {
+      const result = await failoverTest({
+        image,
+        routers: { kind: 'testbed', layout: 'different-subnets' },
+        flaps: 1,
+        outageLimitMs: acrossSubnetsLimitMs,
+        timeoutSeconds: scenarioTimeoutMs / 1000 - 60,
+        reportFile: image.replace(/\.img$/, '.boot-report.different-subnets.json'),
+        say: (message) => process.stderr.write(`[boot ${stack}, test bed] ${message}\n`),
+      });
+      process.stderr.write(`${formatFigures(result.report)}\n${formatVerdict(result.report)}\nreport: ${result.reportFile}\n`);
+      const failed = result.report.checks.filter((check) => !check.ok);
+      expect(failed, result.report.serialLog ? `serial log: ${result.report.serialLog}` : undefined).toEqual([]);
+      expect(result.report.verdict).toBe('pass');
+      expect(result.report.figures.outages?.map((o) => o.switch)).toEqual(['failover', 'failback', 'failover', 'failback']);
     }, scenarioTimeoutMs);
   });
 }

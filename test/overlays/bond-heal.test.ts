@@ -302,7 +302,7 @@ describe('the other stacks\' rows, run against fake tools', () => {
     const script = (await render(def)).find((f) => f.path === renewPath);
     expect(script?.mode).toBe(0o755);
     await writeFile(join(dir, 'renew'), String(script?.content));
-    const env = { PATH: `${join(dir, 'bin')}:/usr/bin:/bin`, BOND: 'bond0', SYSFS_ROOT: join(dir, 'sys'), NM_STATE_DIR: join(dir, 'nm'), RUNTIME_DIRECTORY: dir };
+    const env = { PATH: `${join(dir, 'bin')}:/usr/bin:/bin`, BOND: 'bond0', SYSFS_ROOT: join(dir, 'sys'), NM_STATE_DIR: join(dir, 'nm'), RUNTIME_DIRECTORY: dir, REQUEST: join(dir, 'request') };
     for (let run = 0; run < runs; run++) execFileSync('sh', [join(dir, 'renew')], { env, stdio: 'pipe' });
     return (await readFile(join(dir, 'calls.log'), 'utf8')).split('\n').filter(Boolean);
   }
@@ -326,6 +326,13 @@ describe('the other stacks\' rows, run against fake tools', () => {
       `--wait|5|device|modify|bond0|ipv4.dhcp-timeout|46|bond.options|${options}|`,
     ]);
     expect((await readdir(join(dir, 'nm'))).sort()).toEqual(['internal-0b5c-eth9.lease']);
+  });
+
+  it('serves a request made while it ran (systemd does not start it again for one): the row runs again, once', async () => {
+    // The next switch's request arrives while nmcli still works: the fake writes one on its first call.
+    await writeFile(join(dir, 'request'), 'bond0 1\n');
+    await writeFile(join(dir, 'bin', 'nmcli'), `#!/bin/sh\necho call >> "${dir}/calls.log"\n[ -e "${dir}/again" ] || { touch "${dir}/again"; echo 'bond0 2' > "${dir}/request"; }\n`);
+    expect(await runRow('networkmanager')).toEqual(['call', 'call']);
   });
 
   it('networkmanager: the definition\'s primary when the kernel names none', async () => {

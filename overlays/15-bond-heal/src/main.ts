@@ -28,6 +28,7 @@ async function main(argv: string[]): Promise<void> {
   const file = checkConfig(JSON.parse(readFileSync(values.config ?? '', 'utf8')) as unknown, values.config ?? '');
   const log = new HealLog(file.runtime_directory);
   const socket = createSocket('udp4');
+  let renewals = 0;
   socket.on('error', () => {});
 
   const effects: HealEffects = {
@@ -44,7 +45,8 @@ async function main(argv: string[]): Promise<void> {
     },
     // The discard port: the payload is nothing, the ARP request it causes is the point.
     probe: (gateway) => socket.send(Buffer.alloc(0), 9, gateway, () => {}),
-    requestRenew: (bond) => writeFileSync(join(file.runtime_directory, 'dhcp-renew'), `${bond}\n`),
+    // A new line each time: pibond-dhcp-renew's script tells a request made while it ran by that.
+    requestRenew: (bond) => writeFileSync(join(file.runtime_directory, 'dhcp-renew'), `${bond} ${++renewals}\n`),
     record: (heal) => log.add(heal),
     setTimer: (ms, fn) => {
       const timer = setTimeout(fn, ms);
