@@ -3,9 +3,11 @@
  * images/networkmanager.yaml and images/netplan.yaml are the default appliance with another stack.
  * Each is built with the real Docker engine, looked into (the stack's packages and files, with the
  * owners and modes the stack insists on, and no other stack's), then booted under QEMU twice:
- * - with the failover scenario on QEMU's networks: both slaves enslaved, the kernel's primary eth0
- *   (read from sysfs by the status service, not from the configuration), a pulled cable, its
- *   return, flaps, the backup NIC pulled out and plugged back in (the stack re-enslaves it);
+ * - with the failover scenario on QEMU's networks and card settings (a host name and a static
+ *   address, which the card's row writes into the stack's own file at first boot): both slaves
+ *   enslaved, the kernel's primary eth0 (read from sysfs by the status service, not from the
+ *   configuration), a pulled cable, its return, flaps, the backup NIC pulled out and plugged back
+ *   in (the stack re-enslaves it);
  * - on the test bed of real routers on different subnets, judged from its internet: every switch
  *   needs the stack's own DHCP renewal (pibond-heal's row), and a boot where the stack enslaved the
  *   backup first needs pibond-heal's check at start.
@@ -14,6 +16,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { failoverTest } from '../../scripts/boot/failover-test.ts';
+import type { CardSettings } from '../../scripts/lib/card.ts';
 import { formatFigures, formatVerdict } from '../../scripts/boot/report.ts';
 import { parseMbr, readFirstSector, sectorBytes } from '../../scripts/lib/mbr.ts';
 import { inBuilder } from './_builder.ts';
@@ -81,9 +84,14 @@ export function describeStacks(outDir: string): void {
       expect(section('wants')).toContain(enabled);
     }, buildTimeoutMs);
 
-    it('boots with two NICs: both slaves, the kernel\'s primary eth0, fails over to eth1 and back, ignores a lost backup, three flaps', async () => {
+    it('boots with two NICs and a card\'s static address: the card applied, both slaves, the kernel\'s primary eth0, fails over to eth1 and back, three flaps, the backup re-enslaved', async () => {
+      const card: CardSettings = {
+        hostname: `e2e-${stack}`,
+        network: { addressing: { method: 'static', address: '10.0.2.50/24', gateway: '10.0.2.2', dns: ['10.0.2.3'] } },
+      };
       const result = await failoverTest({
         image,
+        card,
         flaps: 3,
         timeoutSeconds: scenarioTimeoutMs / 1000 - 60,
         say: (message) => process.stderr.write(`[boot ${stack}] ${message}\n`),
@@ -93,6 +101,8 @@ export function describeStacks(outDir: string): void {
       expect(failed, result.report.serialLog ? `serial log: ${result.report.serialLog}` : undefined).toEqual([]);
       expect(result.report.verdict).toBe('pass');
       expect(result.report.figures.flaps).toHaveLength(3);
+      const cardCheck = result.report.checks.find((check) => check.name.startsWith("the card's settings are applied"));
+      expect(cardCheck?.detail).toMatch(new RegExp(`^host name e2e-${stack}; bond0 has 10\\.0\\.2\\.50/24`));
     }, scenarioTimeoutMs);
 
     it('boots on the test bed\'s routers on different subnets: every switch\'s outage, seen from the internet, within the limit', async () => {

@@ -43,8 +43,12 @@ export async function rootfsCacheKey(def: Definition, build: RootfsInputs = {}):
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 24);
 }
 
-/** Each cache entry is a ~0.7 GB tree: keep the newest few (another definition may still want its own). */
-const keptRootfsEntries = 3;
+/**
+ * Each cache entry is a ~0.7 GB tree: keep the newest few (another definition may still want its
+ * own). Five: the four stacks' example definitions (which npm test builds in turn) and one more; with
+ * three, building four definitions in a row found every root evicted (each one cold, 5-7 min).
+ */
+const keptRootfsEntries = 5;
 /** rootfs-cache.mjs restore's exit code when there is no entry for the key. */
 export const notCached = 3;
 
