@@ -165,7 +165,7 @@ describe('30-rootfs', () => {
     expect(ctx.rootfs).toEqual({ key: expect.any(String), fromCache: true });
   });
 
-  it('bootstraps when there is no entry (exit 3), then saves it keeping the newest three', async () => {
+  it('bootstraps when there is no entry (exit 3), then saves it keeping the newest five (one for each stack example definition, and one more)', async () => {
     const { engine, execs } = engineWith((tool, args) => (tool === 'rootfs-cache.mjs' && args[0] === 'restore' ? { exitCode: notCached } : {}));
     const ctx = await running(engine);
     await rootfs.run(ctx);
@@ -174,7 +174,7 @@ describe('30-rootfs', () => {
       ['bootstrap-rootfs', paths.rootfs],
       ['rootfs-cache.mjs', 'save'],
     ]);
-    expect(cacheEntry(execs[3]!.args).keep).toBe(3);
+    expect(cacheEntry(execs[3]!.args).keep).toBe(5);
     expect(ctx.rootfs?.fromCache).toBe(false);
   });
 
