@@ -31,8 +31,8 @@ export async function render(def: Definition): Promise<(OverlayFile | OverlayLin
 
 /**
  * The one file, which also carries the addressing: a card's settings (overlays/05-card) rewrite it
- * at first boot, before netplan's generator runs... which is at the very start of the boot, so
- * the card's service reloads systemd when it rewrote this file (see overlays/05-card).
+ * at first boot. netplan's generator has run by then (at the very start of the boot), so the card's
+ * service runs it again when it rewrote this file, before networkd starts.
  */
 export function addressingFiles(def: Definition): OverlayFile[] {
   return [{ path: netplanPath, content: netplanYaml(def), mode: 0o600 }];

@@ -105,8 +105,8 @@ export function serviceAnswers(timeoutMs: number): Check {
 
 /**
  * Every slave enslaved and up, the primary the kernel's primary and active. The service may answer
- * a moment before the network stack has enslaved the second NIC; a bond still incomplete after 10 s is a failed boot (see FACTS: the
- * enslaving race).
+ * a moment before the network stack has enslaved the second NIC; a bond still incomplete after
+ * 10 s is a failed boot (see FACTS: the enslaving race).
  */
 export function bondWhole(cast: Cast): Check {
   const { primary, backup } = cast;

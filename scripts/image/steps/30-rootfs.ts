@@ -48,7 +48,7 @@ export async function rootfsCacheKey(def: Definition, build: RootfsInputs = {}):
  * own). Five: the four stacks' example definitions (which npm test builds in turn) and one more; with
  * three, building four definitions in a row found every root evicted (each one cold, 5-7 min).
  */
-const keptRootfsEntries = 5;
+export const keptRootfsEntries = 5;
 /** rootfs-cache.mjs restore's exit code when there is no entry for the key. */
 export const notCached = 3;
 

@@ -7,9 +7,10 @@
 import { createHash } from 'node:crypto';
 import type { BuildContext, Step } from '../context.ts';
 import { paths, runTool, verifyTools } from '../context.ts';
+import { keptRootfsEntries } from './30-rootfs.ts';
 
-/** Each base image is ~0.7 GB of data: keep the newest few, as many as root file systems (30-rootfs.ts). */
-const keptBaseImages = 5;
+/** Each base image is ~0.7 GB of data: keep as many as root file systems, one per definition built lately. */
+const keptBaseImages = keptRootfsEntries;
 
 /** Bumped when root-base.mjs makes different bytes from the same tree (2: the UUID from the packages), so no older base is reused. */
 const baseFormat = 2;

@@ -115,9 +115,10 @@ const slave = section({
 export const networkStacks = ['ifupdown', 'networkd', 'networkmanager', 'netplan'] as const;
 
 /** ARP validation values each stack can write; the kernel's filter* values are ifupdown's and NetworkManager's only. */
+const arpValidateModes = ['none', 'active', 'backup', 'all', 'filter', 'filter_active', 'filter_backup'] as const;
 const arpValidateByStack: Record<(typeof networkStacks)[number], readonly string[]> = {
-  ifupdown: ['none', 'active', 'backup', 'all', 'filter', 'filter_active', 'filter_backup'],
-  networkmanager: ['none', 'active', 'backup', 'all', 'filter', 'filter_active', 'filter_backup'],
+  ifupdown: arpValidateModes,
+  networkmanager: arpValidateModes,
   // systemd.netdev(5) of systemd 252, ARPValidate=; netplan 0.106's arp-validate.
   networkd: ['none', 'active', 'backup', 'all'],
   netplan: ['none', 'active', 'backup', 'all'],
@@ -135,7 +136,7 @@ const bond = section({
   /** The kernel's ARP monitor: a slave is up while ARP requests to arp_ip_target through it are answered. */
   arp_interval: wholeNumber(0, 10_000, 'must be a whole number of milliseconds from 0 (off) to 10000').default(0),
   arp_ip_target: listOf(unicastIPv4('192.168.1.1'), 'must be a list of 1 to 16 IPv4 addresses, like [192.168.1.1]').max(16).default([]),
-  arp_validate: oneOf(['none', 'active', 'backup', 'all', 'filter', 'filter_active', 'filter_backup']).default('none'),
+  arp_validate: oneOf(arpValidateModes).default('none'),
   updelay: wholeNumber(0, 60_000, 'must be a whole number of milliseconds from 0 to 60000').default(0),
   downdelay: wholeNumber(0, 60_000, 'must be a whole number of milliseconds from 0 to 60000').default(0),
   primary_reselect: oneOf(['always', 'better', 'failure']).default('always'),
@@ -363,7 +364,7 @@ function checkStackCanRender(def: unknown, ctx: RefinementContext): void {
   const stack = def.network.stack as (typeof networkStacks)[number];
   const allowed = arpValidateByStack[stack] as readonly string[] | undefined;
   const value = def.bond.arp_validate;
-  if (allowed === undefined || typeof value !== 'string' || allowed.includes(value) || !arpValidateByStack.ifupdown.includes(value)) return;
+  if (allowed === undefined || typeof value !== 'string' || allowed.includes(value) || !(arpValidateModes as readonly string[]).includes(value)) return;
   ctx.addIssue({
     code: 'custom',
     path: ['bond', 'arp_validate'],
