@@ -7,6 +7,7 @@ import { join } from 'node:path';
 const suites: Record<string, () => Promise<Record<string, number | string>>> = {
   status: async () => (await import('./bench/bond-status.ts')).benchBondStatus(),
   build: async () => (await import('./bench/build.ts')).benchBuild(),
+  lay: async () => (await import('./bench/lay.ts')).benchLay(),
   fetch: async () => (await import('./bench/fetch.ts')).benchFetch(),
   boot: async () => (await import('./bench/boot.ts')).benchBoot(join(import.meta.dirname, '..', 'out', 'pibond-bookworm-arm64.img')),
   outage: async () => (await import('./bench/outage.ts')).benchOutage(join(import.meta.dirname, '..', 'out', 'pibond-bookworm-arm64.img')),

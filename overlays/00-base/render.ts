@@ -1,16 +1,34 @@
 /**
- * The base system's generated files: host name, file systems by PARTUUID, the admin's sudo rule,
- * locale, and the Pi firmware's defaults (so a kernel upgrade on the device rewrites cmdline.txt
- * with the same root). The admin account itself is created by the build's configure step.
+ * The base system's generated files: host name, the admin's sudo rule, and the one path pibond's
+ * services run Node by. On pibond's own Debian base also: file systems by PARTUUID, the locale, the
+ * Pi firmware's defaults (so a kernel upgrade on the device rewrites cmdline.txt with the same root)
+ * and growing the root file system at first boot. A stock image (base.image) keeps its own of those:
+ * its fstab, its firmware's settings, its own first-boot resize (Raspberry Pi OS's initramfs,
+ * Ubuntu's cloud-init). The admin account itself is made by the build's configure (or lay) step.
  */
 import type { Definition } from '../../scripts/lib/definition.ts';
 import { diskLayout } from '../../scripts/lib/layout.ts';
-import type { OverlayFile } from '../../scripts/lib/overlay.ts';
+import type { OverlayFile, OverlayLink } from '../../scripts/lib/overlay.ts';
 
-export async function render(def: Definition): Promise<OverlayFile[]> {
+/**
+ * Every pibond unit runs `/usr/lib/pibond/node`: a link to Debian's (or the stock image's own)
+ * /usr/bin/node, or, on a stock image without a Node of 18 or later, the pinned runtime itself
+ * (scripts/lib/node-runtime.ts), which the lay step puts here. pibond never writes /usr/bin/node,
+ * which belongs to the image's package manager.
+ */
+export const nodePath = 'usr/lib/pibond/node';
+
+export async function render(def: Definition): Promise<(OverlayFile | OverlayLink)[]> {
+  const common = [
+    ...hostNameFiles(def),
+    // The admin has no password (key-only SSH), so sudo must not ask for one.
+    { path: `etc/sudoers.d/pibond-admin`, content: `${def.admin.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, mode: 0o440 },
+    { path: nodePath, target: '/usr/bin/node' },
+  ];
+  if (def.base.image !== undefined) return common;
   const layout = diskLayout(def);
   return [
-    ...hostNameFiles(def),
+    ...common,
     {
       path: 'etc/fstab',
       content:
@@ -19,8 +37,6 @@ export async function render(def: Definition): Promise<OverlayFile[]> {
         `PARTUUID=${layout.bootPartuuid}\t/boot/firmware\tvfat\tdefaults,noatime\t0\t2\n`,
       mode: 0o644,
     },
-    // The admin has no password (key-only SSH), so sudo must not ask for one.
-    { path: `etc/sudoers.d/pibond-admin`, content: `${def.admin.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, mode: 0o440 },
     { path: 'etc/default/locale', content: `LANG=${def.locale}\n`, mode: 0o644 },
     {
       path: 'etc/default/raspi-firmware',
@@ -30,6 +46,7 @@ export async function render(def: Definition): Promise<OverlayFile[]> {
         'CONSOLES="ttyS1,115200 tty0"\n',
       mode: 0o644,
     },
+    { path: 'etc/systemd/system/sysinit.target.wants/pibond-grow-root.service', target: '/usr/lib/systemd/system/pibond-grow-root.service' },
   ];
 }
 

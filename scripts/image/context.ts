@@ -13,6 +13,7 @@ import type { DiskLayout } from '../lib/layout.ts';
 import type { LoadedLock } from '../lib/lock.ts';
 import type { Progress } from '../lib/log.ts';
 import type { CardSlot } from '../lib/manifest.ts';
+import type { StockImage } from '../lib/stock/detect.ts';
 
 export interface BuildOptions {
   definitionFile: string;
@@ -56,9 +57,21 @@ export interface BuildContext {
   lock?: LoadedLock;
   /** The root file system's UUID, from the base image step (the same for the same packages). */
   rootBaseUuid?: string;
+  /** A stock base (base.image): what it was found to be, and where its partitions are in the image. */
+  stock?: StockBase;
+  /** A stock base's sizes for the manifest (set by the lay step; a Debian build's come from its tree). */
+  stockSizes?: { rootfsBytes: number; kernelModulesBytes: number; bootBytes: number };
   /** The card-settings slot on the boot partition (set by the disk step). */
   card?: CardSlot;
   outputs?: string[];
+}
+
+export interface StockBase {
+  image: StockImage;
+  /** The MBR's disk id, kept: the image's PARTUUIDs (and so its fstab and cmdline.txt) name it. */
+  diskId: string;
+  bootOffset: number;
+  rootOffset: number;
 }
 
 /** A build step, debos-style: verify everything before anything runs; clean up in reverse order. */
@@ -98,7 +111,9 @@ export type Tool =
   | 'assemble-disk.mjs'
   | 'check-boot-chain.mjs'
   | 'outputs.mjs'
-  | 'send-file.mjs';
+  | 'send-file.mjs'
+  | 'stock-image.mjs'
+  | 'lay-stock.mjs';
 
 /**
  * Runs one in-container script; an object argument goes as one JSON argument (typed input, no

@@ -16,9 +16,11 @@ import { builder } from './steps/10-builder.ts';
 import { container } from './steps/20-container.ts';
 import { rootfs } from './steps/30-rootfs.ts';
 import { rootBase } from './steps/35-root-base.ts';
+import { stockImage } from './steps/32-stock-image.ts';
 import { overlays } from './steps/40-overlays.ts';
 import { configure } from './steps/50-configure.ts';
 import { disk } from './steps/60-disk.ts';
+import { lay } from './steps/62-lay.ts';
 import { check } from './steps/70-check.ts';
 import { outputs } from './steps/80-outputs.ts';
 import { publish } from './steps/90-publish.ts';
@@ -27,6 +29,8 @@ export const defaultCacheVolume = 'pibond-cache';
 export const defaultOverlaysDir = join(import.meta.dirname, '..', '..', 'overlays');
 
 export const steps: readonly Step[] = [host, builder, container, rootfs, rootBase, overlays, configure, disk, check, outputs, publish];
+/** A stock image as the base (base.image): unpacked and recognised, then pibond laid onto it. */
+export const stockSteps: readonly Step[] = [host, builder, container, stockImage, overlays, lay, outputs, publish];
 
 export interface BuildResult {
   outputs: string[];
@@ -38,8 +42,9 @@ export interface BuildResult {
  * Builds one definition. `signal` aborts it (Ctrl-C): the cleanups unwind at once, which removes
  * the container and so ends whatever runs in it; the build's end then awaits that same unwinding.
  */
-export async function build(options: BuildOptions, progress: Progress, signal?: AbortSignal, plan: readonly Step[] = steps): Promise<BuildResult> {
+export async function build(options: BuildOptions, progress: Progress, signal?: AbortSignal, chosenPlan?: readonly Step[]): Promise<BuildResult> {
   const def = await loadDefinition(options.definitionFile);
+  const plan = chosenPlan ?? (def.base.image === undefined ? steps : stockSteps);
   await prepareOutDir(options.outDir);
   const ctx: BuildContext = {
     def,

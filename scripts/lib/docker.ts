@@ -4,6 +4,8 @@
  * engine are told apart by their HTTP `statusCode`.
  */
 import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tarStream from 'tar-stream';
 import Docker from 'dockerode';
 import { type EngineEndpoint, engineEndpoint } from './engine.ts';
 import { UserError, errorMessage } from './errors.ts';
@@ -302,6 +304,28 @@ export async function execIn(docker: Docker, container: Docker.Container, cmd: s
 /** Unpacks a tar archive into a container's file system at `path` (which must exist there). */
 export async function putArchive(container: Docker.Container, archive: Buffer | NodeJS.ReadableStream, path: string): Promise<void> {
   await container.putArchive(archive, { path });
+}
+
+/**
+ * The regular files under `dir` in a container, by their path below it (`status`, `sub/file`),
+ * through the engine's archive API: small files the build reads back (a stock image's os-release).
+ */
+export async function readFilesFrom(container: Docker.Container, dir: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  const extract = tarStream.extract();
+  extract.on('entry', (header, stream, next) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
+    stream.on('end', () => {
+      // The archive's entries are named below the directory's own name: "facts/status".
+      if (header.type === 'file') files.set(header.name.split('/').slice(1).join('/'), Buffer.concat(chunks));
+      next();
+    });
+    stream.resume();
+  });
+  const archive = await container.getArchive({ path: dir });
+  await pipeline(archive, extract);
+  return files;
 }
 
 /** The engine's own error in a build's, pull's or import's progress (a failed RUN, an unknown image). */

@@ -8,6 +8,7 @@
  * partition) are not implemented by the image, and cloud-init's network-config would put eth0 on
  * plain DHCP and undo the bond. Per-card settings come from `pibond flash --hostname ...` instead.
  */
+import { stockFileName } from './stock/source.ts';
 import type { Definition } from './definition.ts';
 
 export interface ImagerOs {
@@ -63,7 +64,7 @@ export function imagerRepository(def: Definition, image: ImagerFile, download: I
     os_list: [
       {
         name: def.name,
-        description: `pibond: Debian ${def.base.suite} ${def.base.architecture}, ${slaves} bonded (${def.bond.mode}, primary ${def.bond.primary}), with the bond-status service`,
+        description: `pibond: ${def.base.image === undefined ? `Debian ${def.base.suite}` : `laid onto ${stockFileName(def.base.image)}`} ${def.base.architecture}, ${slaves} bonded (${def.bond.mode}, primary ${def.bond.primary}), with the bond-status service`,
         url: download.file,
         extract_size: image.bytes,
         extract_sha256: image.sha256,

@@ -14,7 +14,7 @@ const directives = unit.split('\n').filter((line) => /^[A-Za-z]+=/.test(line));
 
 describe('bond-status.service', () => {
   it('starts the rendered bundle with the rendered configuration', () => {
-    expect(directives).toContain(`ExecStart=/usr/bin/node /${bundlePath} serve --config /${configPath}`);
+    expect(directives).toContain(`ExecStart=/usr/lib/pibond/node /${bundlePath} serve --config /${configPath}`);
   });
 
   it.each([
@@ -53,7 +53,7 @@ describe('/usr/bin/bond-status', () => {
     expect(lstatSync(file).mode & 0o111).toBe(0o111);
     const script = readFileSync(file, 'utf8');
     expect(script.startsWith('#!/bin/sh\n')).toBe(true);
-    expect(script).toContain(`exec /usr/bin/node /${bundlePath} status --config /${configPath} "$@"`);
+    expect(script).toContain(`exec /usr/lib/pibond/node /${bundlePath} status --config /${configPath} "$@"`);
   });
 });
 

@@ -3,7 +3,7 @@
  * the debugfs commands that turn the base image into the tree out, or the reason they cannot.
  */
 import { describe, expect, it } from 'vitest';
-import { accessTimeCommands, deltaCommands, parseChangedListing, parseTypedListing } from '../../scripts/builder/recipe/bin/lib/root-delta.mjs';
+import { accessTimeCommands, deltaCommands, layCommands, parseChangedListing, parseTypedListing } from '../../scripts/builder/recipe/bin/lib/root-delta.mjs';
 
 const epoch = 1704067200;
 const typed = (...entries: string[]) => parseTypedListing(entries.map((e) => `${e}\0`).join(''));
@@ -102,5 +102,55 @@ describe('accessTimeCommands', () => {
       commands: [`sif "/" atime @${epoch}`, `sif "/etc" atime @${epoch}`, `sif "/etc/host name" atime @${epoch}`],
       unquoted: ['etc/a"b'],
     });
+  });
+});
+
+describe('layCommands (pibond laid onto a stock image)', () => {
+  const existing = new Map([
+    ['etc', 'd'],
+    ['etc/shadow', 'f'],
+    ['etc/ssh', 'd'],
+    ['etc/ssh/ssh_host_ed25519_key', 'f'],
+    ['usr', 'd'],
+    ['usr/lib', 'd'],
+    ['lib', 'l'],
+  ]);
+  const lay = (listing: string, removed: string[] = []) =>
+    layCommands({ existing, entries: parseChangedListing(listing), removed, root: '/work/rootfs', sourceDateEpoch: epoch });
+
+  it("leaves the image's own directories alone, replaces its files, makes what it lacks with the tree's owner and mode, and removes per-device files", () => {
+    const { commands, summary } = lay(
+      changed('d 755 0 0 1 1 ') +
+        changed('d 700 0 0 1 1 etc') +
+        changed('f 640 0 42 1 1 etc/shadow') +
+        changed('d 755 0 0 1 1 usr') +
+        changed('d 755 0 0 1 1 usr/lib') +
+        changed('d 755 0 0 1 1 usr/lib/pibond') +
+        changed('l 777 0 0 1 1 usr/lib/pibond/node', '/usr/bin/node'),
+      ['etc/ssh/ssh_host_ed25519_key', 'var/lib/systemd/random-seed'],
+    );
+    expect(commands.filter((command) => !command.startsWith('sif'))).toEqual([
+      'rm "/etc/ssh/ssh_host_ed25519_key"',
+      'rm "/etc/shadow"',
+      'write "/work/rootfs/etc/shadow" "/etc/shadow"',
+      'mkdir "/usr/lib/pibond"',
+      'symlink "/usr/lib/pibond/node" "/usr/bin/node"',
+    ]);
+    // The tree's /etc is 0700 here: the image's /etc must not get that, nor any field of the tree's.
+    expect(commands.some((command) => command.startsWith('sif "/etc" '))).toBe(false);
+    expect(commands).toContain('sif "/etc/shadow" gid 42');
+    expect(commands).toContain('sif "/usr/lib/pibond" mode 040755');
+    expect(summary).toEqual({ removed: 1, written: 1, directories: 1, links: 1 });
+  });
+
+  it('refuses to lay a directory where the image has a file or a link, and the other way round', () => {
+    expect(() => lay(changed('d 755 0 0 1 1 lib'))).toThrow(/\/lib is a file in the image, and pibond would lay a directory there/);
+    expect(() => lay(changed('f 644 0 0 1 1 etc'))).toThrow(/\/etc is a directory in the image/);
+    expect(() => lay('', ['etc/ssh'])).toThrow(/is a directory in the image; only files are removed/);
+  });
+
+  it('refuses hard links and names debugfs cannot quote', () => {
+    expect(() => lay(changed('f 644 0 0 1 2 etc/a'))).toThrow(/hard link/);
+    expect(() => lay(changed('f 644 0 0 1 1 etc/a"b'))).toThrow(/cannot quote/);
   });
 });

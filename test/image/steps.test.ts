@@ -16,6 +16,7 @@ import { parseRootBaseReport, rootBase, rootBasePaths } from '../../scripts/imag
 import { overlays } from '../../scripts/image/steps/40-overlays.ts';
 import { configure } from '../../scripts/image/steps/50-configure.ts';
 import { disk } from '../../scripts/image/steps/60-disk.ts';
+import { lay } from '../../scripts/image/steps/62-lay.ts';
 import { check } from '../../scripts/image/steps/70-check.ts';
 import { outputs } from '../../scripts/image/steps/80-outputs.ts';
 import { publish } from '../../scripts/image/steps/90-publish.ts';
@@ -25,6 +26,7 @@ import { UserError } from '../../scripts/lib/errors.ts';
 import { diskLayout } from '../../scripts/lib/layout.ts';
 import { Progress } from '../../scripts/lib/log.ts';
 import { readManifest, readTimings } from '../../scripts/lib/manifest.ts';
+import type { StockImage } from '../../scripts/lib/stock/detect.ts';
 import { type ExecScript, FakeEngine } from '../lib/_fake-engine.ts';
 import { listTar } from '../lib/_tar-entries.ts';
 
@@ -358,6 +360,66 @@ describe('60-disk', () => {
     const err = await rejection(disk.verify!(await context(engine, `${defaultYaml}disk: {size: 768MiB}\n`)));
     expect(err).toBeInstanceOf(UserError);
     expect(err.message).toMatch(/^disk\.size leaves 508 MiB for the root partition.*at least 1284MiB\.$/);
+  });
+});
+
+describe('62-lay', () => {
+  const stockYaml = `name: t\nbase: {image: raspios.img.xz, sha256: ${'a'.repeat(64)}}\nadmin: {name: pi, authorized_keys: ["ssh-ed25519 AAAA me@laptop"]}\nnetwork: {stack: networkmanager}\ntimezone: Europe/Berlin\n`;
+  const found: StockImage = {
+    rule: 'raspios-bookworm',
+    name: 'Raspberry Pi OS bookworm',
+    distribution: 'raspios',
+    release: 'bookworm',
+    version: '12',
+    architecture: 'arm64',
+    stack: 'networkmanager',
+    bootMount: '/boot/firmware',
+    cloudInit: false,
+    nodejs: '18.19.0+dfsg-6~deb12u2',
+    kernels: ['linux-image-rpi-v8'],
+    kernelBootsVirt: false,
+    labels: { boot: 'bootfs', root: 'rootfs' },
+    notes: [],
+  };
+  const report = { card: cardSlot, sizes: { rootfsBytes: 3, kernelModulesBytes: 2, bootBytes: 1 }, summary: {} };
+
+  it("runs lay-stock.mjs on the image's partitions with the account, keys, zone and cloud-init's presence; the image's own Node serves", async () => {
+    const { engine, execs } = engineWith((tool) => (tool === 'lay-stock.mjs' ? { output: [['stdout', `${JSON.stringify(report)}\n`]] } : {}));
+    const ctx = await running(engine, stockYaml);
+    ctx.stock = { image: found, diskId: '0a1b2c3d', bootOffset: 4194304, rootOffset: 541065216 };
+    await lay.run(ctx);
+    expect(execs.map((exec) => exec.tool)).toEqual(['register-binfmt.mjs', 'lay-stock.mjs']);
+    expect(JSON.parse(execs[1]!.args[0]!)).toEqual({
+      image: '/out/t.img',
+      tree: paths.rootfs,
+      rootOffset: 541065216,
+      bootOffset: 4194304,
+      adminUser: 'pi',
+      authorizedKeys: ['ssh-ed25519 AAAA me@laptop'],
+      timezone: 'Europe/Berlin',
+      sourceDateEpoch: 1704067200,
+      cloudInit: false,
+      dpkgRoot: `${paths.work}/stock-dpkg`,
+    });
+    expect(ctx.card).toEqual(cardSlot);
+    expect(ctx.stockSizes).toEqual(report.sizes);
+  });
+
+  it('a root file system without room is a UserError naming the image and how to grow it', async () => {
+    const { engine } = engineWith((tool) =>
+      tool === 'lay-stock.mjs' ? { exitCode: 4, output: [['stderr', "lay-stock: no room: the image's root file system has 20 MiB free and pibond needs 130 MiB. Grow it.\n"]] } : {},
+    );
+    const ctx = await running(engine, stockYaml);
+    ctx.stock = { image: found, diskId: '0a1b2c3d', bootOffset: 4194304, rootOffset: 541065216 };
+    const err = await rejection(lay.run(ctx));
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toBe("base.image raspios.img.xz: the image's root file system has 20 MiB free and pibond needs 130 MiB. Grow it.");
+  });
+
+  it('refuses an admin named after a system account, before anything runs', async () => {
+    const { engine } = engineWith();
+    const err = await rejection(lay.verify!(await context(engine, stockYaml.replace('name: pi,', 'name: daemon,'))));
+    expect(err).toBeInstanceOf(UserError);
   });
 });
 

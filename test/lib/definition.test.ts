@@ -382,3 +382,45 @@ describe('the uplink section and the kernel\'s ARP monitor', () => {
     expect(problems(yaml)).toEqual([line]);
   });
 });
+
+describe('a stock image as the base (base.image)', () => {
+  const problems = (yaml: string) => {
+    try {
+      parseDefinition(`name: x\n${yaml}\n`, 'x.yaml');
+      return [];
+    } catch (err) {
+      if (err instanceof DefinitionError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+      throw err;
+    }
+  };
+  const sha = 'ab'.repeat(32);
+
+  it('takes a path or an http(s) URL of a .img, .img.xz or .img.zst with its sha256 (lower-cased)', () => {
+    for (const image of ['raspios.img.xz', 'https://downloads.example/ubuntu-24.04-preinstalled-server-arm64+raspi.img.xz', '../stock/x.img', 'x.img.zst']) {
+      const def = parseDefinition(`name: x\nbase: {image: "${image}", sha256: ${sha.toUpperCase()}}\nnetwork: {stack: networkmanager}\n`, 'x.yaml');
+      expect(def.base).toMatchObject({ image, sha256: sha });
+    }
+  });
+
+  it.each([
+    [`base: {image: x.iso, sha256: ${sha}}\nnetwork: {stack: netplan}`, 'base.image: must be the path or http(s):// URL of a .img, .img.xz or .img.zst file'],
+    [`base: {image: ftp://host/x.img, sha256: ${sha}}\nnetwork: {stack: netplan}`, 'base.image: must be the path or http(s):// URL of a .img, .img.xz or .img.zst file'],
+    ['base: {image: x.img}\nnetwork: {stack: netplan}', 'base.sha256: is needed with image: the sha256 its publisher lists beside the file (sha256sum FILE prints it)'],
+    [`base: {sha256: ${sha}}`, 'base.image: is missing: sha256 checks a stock image, named by image (a .img, .img.xz or .img.zst path or URL)'],
+    ['base: {image: x.img, sha256: abc}\nnetwork: {stack: netplan}', "base.sha256: must be the image file's sha256: 64 hexadecimal digits"],
+    [
+      `base: {image: x.img, sha256: ${sha}}`,
+      "network.stack: must be the stock image's own network stack with base.image: networkmanager for Raspberry Pi OS, netplan for Ubuntu (neither runs ifupdown, the default)",
+    ],
+    [
+      `base: {image: x.img, sha256: ${sha}}\nnetwork: {stack: netplan}\npackages: [vim]`,
+      'packages: must be empty with base.image: nothing is installed onto a stock image (install them on the device with apt, or build from the Debian base)',
+    ],
+    [
+      `base: {image: x.img, sha256: ${sha}}\nnetwork: {stack: netplan}\nlocale: en_GB.UTF-8`,
+      "locale: cannot be set with base.image: a stock image's locale is its own (raspi-config or cloud-init sets it on the device)",
+    ],
+  ])('%s: %s', (yaml, line) => {
+    expect(problems(yaml)).toEqual([line]);
+  });
+});

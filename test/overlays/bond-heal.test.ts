@@ -216,7 +216,7 @@ describe('pibond-heal.service', () => {
   const unit = directives('pibond-heal.service');
 
   it('runs the rendered bundle with the rendered configuration', () => {
-    expect(unit).toContain(`ExecStart=/usr/bin/node /${bundlePath} --config /${configPath}`);
+    expect(unit).toContain(`ExecStart=/usr/lib/pibond/node /${bundlePath} --config /${configPath}`);
   });
 
   it.each([

@@ -245,7 +245,7 @@ describe('pibond-uplink.service', () => {
 
   it('runs the bundle with the rendered configuration, only when uplink tracking is on, enabled at boot', () => {
     expect(unit).toEqual(
-      expect.arrayContaining([`ConditionPathExists=/${configPath}`, `ExecStart=/usr/bin/node /${bundlePath} --config /${configPath}`, `RuntimeDirectory=${runtimeDirectory.replace('/run/', '')}`]),
+      expect.arrayContaining([`ConditionPathExists=/${configPath}`, `ExecStart=/usr/lib/pibond/node /${bundlePath} --config /${configPath}`, `RuntimeDirectory=${runtimeDirectory.replace('/run/', '')}`]),
     );
     expect(readlinkSync(join(rootfs, 'etc/systemd/system/multi-user.target.wants/pibond-uplink.service'))).toBe('/usr/lib/systemd/system/pibond-uplink.service');
   });

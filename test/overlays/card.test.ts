@@ -39,6 +39,7 @@ beforeEach(async () => {
   const def = definitionSchema.parse({ name: 'fleet', hostname: 'pibond' });
   await writeFile(paths.definition, JSON.stringify(def));
   for (const file of [...(await render(def)), ...addressingFiles(def)]) {
+    if (!('content' in file)) continue;
     await mkdir(join(root, file.path, '..'), { recursive: true });
     await writeFile(join(root, file.path), file.content);
   }

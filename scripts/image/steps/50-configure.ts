@@ -8,12 +8,14 @@ const systemAccounts = new Set([
   'list', 'irc', 'gnats', 'nobody', '_apt', 'messagebus', 'sshd', 'systemd-network', 'systemd-resolve', 'systemd-timesync',
 ]);
 
+export function checkAdminName(name: string): void {
+  if (systemAccounts.has(name)) throw new UserError(`admin.name "${name}" is a system account of Debian's; choose another name, like pi or admin (field "admin.name")`);
+}
+
 export const configure: Step = {
   title: 'Configure the system',
   async verify(ctx) {
-    if (systemAccounts.has(ctx.def.admin.name)) {
-      throw new UserError(`admin.name "${ctx.def.admin.name}" is a system account of Debian's; choose another name, like pi or admin (field "admin.name")`);
-    }
+    checkAdminName(ctx.def.admin.name);
     await verifyTools('configure-rootfs.mjs');
   },
   async run(ctx) {

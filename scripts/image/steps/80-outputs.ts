@@ -9,7 +9,9 @@ import { type Bmap, renderBmap } from '../../lib/bmap.ts';
 import { imagerRepository } from '../../lib/imager.ts';
 import type { BuildManifest, BuildTimings } from '../../lib/manifest.ts';
 import { fetchFile } from '../../lib/fetch-file.ts';
+import { nodeRuntime } from '../../lib/node-runtime.ts';
 import { type BuildContext, type Step, paths, requireContainer, runTool, verifyTools } from '../context.ts';
+import { stockDpkgRoot } from './62-lay.ts';
 
 const suffixes = { zstd: '.zst', xz: '.xz', none: '' } as const;
 
@@ -55,7 +57,15 @@ export const outputs: Step = {
     // --no-cache compresses every frame again (and replaces the cached ones).
     const frames = compression === 'zstd' ? { frames: { dir: zstdFrameCache, reuse: ctx.options.cache } } : {};
     const lines = await runTool(ctx, 'outputs.mjs', [
-      { dir: paths.out, image: names.image, compression, checksums: names.checksums, bmapRanges: bmapRangesFile, root: paths.rootfs, ...frames },
+      {
+        dir: paths.out,
+        image: names.image,
+        compression,
+        checksums: names.checksums,
+        bmapRanges: bmapRangesFile,
+        ...(ctx.stock ? { root: stockDpkgRoot, sizes: ctx.stockSizes } : { root: paths.rootfs }),
+        ...frames,
+      },
     ]);
     const report = parseOutputsReport(lines);
     if (!ctx.engine?.endpoint.local) await fetchOutputs(ctx, [names.image, names.compressed, names.checksums, bmapRangesFile]);
@@ -77,7 +87,8 @@ export const outputs: Step = {
       mirror: ctx.def.mirror,
       builderImage: ctx.builderImage,
       rootfsCache: ctx.rootfs && { key: ctx.rootfs.key },
-      diskId: ctx.layout.diskId,
+      diskId: ctx.stock?.diskId ?? ctx.layout.diskId,
+      ...(ctx.stock && { stock: stockRecord(ctx) }),
       sourceDateEpoch: ctx.options.sourceDateEpoch,
       card: ctx.card,
       lock: ctx.lock && { file: ctx.lock.file, sha256: ctx.lock.sha256 },
@@ -113,6 +124,22 @@ async function fetchOutputs(ctx: BuildContext, files: (string | undefined)[]): P
   }
   const seconds = (performance.now() - started) / 1000;
   ctx.progress.sink(`fetched the outputs from the engine: ${(crossed / 1e6).toFixed(1)} MB of data in ${seconds.toFixed(1)} s`, 'stdout');
+}
+
+/** What the stock base was found to be, and which Node the services run on. */
+function stockRecord(ctx: BuildContext): BuildManifest['stock'] {
+  const found = ctx.stock?.image;
+  if (!found) return undefined;
+  return {
+    file: ctx.def.base.image ?? '',
+    sha256: ctx.def.base.sha256 ?? '',
+    rule: found.rule,
+    name: found.name,
+    release: found.release,
+    stack: found.stack,
+    cloudInit: found.cloudInit,
+    node: found.nodejs === undefined ? `runtime ${nodeRuntime.version}` : `the image's nodejs ${found.nodejs}`,
+  };
 }
 
 function checksumOf(report: OutputsReport, file: string): string {

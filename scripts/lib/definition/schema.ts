@@ -91,6 +91,12 @@ const mirror = z.url({ protocol: /^https?$/, error: 'must be an http:// or https
   error: 'must be a snapshot pinned to a time, like http://snapshot.debian.org/archive/debian/20250301T000000Z/ (archive/<archive>/<YYYYMMDDTHHMMSSZ>/)',
 });
 
+/** A stock image: a file or URL whose name says it is a raw disk image, maybe compressed. */
+const stockImage = text(/^\S(.*\S)?$/, 'must be the path or http(s):// URL of a .img, .img.xz or .img.zst file').refine(
+  (value) => /\.img(\.xz|\.zst)?$/.test(value.split(/[?#]/)[0] ?? '') && (!/^[a-z]+:\/\//i.test(value) || /^https?:\/\//i.test(value)),
+  { error: 'must be the path or http(s):// URL of a .img, .img.xz or .img.zst file' },
+);
+
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 
@@ -207,7 +213,17 @@ export const definitionSchema = section({
     distribution: oneOf(['debian']).default('debian'),
     suite: oneOf(['bookworm']).default('bookworm'),
     architecture: oneOf(['arm64']).default('arm64'),
-  }).default({ distribution: 'debian', suite: 'bookworm', architecture: 'arm64' }),
+    /**
+     * A stock Raspberry Pi OS or Ubuntu image to lay pibond onto (scripts/image/steps/32-stock-image.ts),
+     * instead of bootstrapping Debian: a path (relative to the definition's folder) or an http(s) URL.
+     * Its distribution, release and network stack are detected; distribution and suite then go unused.
+     */
+    image: stockImage.optional(),
+    /** The image file's sha256, as its publisher lists it (of the .img.xz for a compressed one). */
+    sha256: text(/^[0-9a-fA-F]{64}$/, 'must be the image file\'s sha256: 64 hexadecimal digits').transform((hex) => hex.toLowerCase()).optional(),
+  })
+    .superRefine(checkStockImage, evenWhenFieldsFailed)
+    .default({ distribution: 'debian', suite: 'bookworm', architecture: 'arm64' }),
   mirror: mirror.default('http://deb.debian.org/debian'),
   packages: listOf(text(/^[a-z0-9][a-z0-9+.-]+$/, 'must be a Debian package name like vim or tcpdump'), 'must be a list of Debian package names').default([]),
   hostname: hostname.default('pibond'),
@@ -230,7 +246,8 @@ export const definitionSchema = section({
   disk: disk.default({ size: 2 * GiB, boot_size: 256 * MiB, compression: 'zstd' }),
 })
   .superRefine(checkStaticAcrossRouters, evenWhenFieldsFailed)
-  .superRefine(checkStackCanRender, evenWhenFieldsFailed);
+  .superRefine(checkStackCanRender, evenWhenFieldsFailed)
+  .superRefine(checkStockBaseFields, evenWhenFieldsFailed);
 
 /** A validated image definition: the only shape of configuration the build and boot code see. */
 export type Definition = z.output<typeof definitionSchema>;
@@ -370,6 +387,36 @@ function checkStackCanRender(def: unknown, ctx: RefinementContext): void {
     path: ['bond', 'arp_validate'],
     message: `${value} cannot be written by network.stack ${stack}: it takes ${allowed.join(', ')} (the filter values need ifupdown or networkmanager)`,
   });
+}
+
+/** An image needs its checksum: pibond lays onto exactly the file its user chose, or not at all. */
+function checkStockImage(base: unknown, ctx: RefinementContext): void {
+  if (!isMapping(base)) return;
+  if (base.image !== undefined && base.sha256 === undefined && !failedItself(ctx, 'image')) {
+    ctx.addIssue({ code: 'custom', path: ['sha256'], message: 'is needed with image: the sha256 its publisher lists beside the file (sha256sum FILE prints it)' });
+  }
+  if (base.sha256 !== undefined && base.image === undefined && !failedItself(ctx, 'sha256')) {
+    ctx.addIssue({ code: 'custom', path: ['image'], message: 'is missing: sha256 checks a stock image, named by image (a .img, .img.xz or .img.zst path or URL)' });
+  }
+}
+
+/**
+ * What a stock image cannot take. Its packages are its own: nothing is installed onto it (a build
+ * downloads no packages for it), its locale is its first boot's to set, and neither Raspberry Pi OS
+ * nor Ubuntu runs ifupdown: the bond is rendered for the image's own stack.
+ */
+function checkStockBaseFields(def: unknown, ctx: RefinementContext): void {
+  if (!isMapping(def) || !isMapping(def.base) || typeof def.base.image !== 'string') return;
+  const issue = (path: string[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+  if (isMapping(def.network) && def.network.stack === 'ifupdown') {
+    issue(['network', 'stack'], "must be the stock image's own network stack with base.image: networkmanager for Raspberry Pi OS, netplan for Ubuntu (neither runs ifupdown, the default)");
+  }
+  if (Array.isArray(def.packages) && def.packages.length > 0) {
+    issue(['packages'], 'must be empty with base.image: nothing is installed onto a stock image (install them on the device with apt, or build from the Debian base)');
+  }
+  if (typeof def.locale === 'string' && def.locale !== 'C.UTF-8') {
+    issue(['locale'], "cannot be set with base.image: a stock image's locale is its own (raspi-config or cloud-init sets it on the device)");
+  }
 }
 
 /** Whether two addresses of one family share the first `prefix` bits. */

@@ -16,10 +16,10 @@
 //   totalSectors, cmdline (the kernel command line for cmdline.txt), sourceDateEpoch,
 //   rootBase: {file, listing, marker, uuid} (root-base.mjs's outputs)}.
 // Prints one JSON line on stdout, last: {card: {file, offset (bytes into the image), bytes}}.
-import { Buffer } from 'node:buffer';
-import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { $ } from 'zx';
+import { card, cardContent, cardOffset } from './lib/card-slot.mjs';
 import { deltaCommands, parseChangedListing, parseTypedListing } from './lib/root-delta.mjs';
 import { moveAll, settleAccessTimes } from './lib/tree.mjs';
 
@@ -31,15 +31,6 @@ const sector = 512;
 const bootOffset = input.bootStart * sector;
 const bootFs = `${image}@@${bootOffset}`;
 $.verbose = true;
-
-/** The card-settings slot: a fixed-size file `pibond flash` fills in place, so it must not move. */
-const card = {
-  file: 'pibond-card.yaml',
-  bytes: 65536,
-  line: '# pibond card settings: none (pibond flash --hostname/--address/--ssh-key writes them here)\n',
-};
-const cardContent = Buffer.alloc(card.bytes, '\n');
-cardContent.write(card.line);
 
 // mtools date what they write (the volume label's entry, new directories) from SOURCE_DATE_EPOCH,
 // and mke2fs (e2fsprogs >= 1.47.1) every inode's times: the same tree gives the same bytes.
@@ -91,7 +82,7 @@ try {
   // /boot/firmware; the root partition has that as the empty mount point.
   await writeFile(join(firmware, 'cmdline.txt'), `${input.cmdline}\n`);
   const cardFile = join(work, card.file);
-  await writeFile(cardFile, cardContent);
+  await writeFile(cardFile, cardContent());
 
   // Every timestamp is clamped to SOURCE_DATE_EPOCH, so the same tree gives the same bytes.
   const epoch = `@${sourceDateEpoch}`;
@@ -137,7 +128,7 @@ try {
   ].join('\n');
   await $({ input: table })`sfdisk --quiet --wipe never ${image}`;
 
-  const offset = await cardOffset();
+  const offset = await cardOffset(image, bootOffset);
   await $`sfdisk --dump ${image}`;
   console.log(JSON.stringify({ card: { file: card.file, offset, bytes: card.bytes } }));
 } finally {
@@ -206,36 +197,5 @@ async function copyTreeSorted(from, to) {
   for (const dir of entries.filter((entry) => entry.isDirectory())) {
     await mtools`mmd -i ${bootFs} ${`${to}/${dir.name}`}`;
     await copyTreeSorted(join(from, dir.name), `${to}/${dir.name}`);
-  }
-}
-
-/**
- * The card slot's byte offset in the image, from its clusters (mshowfat) and the FAT boot sector's
- * geometry; checked by reading the slot back there. Fails if the slot is not one run of clusters.
- */
-async function cardOffset() {
-  const clusters = (await $`mshowfat -i ${bootFs} ${`::/${card.file}`}`.quiet()).stdout.trim();
-  const runs = [...clusters.matchAll(/<(\d+)(?:-(\d+))?>/g)];
-  if (runs.length !== 1) throw new Error(`assemble-disk: ${card.file} is not in contiguous clusters (mshowfat: ${clusters})`);
-  const firstCluster = Number(runs[0][1]);
-
-  const handle = await open(image, 'r');
-  try {
-    const { buffer: bootSector } = await handle.read(Buffer.alloc(sector), 0, sector, bootOffset);
-    const bytesPerSector = bootSector.readUInt16LE(11);
-    const sectorsPerCluster = bootSector.readUInt8(13);
-    const reservedSectors = bootSector.readUInt16LE(14);
-    const fats = bootSector.readUInt8(16);
-    const sectorsPerFat = bootSector.readUInt32LE(36);
-    const dataStart = (reservedSectors + fats * sectorsPerFat) * bytesPerSector;
-    const offset = bootOffset + dataStart + (firstCluster - 2) * sectorsPerCluster * bytesPerSector;
-
-    const { buffer: slot } = await handle.read(Buffer.alloc(card.bytes), 0, card.bytes, offset);
-    if (!slot.equals(cardContent)) {
-      throw new Error(`assemble-disk: ${card.file} is not at byte ${offset} of ${image} (cluster ${firstCluster}); found ${JSON.stringify(slot.subarray(0, 40).toString())}...`);
-    }
-    return offset;
-  } finally {
-    await handle.close();
   }
 }

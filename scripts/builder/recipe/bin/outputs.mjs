@@ -6,7 +6,8 @@
 //    sizes: {rootfsBytes, kernelModulesBytes, bootBytes}, framesReused, framesCompressed, level}
 // Argument: one JSON object {dir, image, compression: zstd|xz|none, checksums (the file to write),
 //   bmapRanges (the file to write: {imageSize, blockSize, ranges: [{first, last, sha256}]}, which
-//   the build renders as the .bmap), root (the image's tree), frames: {dir, reuse} (the zstd frame
+//   the build renders as the .bmap), root (the image's tree), sizes (optional: the sizes to report,
+//   measured elsewhere; root then needs only var/lib/dpkg), frames: {dir, reuse} (the zstd frame
 //   cache: where, and whether to take frames from it or compress them all again; without it, every
 //   frame is compressed in a temporary directory; `level` there overrides zstdLevel, to measure)}.
 //
@@ -32,7 +33,8 @@ import { Worker } from 'node:worker_threads';
 import { $ } from 'zx';
 import { dataExtents } from './lib/extents.mjs';
 
-const { dir, image, compression, checksums, bmapRanges, root, frames } = JSON.parse(process.argv[2] ?? '{}');
+const input = JSON.parse(process.argv[2] ?? '{}');
+const { dir, image, compression, checksums, bmapRanges, root, frames } = input;
 const blockSize = 4096;
 /**
  * One zstd frame per 16 MiB: a changed block recompresses 16 MiB (~1 s at level 19 on one core),
@@ -103,7 +105,8 @@ async function bytes(dir, skip = []) {
   for (const size of sizes.values()) total += Number(size);
   return total;
 }
-const sizes = {
+// A stock image's sizes come measured from its file systems (lay-stock.mjs): `root` is then only its dpkg status.
+const sizes = input.sizes ?? {
   rootfsBytes: await bytes(root, ['proc', 'sys']),
   kernelModulesBytes: await bytes(join(root, 'usr/lib/modules')),
   bootBytes: await bytes(join(root, 'boot')),

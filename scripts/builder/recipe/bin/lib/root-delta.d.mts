@@ -20,3 +20,10 @@ export function deltaCommands(input: {
   sourceDateEpoch: number;
 }): { commands: string[]; summary: { removed: number; written: number; directories: number; links: number } } | { fallback: string };
 export function accessTimeCommands(paths: Iterable<string>, sourceDateEpoch: number): { commands: string[]; unquoted: string[] };
+export function layCommands(input: {
+  existing: Map<string, string>;
+  entries: ChangedEntry[];
+  removed: string[];
+  root: string;
+  sourceDateEpoch: number;
+}): { commands: string[]; summary: { removed: number; written: number; directories: number; links: number } };

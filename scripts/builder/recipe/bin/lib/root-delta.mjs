@@ -82,15 +82,70 @@ export function deltaCommands({ base, current, changed, root, sourceDateEpoch })
         summary.links++;
       }
     }
-    const inode = path === '' ? '/' : target;
-    const mtime = Math.min(entry.mtime, sourceDateEpoch);
-    commands.push(
-      `sif ${quote(inode)} mode 0${(typeBits[type] | entry.mode).toString(8)}`,
-      `sif ${quote(inode)} uid ${entry.uid}`,
-      `sif ${quote(inode)} gid ${entry.gid}`,
-      `sif ${quote(inode)} mtime @${mtime}`,
-      ...['atime', 'ctime', 'crtime'].map((field) => `sif ${quote(inode)} ${field} @${sourceDateEpoch}`),
-    );
+    commands.push(...settleInode(path === '' ? '/' : target, entry, sourceDateEpoch));
+  }
+  return { commands, summary };
+}
+
+/** debugfs commands giving an inode the entry's type and mode, owner, and times (mtime clamped). */
+function settleInode(inode, entry, sourceDateEpoch) {
+  const quoted = `"${inode}"`;
+  return [
+    `sif ${quoted} mode 0${(typeBits[entry.type] | entry.mode).toString(8)}`,
+    `sif ${quoted} uid ${entry.uid}`,
+    `sif ${quoted} gid ${entry.gid}`,
+    `sif ${quoted} mtime @${Math.min(entry.mtime, sourceDateEpoch)}`,
+    ...['atime', 'ctime', 'crtime'].map((field) => `sif ${quoted} ${field} @${sourceDateEpoch}`),
+  ];
+}
+
+/**
+ * The debugfs commands that lay a tree onto a stock image's root file system (lay-stock.mjs): only
+ * the tree's own paths are touched. A directory the image has keeps its owner and mode (the tree's
+ * /etc is not the image's /etc); a new one gets the tree's. A file or link replaces the image's.
+ *   existing: Map path -> type letter, the image's entries at the tree's paths (and none other)
+ *   entries:  the tree as a changed listing (parseChangedListing), every path
+ *   removed:  paths to delete from the image first (files and links only), where they exist
+ * Returns {commands, summary: {removed, written, directories, links}}; throws on what cannot be laid.
+ */
+export function layCommands({ existing, entries, removed, root, sourceDateEpoch }) {
+  const quote = (path) => `"${path}"`;
+  const commands = [];
+  const summary = { removed: 0, written: 0, directories: 0, links: 0 };
+  for (const path of removed) {
+    if (unquotable.test(path)) throw new Error(`root-delta: /${path} is a name debugfs cannot quote`);
+    const was = existing.get(path);
+    if (was === undefined) continue;
+    if (was === 'd') throw new Error(`root-delta: /${path} is a directory in the image; only files are removed`);
+    commands.push(`rm ${quote(`/${path}`)}`);
+    summary.removed++;
+  }
+  for (const entry of [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+    const { path, type } = entry;
+    if (path === '') continue;
+    if (unquotable.test(path) || unquotable.test(entry.target)) throw new Error(`root-delta: /${path} is a name debugfs cannot quote`);
+    if (!(type in typeBits)) throw new Error(`root-delta: /${path} is a file of type "${type}"; only files, directories and symbolic links are laid`);
+    if (type === 'f' && entry.links > 1) throw new Error(`root-delta: /${path} is a hard link (${entry.links} names); only files, directories and symbolic links are laid`);
+    const target = `/${path}`;
+    const was = existing.get(path);
+    if (was !== undefined && (was === 'd') !== (type === 'd')) {
+      throw new Error(`root-delta: ${target} is a ${was === 'd' ? 'directory' : 'file'} in the image, and pibond would lay a ${type === 'd' ? 'directory' : 'file'} there`);
+    }
+    if (type === 'd') {
+      if (was !== undefined) continue;
+      commands.push(`mkdir ${quote(target)}`);
+      summary.directories++;
+    } else {
+      if (was !== undefined) commands.push(`rm ${quote(target)}`);
+      if (type === 'f') {
+        commands.push(`write ${quote(`${root}/${path}`)} ${quote(target)}`);
+        summary.written++;
+      } else {
+        commands.push(`symlink ${quote(target)} ${quote(entry.target)}`);
+        summary.links++;
+      }
+    }
+    commands.push(...settleInode(target, entry, sourceDateEpoch));
   }
   return { commands, summary };
 }
