@@ -84,7 +84,7 @@ describe('deltaCommands', () => {
   it.each([
     ['a hard link', changed('f 644 0 0 1 2 etc/hostname'), /\/etc\/hostname: a hard link \(2 names\)/],
     ['a device node', changed('c 644 0 0 1 1 dev/null'), /\/dev\/null: a file of type "c"/],
-    ['a directory replaced by a file', changed('f 644 0 0 1 1 home'), /\/home: a directory replaced by a file/],
+    ['a directory replaced by a file', changed('f 644 0 0 1 1 home'), /\/home: a file where the file system has a directory/],
     ['a name with a double quote', changed('f 644 0 0 1 1 etc/a"b'), /debugfs cannot quote/],
   ])('falls back to the whole tree for %s', (_, listing, reason) => {
     const delta = deltaCommands({ base, current: base, changed: parseChangedListing(listing), root: '/r', sourceDateEpoch: epoch });
@@ -144,8 +144,8 @@ describe('layCommands (pibond laid onto a stock image)', () => {
   });
 
   it('refuses to lay a directory where the image has a file or a link, and the other way round', () => {
-    expect(() => lay(changed('d 755 0 0 1 1 lib'))).toThrow(/\/lib is a file in the image, and pibond would lay a directory there/);
-    expect(() => lay(changed('f 644 0 0 1 1 etc'))).toThrow(/\/etc is a directory in the image/);
+    expect(() => lay(changed('d 755 0 0 1 1 lib'))).toThrow('/lib: a directory where the file system has a file or link');
+    expect(() => lay(changed('f 644 0 0 1 1 etc'))).toThrow('/etc: a file where the file system has a directory');
     expect(() => lay('', ['etc/ssh'])).toThrow(/is a directory in the image; only files are removed/);
   });
 

@@ -19,6 +19,17 @@ async function problemLines(name: string): Promise<string[]> {
   }
 }
 
+/** `path: message` for each problem of `name: x` plus `yaml`, or [] when the definition is valid. */
+function problems(yaml: string): string[] {
+  try {
+    parseDefinition(`name: x\n${yaml}\n`, 'x.yaml');
+    return [];
+  } catch (err) {
+    if (err instanceof DefinitionError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+    throw err;
+  }
+}
+
 describe('broken definitions report exactly what is wrong and what is allowed', () => {
   const cases: [fixture: string, lines: (file: string) => string[]][] = [
     [
@@ -304,16 +315,6 @@ describe('input that once crashed the validator or slipped past it is one clear 
 });
 
 describe('the uplink section and the kernel\'s ARP monitor', () => {
-  /** `path: message` for each problem, or [] when the definition is valid. */
-  const problems = (yaml: string) => {
-    try {
-      parseDefinition(`name: x\n${yaml}\n`, 'x.yaml');
-      return [];
-    } catch (err) {
-      if (err instanceof DefinitionError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-      throw err;
-    }
-  };
   const nine = Array.from({ length: 9 }, (_, i) => `10.0.0.${i + 1}`).join(', ');
   const seventeen = Array.from({ length: 17 }, (_, i) => `192.168.1.${i + 1}`).join(', ');
 
@@ -384,15 +385,6 @@ describe('the uplink section and the kernel\'s ARP monitor', () => {
 });
 
 describe('a stock image as the base (base.image)', () => {
-  const problems = (yaml: string) => {
-    try {
-      parseDefinition(`name: x\n${yaml}\n`, 'x.yaml');
-      return [];
-    } catch (err) {
-      if (err instanceof DefinitionError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-      throw err;
-    }
-  };
   const sha = 'ab'.repeat(32);
 
   it('takes a path or an http(s) URL of a .img, .img.xz or .img.zst with its sha256 (lower-cased)', () => {

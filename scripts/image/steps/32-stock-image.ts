@@ -28,6 +28,13 @@ export const stockImage: Step = {
   title: 'Unpack and recognise the stock image',
   async verify(ctx) {
     if (ctx.def.base.image === undefined || ctx.def.base.sha256 === undefined) throw new Error('the stock image step runs only for a definition with base.image and base.sha256');
+    // A lock pins the packages pibond installs; onto a stock image it installs none.
+    if (ctx.options.lock) {
+      throw new UserError(
+        `${ctx.options.lock.file}: a lock does not apply to a stock image (base.image): its packages are the image's own, and base.sha256 pins them. ` +
+          (ctx.options.lock.from === 'option' ? 'Leave out --locked.' : 'Build with --no-lock, or move the lock away.'),
+      );
+    }
     await verifyTools('stock-image.mjs');
   },
   async run(ctx) {

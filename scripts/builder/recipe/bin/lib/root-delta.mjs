@@ -59,32 +59,43 @@ export function deltaCommands({ base, current, changed, root, sourceDateEpoch })
 
   // Then what changed, parents before their children (a path sorts after its prefix).
   for (const entry of [...changed].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
-    const { path, type } = entry;
-    if (unquotable.test(path) || unquotable.test(entry.target)) return unsupported(path, 'a name debugfs cannot quote');
-    const target = `/${path}`;
+    const { path } = entry;
     const was = path === '' ? 'd' : base.get(path);
-    if (!(type in typeBits)) return unsupported(path, `a file of type "${type}" (only files, directories and symbolic links are applied)`);
-    if (was !== undefined && (was === 'd') !== (type === 'd')) return unsupported(path, 'a directory replaced by a file or the other way round');
-    if (type === 'f' && entry.links > 1) return unsupported(path, `a hard link (${entry.links} names)`);
-
-    if (type === 'd') {
-      if (was === undefined) {
-        commands.push(`mkdir ${quote(target)}`);
-        summary.directories++;
-      }
-    } else {
-      if (was !== undefined) commands.push(`rm ${quote(target)}`);
-      if (type === 'f') {
-        commands.push(`write ${quote(`${root}/${path}`)} ${quote(target)}`);
-        summary.written++;
-      } else {
-        commands.push(`symlink ${quote(target)} ${quote(entry.target)}`);
-        summary.links++;
-      }
-    }
-    commands.push(...settleInode(path === '' ? '/' : target, entry, sourceDateEpoch));
+    const why = cannotPlace(entry, was);
+    if (why) return unsupported(path, why);
+    commands.push(...placeEntry(entry, was, root, summary));
+    commands.push(...settleInode(path === '' ? '/' : `/${path}`, entry, sourceDateEpoch));
   }
   return { commands, summary };
+}
+
+/** Why an entry cannot be put where the file system has `was` (a type letter, or undefined), or undefined. */
+function cannotPlace(entry, was) {
+  const { type } = entry;
+  if (unquotable.test(entry.path) || unquotable.test(entry.target)) return 'a name debugfs cannot quote';
+  if (!(type in typeBits)) return `a file of type "${type}" (only files, directories and symbolic links are written)`;
+  if (type === 'f' && entry.links > 1) return `a hard link (${entry.links} names)`;
+  if (was !== undefined && (was === 'd') !== (type === 'd')) return `a ${type === 'd' ? 'directory' : 'file'} where the file system has a ${was === 'd' ? 'directory' : 'file or link'}`;
+  return undefined;
+}
+
+/** The commands that put an entry where the file system has `was`: a new directory, or a file or link replacing what is there. */
+function placeEntry(entry, was, root, summary) {
+  const target = `"/${entry.path}"`;
+  if (entry.type === 'd') {
+    if (was !== undefined) return [];
+    summary.directories++;
+    return [`mkdir ${target}`];
+  }
+  const commands = was === undefined ? [] : [`rm ${target}`];
+  if (entry.type === 'f') {
+    commands.push(`write "${root}/${entry.path}" ${target}`);
+    summary.written++;
+  } else {
+    commands.push(`symlink ${target} "${entry.target}"`);
+    summary.links++;
+  }
+  return commands;
 }
 
 /** debugfs commands giving an inode the entry's type and mode, owner, and times (mtime clamped). */
@@ -123,29 +134,13 @@ export function layCommands({ existing, entries, removed, root, sourceDateEpoch 
   for (const entry of [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
     const { path, type } = entry;
     if (path === '') continue;
-    if (unquotable.test(path) || unquotable.test(entry.target)) throw new Error(`root-delta: /${path} is a name debugfs cannot quote`);
-    if (!(type in typeBits)) throw new Error(`root-delta: /${path} is a file of type "${type}"; only files, directories and symbolic links are laid`);
-    if (type === 'f' && entry.links > 1) throw new Error(`root-delta: /${path} is a hard link (${entry.links} names); only files, directories and symbolic links are laid`);
-    const target = `/${path}`;
     const was = existing.get(path);
-    if (was !== undefined && (was === 'd') !== (type === 'd')) {
-      throw new Error(`root-delta: ${target} is a ${was === 'd' ? 'directory' : 'file'} in the image, and pibond would lay a ${type === 'd' ? 'directory' : 'file'} there`);
-    }
-    if (type === 'd') {
-      if (was !== undefined) continue;
-      commands.push(`mkdir ${quote(target)}`);
-      summary.directories++;
-    } else {
-      if (was !== undefined) commands.push(`rm ${quote(target)}`);
-      if (type === 'f') {
-        commands.push(`write ${quote(`${root}/${path}`)} ${quote(target)}`);
-        summary.written++;
-      } else {
-        commands.push(`symlink ${quote(target)} ${quote(entry.target)}`);
-        summary.links++;
-      }
-    }
-    commands.push(...settleInode(target, entry, sourceDateEpoch));
+    const why = cannotPlace(entry, was);
+    if (why) throw new Error(`root-delta: /${path}: ${why}`);
+    // The image's own directory keeps its owner and mode.
+    if (type === 'd' && was !== undefined) continue;
+    commands.push(...placeEntry(entry, was, root, summary));
+    commands.push(...settleInode(`/${path}`, entry, sourceDateEpoch));
   }
   return { commands, summary };
 }
