@@ -8,7 +8,8 @@
  * test bed in both layouts and measure each switch's outage from outside, fail its routers' lines
  * and hang a router (uplink tracking), boot it with a
  * damaged root file system (power cut), and stop boots at every stage; then build and boot the
- * image with each other network stack (networkd, NetworkManager, netplan).
+ * image with each other network stack (networkd, NetworkManager, netplan); last, lay pibond onto
+ * the look-alike Raspberry Pi OS and Ubuntu stock images and boot each.
  */
 import { join } from 'node:path';
 import { describeBuild } from './build.e2e.ts';
@@ -22,6 +23,7 @@ import { describeOutage } from './outage.e2e.ts';
 import { describePowerCut } from './power-cut.e2e.ts';
 import { describeReproducible } from './reproducible.e2e.ts';
 import { describeStacks } from './stacks.e2e.ts';
+import { describeStock } from './stock.e2e.ts';
 import { describeUplink } from './uplink.e2e.ts';
 import { repoRoot } from './_pibond.ts';
 import { describeTestbed } from '../boot/testbed.e2e.ts';
@@ -42,3 +44,4 @@ describePowerCut(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describeBootSignals(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describeFlash(() => join(outDir, 'pibond-bookworm-arm64.img'));
 describeStacks(join(repoRoot, 'out', 'e2e-stacks'));
+describeStock(join(repoRoot, 'out', 'e2e-stock'));
