@@ -18,6 +18,8 @@ const manifestSchema = z.object({
   diskId: z.string().regex(/^[0-9a-f]{8}$/),
   /** The card-settings slot; absent from images built before it existed. */
   card: z.object({ file: z.string(), offset: z.number().int().nonnegative(), bytes: z.number().int().positive() }).optional(),
+  /** Laid onto a stock image: whether its kernel boots QEMU's virt machine (Raspberry Pi kernels do not). */
+  stock: z.object({ name: z.string(), kernels: z.array(z.string()), kernelBootsVirt: z.boolean() }).optional(),
   definition: z.object({
     value: z.object({
       mirror: z.string().min(1),
@@ -73,6 +75,12 @@ export async function inspectImage(file: string): Promise<BootImage> {
   const manifest = await readManifest(manifestPath, file);
   if (diskId !== manifest.diskId) {
     throw notPibond(file, `its disk id is ${diskId}, but ${basename(manifestPath)} describes disk ${manifest.diskId} (an image and a manifest of different builds?)`);
+  }
+  if (manifest.stock && !manifest.stock.kernelBootsVirt) {
+    throw new UserError(
+      `${file} was laid onto ${manifest.stock.name}, whose kernel (${manifest.stock.kernels.join(', ') || 'none found'}) is built for the Pi's own chips and cannot boot ` +
+        "QEMU's virt machine. pibond boot cannot test it: booting such an image with a Debian kernel instead is not implemented yet. Flash it and test it on the Pi.",
+    );
   }
   return { path, name: manifest.name, manifestPath, manifest, bootPartitionOffset: boot.startSector * sectorBytes };
 }

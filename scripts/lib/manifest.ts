@@ -24,7 +24,9 @@ export interface BuildManifest {
   sizes: { rootfsBytes: number; kernelModulesBytes: number; bootBytes: number };
   packages: { name: string; version: string; architecture: string }[];
   /** A build laid onto a stock image (base.image): what the image was found to be, and the Node the services run on. */
-  stock?: { file: string; sha256: string; rule: string; name: string; release: string; stack: string; cloudInit: boolean; node: string } | undefined;
+  stock?:
+    | { file: string; sha256: string; rule: string; name: string; release: string; stack: string; cloudInit: boolean; kernels: string[]; kernelBootsVirt: boolean; node: string }
+    | undefined;
   /** The lock the package set was installed from (pibond build --locked FILE, or the definition's own lock). */
   lock?: { file: string; sha256: string } | undefined;
 }

@@ -130,6 +130,14 @@ describe('inspectImage', () => {
     const path = await image(fakeDisk(pibondLayout, 0xdeadbeef));
     expect((await failure(path)).message).toMatch(/its disk id is deadbeef, but tiny\.manifest\.json describes disk 0123abcd/);
   });
+
+  it("turns away an image laid onto a stock image whose kernel cannot boot QEMU's virt machine, saying why; boots one whose kernel can", async () => {
+    const stock = { name: 'Raspberry Pi OS bookworm', kernels: ['linux-image-rpi-v8'], kernelBootsVirt: false };
+    const message = (await failure(await image(fakeDisk(pibondLayout), manifest({ stock })))).message;
+    expect(message).toMatch(/was laid onto Raspberry Pi OS bookworm, whose kernel \(linux-image-rpi-v8\) is built for the Pi's own chips and cannot boot QEMU's virt machine/);
+    const lookalike = { ...stock, kernels: ['linux-image-arm64'], kernelBootsVirt: true };
+    expect((await inspectImage(await image(fakeDisk(pibondLayout), manifest({ stock: lookalike })))).name).toBe('tiny');
+  });
 });
 
 describe('readPartitionTable', () => {

@@ -138,6 +138,8 @@ function stockRecord(ctx: BuildContext): BuildManifest['stock'] {
     release: found.release,
     stack: found.stack,
     cloudInit: found.cloudInit,
+    kernels: found.kernels,
+    kernelBootsVirt: found.kernelBootsVirt,
     node: found.nodejs === undefined ? `runtime ${nodeRuntime.version}` : `the image's nodejs ${found.nodejs}`,
   };
 }
