@@ -34,6 +34,7 @@ const bases = [
     rule: 'raspios-bookworm',
     files: ['/etc/NetworkManager/system-connections/pibond-bond0.nmconnection 0600 0', '/usr/lib/pibond/bond-status.js 0644 0', '/usr/lib/pibond/node 0755 0'],
     absent: ['/etc/cloud/cloud.cfg.d/99-pibond-network.cfg'],
+    seed: { stock: /^no user-data$/, laid: /^no user-data$/ },
   },
   {
     kind: 'ubuntu',
@@ -42,6 +43,8 @@ const bases = [
     rule: 'ubuntu-noble',
     files: ['/etc/netplan/50-pibond.yaml 0600 0', '/etc/cloud/cloud.cfg.d/99-pibond-network.cfg 0644 0', '/usr/lib/pibond/bond-status.js 0644 0', '/usr/lib/pibond/node 0755 0'],
     absent: [],
+    // Ubuntu's own user-data sets the ubuntu user's password; the lay replaces it.
+    seed: { stock: /password: ubuntu/, laid: /Written by pibond/ },
   },
 ] as const satisfies readonly { kind: LookalikeKind; [key: string]: unknown }[];
 
@@ -49,7 +52,7 @@ const bases = [
 const untouched = ['/usr/bin/ping', '/etc/shadow', '/usr/bin/sudo', '/etc/ssh/sshd_config'];
 
 export function describeStock(outDir: string): void {
-  describe.each(bases)('pibond laid onto the $kind look-alike', { tags: ['slow'] }, ({ kind, stack, admin, rule, files, absent }) => {
+  describe.each(bases)('pibond laid onto the $kind look-alike', { tags: ['slow'] }, ({ kind, stack, admin, rule, files, absent, seed }) => {
     const name = `pibond-on-${kind}`;
     const image = join(outDir, `${name}.img`);
     let stockImage = '';
@@ -112,6 +115,17 @@ export function describeStock(outDir: string): void {
       // An ELF file (7f 'E' 'L' 'F') for machine 0xb7, aarch64: the runtime, as neither image has a Node.
       expect(laid).toContain('node 7f454c46 b700');
       expect(laid).toContain('fsck clean');
+
+      // The boot partition's cloud-init user-data, where there is one: none sets a password once laid.
+      const userData = async (dir: string, img: string) => {
+        const boot = parseMbr(await readFirstSector(join(dir, img)))?.partitions[0];
+        if (!boot) throw new Error(`${img} has no boot partition`);
+        return (await inBuilder(dir, `mtype -i /out/${img}@@${boot.startSector * sectorBytes} ::/user-data 2>/dev/null || echo "no user-data"`)).join('\n');
+      };
+      expect(await userData(join(outDir, 'lookalikes'), stockImage.split('/').pop() ?? '')).toMatch(seed.stock);
+      const laidSeed = await userData(outDir, `${name}.img`);
+      expect(laidSeed).toMatch(seed.laid);
+      expect(laidSeed).not.toMatch(/password:|ssh_pwauth: true/);
     }, buildTimeoutMs);
 
     it('boots with two NICs: both slaves, the kernel\'s primary eth0, fails over to eth1 and back, three flaps, the backup re-enslaved', async () => {

@@ -40,6 +40,15 @@ network:
 
 const cloudInitNetplan = 'etc/netplan/50-cloud-init.yaml';
 
+/** cloud-config keys that give an account a password, or turn SSH password log-in on. */
+const setsPassword = /^\s*(-\s*)?(password|passwd|plain_text_passwd|hashed_passwd|chpasswd)\s*:|^\s*ssh_pwauth\s*:\s*(true|yes|1)\b/im;
+
+const seedUserData = `#cloud-config
+# Written by pibond over the image's own user-data, which set a default password. The admin
+# account and its SSH keys are pibond's (the definition's admin); no account has a password.
+ssh_pwauth: false
+`;
+
 
 const work = await mkdtemp('/work/lay.');
 try {
@@ -72,6 +81,7 @@ try {
   if (errors.length > 0) throw new Error(`lay-stock: debugfs could not lay the tree:\n  ${errors.slice(0, 10).join('\n  ')}`);
   console.log(`lay-stock: laid ${summary.written} files, ${summary.links} links, ${summary.directories} new directories; removed ${summary.removed} per-device files`);
 
+  if (input.cloudInit) await seedWithoutPasswords();
   const slot = await cardSlot();
   await mkdir(join(input.dpkgRoot, 'var/lib/dpkg/info'), { recursive: true });
   await fs.copyOut('/var/lib/dpkg/status', join(input.dpkgRoot, 'var/lib/dpkg/status'));
@@ -217,6 +227,22 @@ async function checkRoom(entries, existing) {
     );
     process.exit(4);
   }
+}
+
+/**
+ * The boot partition's cloud-init user-data, replaced where it sets a password: Ubuntu's sets the
+ * ubuntu user's password to "ubuntu" at first boot and turns SSH password log-in on. A pibond image
+ * has no passwords: its admin and keys are the definition's. (Raspberry Pi Imager writes its own
+ * user-data over this one when a user customises the card.)
+ */
+async function seedWithoutPasswords() {
+  const fat = `${image}@@${bootOffset}`;
+  const current = await $`mtype -i ${fat} ::/user-data`.quiet().nothrow();
+  if (current.exitCode !== 0 || !setsPassword.test(current.stdout)) return;
+  const file = join(work, 'user-data');
+  await writeFile(file, seedUserData);
+  await $({ env: reproducible })`mcopy -o -m -i ${fat} ${file} ::/user-data`;
+  console.log('lay-stock: replaced the boot partition\'s cloud-init user-data (it set a default password)');
 }
 
 /** The card-settings slot on the image's boot partition (replacing one an earlier lay left). */
