@@ -16,6 +16,7 @@ import { parseRootBaseReport, rootBase, rootBasePaths } from '../../scripts/imag
 import { overlays } from '../../scripts/image/steps/40-overlays.ts';
 import { configure } from '../../scripts/image/steps/50-configure.ts';
 import { disk } from '../../scripts/image/steps/60-disk.ts';
+import { checkDefinitionFits, parseInspectReport } from '../../scripts/image/steps/32-stock-image.ts';
 import { lay } from '../../scripts/image/steps/62-lay.ts';
 import { check } from '../../scripts/image/steps/70-check.ts';
 import { outputs } from '../../scripts/image/steps/80-outputs.ts';
@@ -360,6 +361,21 @@ describe('60-disk', () => {
     const err = await rejection(disk.verify!(await context(engine, `${defaultYaml}disk: {size: 768MiB}\n`)));
     expect(err).toBeInstanceOf(UserError);
     expect(err.message).toMatch(/^disk\.size leaves 508 MiB for the root partition.*at least 1284MiB\.$/);
+  });
+});
+
+describe('32-stock-image', () => {
+  it("refuses a definition whose network stack is not the image's, saying which to set", () => {
+    expect(() => checkDefinitionFits('netplan', 'networkmanager', 'Raspberry Pi OS bookworm', 'pi.yaml')).toThrow(
+      new UserError('pi.yaml: network.stack is netplan, but the base image is Raspberry Pi OS bookworm, whose network stack is networkmanager: set network.stack: networkmanager'),
+    );
+    expect(() => checkDefinitionFits('netplan', 'netplan', 'Ubuntu noble', 'u.yaml')).not.toThrow();
+  });
+
+  it("reads stock-image.mjs inspect's last JSON line, and says so when there is none", () => {
+    const report = { diskId: '0a1b2c3d', partitions: [{ type: 12, start: 8192, sectors: 1024, filesystem: 'vfat', label: 'bootfs' }], files: ['/etc/rpi-issue'] };
+    expect(parseInspectReport(['stock-image: unpacked 2048 MiB in 4.1 s', JSON.stringify(report)])).toEqual(report);
+    expect(() => parseInspectReport(['debugfs 1.47.2'])).toThrow(/printed no report; its output ended:\n {2}debugfs 1\.47\.2/);
   });
 });
 
