@@ -49,7 +49,6 @@ const seedUserData = `#cloud-config
 ssh_pwauth: false
 `;
 
-
 const work = await mkdtemp('/work/lay.');
 try {
   await settleAccounts();
