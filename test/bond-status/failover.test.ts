@@ -81,6 +81,26 @@ describe('detectFailovers', () => {
     expect(detectFailovers(before, leap, new Date())).toHaveLength(16);
   });
 
+  it("a failback and the next failover between two reads: the primary's counter tells, one visit per failure (primary_reselect always)", () => {
+    // Seen in CI on the test bed: 6 failovers counted for 8 switches, a read late by over a second.
+    const onBackup = (failures: number, reselect = 'always') => [
+      { ok: true as const, bond: { ...bond('eth1', [slave('eth0', 'down', failures), slave('eth1', 'up')]), primary_reselect: reselect } },
+    ];
+    const at = new Date('2026-01-02T03:04:05.678Z');
+    expect(detectFailovers(onBackup(1), onBackup(3), at).map((e) => [e.from, e.to, e.cause])).toEqual([
+      ['eth1', 'eth0', 'primary_back'],
+      ['eth0', 'eth1', 'link_down'],
+      ['eth1', 'eth0', 'primary_back'],
+      ['eth0', 'eth1', 'link_down'],
+    ]);
+    // With another policy the bond need not have gone to the primary when it came up.
+    expect(detectFailovers(onBackup(1, 'failure'), onBackup(2, 'failure'), at)).toEqual([]);
+    // A primary that is up now and not active did not take over: no visit is made up.
+    const upNow = [{ ok: true as const, bond: bond('eth1', [slave('eth0', 'up', 2), slave('eth1', 'up')]) }];
+    expect(detectFailovers(onBackup(1), upNow, at)).toEqual([]);
+    expect(detectFailovers(onBackup(2), onBackup(2), at)).toEqual([]);
+  });
+
   it('a read that catches the counter moved before the bond left the failed slave is no round trip', () => {
     // Seen in CI on the test bed: 10 failovers counted for 8 switches. The next read shows the
     // switch itself, which is the one event.
