@@ -85,12 +85,7 @@ function roundTrips(before: BondStatus, after: BondStatus, time: Date): Failover
   if (was === null || was === undefined || is === null || is === undefined || is <= was) return [];
   const other = after.slaves.find((s) => s.name !== active && s.mii_status === 'up')?.name ?? null;
   const back: FailoverCause = active === after.primary ? 'primary_back' : 'link_up';
-  const events: FailoverEvent[] = [];
-  for (let i = 0; i < Math.min(is - was, maxRoundTrips); i++) {
-    const at = { time: time.toISOString(), bond: after.name };
-    events.push({ ...at, from: active, to: other, cause: 'link_down' }, { ...at, from: other, to: active, cause: back });
-  }
-  return events;
+  return repeatedPair(is - was, time, after.name, { from: active, to: other, cause: 'link_down' }, { from: other, to: active, cause: back });
 }
 
 /**
@@ -110,11 +105,16 @@ function unseenVisits(before: BondStatus, after: BondStatus, time: Date): Failov
   const failuresBefore = was.link_failure_count;
   const failuresAfter = is.link_failure_count;
   if (failuresBefore === null || failuresAfter === null || failuresAfter <= failuresBefore) return [];
+  return repeatedPair(failuresAfter - failuresBefore, time, after.name, { from: active, to: primary, cause: 'primary_back' }, { from: primary, to: active, cause: 'link_down' });
+}
+
+type Switch = Pick<FailoverEvent, 'from' | 'to' | 'cause'>;
+
+/** A switch there and its way back, `times` times (at most maxRoundTrips), all dated `time`. */
+function repeatedPair(times: number, time: Date, bond: string, there: Switch, back: Switch): FailoverEvent[] {
+  const at = { time: time.toISOString(), bond };
   const events: FailoverEvent[] = [];
-  for (let i = 0; i < Math.min(failuresAfter - failuresBefore, maxRoundTrips); i++) {
-    const at = { time: time.toISOString(), bond: after.name };
-    events.push({ ...at, from: active, to: primary, cause: 'primary_back' }, { ...at, from: primary, to: active, cause: 'link_down' });
-  }
+  for (let i = 0; i < Math.min(times, maxRoundTrips); i++) events.push({ ...at, ...there }, { ...at, ...back });
   return events;
 }
 
