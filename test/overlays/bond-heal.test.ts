@@ -58,6 +58,9 @@ class FakeHost implements HealEffects {
   activeSlave = () => this.active;
   defaultGateway = async () => this.gateway;
   flushNeighbours = async (bond: string) => void this.done.push(`flush ${bond}`);
+  /** The kernel's neighbour table, as `ip neigh show to` prints it. */
+  table: string[] = [];
+  neighbours = async (address: string) => this.table.filter((line) => line.startsWith(`${address} `));
   probe = (gateway: string) => void this.done.push(`probe ${gateway}`);
   requestRenew = (bond: string) => void this.done.push(`renew ${bond}`);
   record = (heal: HealRecord) => void this.heals.push(heal);
@@ -68,12 +71,14 @@ class FakeHost implements HealEffects {
   };
   log = () => {};
 
-  advance(ms: number): void {
+  /** Moves the clock, fires the timers due, and lets what they started finish. */
+  async advance(ms: number): Promise<void> {
     this.time += ms;
     for (const timer of this.timers.filter((t) => !t.cancelled && t.at <= this.time)) {
       timer.cancelled = true;
       timer.run();
     }
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
@@ -86,9 +91,9 @@ describe('Healer', () => {
     const healer = new Healer(dhcp, host);
     await healer.line(failover);
     expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
-    host.advance(12);
+    await host.advance(12);
     await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE');
-    host.advance(1000);
+    await host.advance(1000);
     expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
     expect(host.heals).toEqual([{ bond: 'bond0', time: '2026-11-25T14:00:01.000Z', to: 'eth1', action: 'flush', outcome: 'healed', gateway: '192.168.1.1', heal_ms: 12 }]);
   });
@@ -97,20 +102,44 @@ describe('Healer', () => {
     const host = new FakeHost();
     const healer = new Healer(dhcp, host);
     await healer.line(failover);
-    host.advance(299);
+    await host.advance(299);
     expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
-    host.advance(1);
+    await host.advance(1);
     expect(host.done.at(-1)).toBe('renew bond0');
     // The old router's entry failing, or a stray route elsewhere, heals nothing.
     await healer.line('192.168.1.1 dev bond0  FAILED');
     await healer.line('default via 10.0.0.1 dev eth9 ');
     expect(host.heals).toEqual([]);
-    host.advance(400);
+    await host.advance(400);
     await healer.line('default via 192.168.8.1 dev bond0 proto dhcp src 192.168.8.100 metric 100 ');
     expect(host.done.at(-1)).toBe('probe 192.168.8.1');
-    host.advance(5);
+    await host.advance(5);
     await healer.line('192.168.8.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE');
     expect(host.heals).toEqual([expect.objectContaining({ action: 'renew', outcome: 'healed', gateway: '192.168.8.1', heal_ms: 705 })]);
+  });
+
+  it('asks the kernel before renewing: a gateway that answered while the monitor\'s line was still unread is healed, not renewed', async () => {
+    const host = new FakeHost();
+    const healer = new Healer(dhcp, host);
+    await healer.line(failover);
+    host.table = ['192.168.1.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE', '192.168.1.1 dev eth9 lladdr 02:00:00:00:09:01 REACHABLE'];
+    await host.advance(300);
+    expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
+    expect(host.heals).toEqual([expect.objectContaining({ action: 'flush', outcome: 'healed', gateway: '192.168.1.1', heal_ms: 300 })]);
+    // The line read late changes nothing.
+    await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE');
+    expect(host.heals).toHaveLength(1);
+  });
+
+  it('renews when the kernel\'s entry is unresolved or on another link', async () => {
+    for (const table of [['192.168.1.1 dev bond0  INCOMPLETE'], ['192.168.1.1 dev bond0  FAILED'], ['192.168.1.1 dev eth9 lladdr 02:00:00:00:09:01 REACHABLE'], []]) {
+      const host = new FakeHost();
+      const healer = new Healer(dhcp, host);
+      await healer.line(failover);
+      host.table = table;
+      await host.advance(300);
+      expect(host.done.at(-1), table.join()).toBe('renew bond0');
+    }
   });
 
   it('renews at once when the new slave\'s router is known to be another address, or there is no gateway', async () => {
@@ -127,7 +156,7 @@ describe('Healer', () => {
     const host = new FakeHost();
     const healer = new Healer(dhcp, host);
     await healer.line(failover);
-    host.advance(300);
+    await host.advance(300);
     await healer.line('Deleted default via 192.168.1.1 dev bond0 ');
     await healer.line('default via 192.168.8.1 dev bond0 ');
     await healer.line('192.168.8.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE');
@@ -136,7 +165,7 @@ describe('Healer', () => {
     host.gateway = null;
     await healer.line(failover);
     expect(host.done.at(-1)).toBe('probe 192.168.8.1');
-    host.advance(300);
+    await host.advance(300);
     await healer.line('default via 192.168.1.1 dev bond0 ');
     await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:01:01 REACHABLE');
     host.active = 'eth1';
@@ -166,7 +195,7 @@ describe('Healer', () => {
     const healer = new Healer(dhcp, host);
     await healer.start();
     expect(host.done).toEqual(['flush bond0', 'probe 192.168.8.1']);
-    host.advance(300);
+    await host.advance(300);
     expect(host.done.at(-1)).toBe('renew bond0');
     await healer.line('default via 192.168.1.1 dev bond0 proto dhcp ');
     await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:01:01 REACHABLE');
@@ -184,7 +213,7 @@ describe('Healer', () => {
     const healer = new Healer(dhcp, host);
     await healer.start();
     await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:01:01 REACHABLE');
-    host.advance(30_000);
+    await host.advance(30_000);
     expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
     expect(host.heals).toEqual([]);
   });
@@ -193,7 +222,7 @@ describe('Healer', () => {
     const host = new FakeHost();
     const healer = new Healer({ ...dhcp, dhcp: false }, host);
     await healer.line(failover);
-    host.advance(30_000);
+    await host.advance(30_000);
     expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
     expect(host.heals).toEqual([expect.objectContaining({ action: 'flush', outcome: 'not_healed', heal_ms: null })]);
   });

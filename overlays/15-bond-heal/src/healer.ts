@@ -58,6 +58,8 @@ export interface HealEffects {
   /** The bond's IPv4 default gateway now, if any. */
   defaultGateway(bond: string): Promise<string | null>;
   flushNeighbours(bond: string): Promise<void>;
+  /** The kernel's neighbour entries for `address` now, as `ip neigh show to` prints them (with "dev"). */
+  neighbours(address: string): Promise<string[]>;
   /** Makes the kernel resolve `gateway` (any packet to it will do). */
   probe(gateway: string): void;
   /** Asks the network stack for a new DHCP lease on the bond. */
@@ -169,14 +171,28 @@ export class Healer {
     } else if (gateway !== null) {
       effects.probe(gateway);
       if (config.dhcp) {
-        open.cancelTimers.push(effects.setTimer(config.answerWithinMs, () => {
-          if (this.current === open && open.action === 'flush') this.renew(open);
-        }));
+        open.cancelTimers.push(effects.setTimer(config.answerWithinMs, () => void this.answeredOrRenew(open)));
       }
     }
     open.cancelTimers.push(effects.setTimer(config.giveUpAfterMs, () => {
       if (this.current === open) this.finish(open, 'not_healed');
     }));
+  }
+
+  /**
+   * answerWithinMs passed and no line said the gateway answered. On a busy machine (a first boot
+   * under emulation: seen) that line may still be unread in the monitor's pipe, and a renewal costs
+   * the bond its address for a whole DHCP exchange: the kernel's own table is asked first.
+   */
+  private async answeredOrRenew(open: Switch): Promise<void> {
+    const stillWaiting = () => this.current === open && open.action === 'flush';
+    if (!stillWaiting() || open.gateway === null) return;
+    const gateway = open.gateway;
+    const entries = (await this.effects.neighbours(gateway)).map(parseMonitorLine);
+    if (!stillWaiting()) return;
+    const answered = entries.some((e) => e?.kind === 'neighbour' && e.dev === this.config.bond && e.address === gateway && resolved(e));
+    if (answered) this.finish(open, 'healed');
+    else this.renew(open);
   }
 
   private renew(open: Switch): void {

@@ -43,6 +43,10 @@ async function main(argv: string[]): Promise<void> {
     flushNeighbours: async (bond) => {
       await Promise.all([run('ip', ['-4', 'neigh', 'flush', 'dev', bond]), run('ip', ['-6', 'neigh', 'flush', 'dev', bond])].map((p) => p.catch(() => undefined)));
     },
+    neighbours: async (address) => {
+      const { stdout } = await run('ip', ['-4', 'neigh', 'show', 'to', address]).catch(() => ({ stdout: '' }));
+      return stdout.split('\n');
+    },
     // The discard port: the payload is nothing, the ARP request it causes is the point.
     probe: (gateway) => socket.send(Buffer.alloc(0), 9, gateway, () => {}),
     // A new line each time: pibond-dhcp-renew's script tells a request made while it ran by that.
