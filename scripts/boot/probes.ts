@@ -15,6 +15,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { connect } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { PollTimeout, poll } from '../lib/poll.ts';
 import { type Nic, nicDevice } from './machine.ts';
 import { type SshResult, sshRun } from './ssh.ts';
@@ -32,6 +33,8 @@ export interface Probes {
   events(through: string): Promise<FailoverEvent[]>;
   /** Waits (up to `timeoutMs`) for the service's first answer through `through`'s router; when it came, in s since QEMU started. */
   ready(through: string, timeoutMs: number): Promise<{ bond: BondState; seconds: number }>;
+  /** Lets `ms` pass. */
+  pause(ms: number): Promise<void>;
   /** Answers through `through`'s router, naming `active`, while every other router is silent; says so. */
   reachableOnly(through: string, active: string): Promise<string>;
   /** Plugs or pulls `slave`'s cable (set_link). */
@@ -134,6 +137,10 @@ class SessionProbes implements Probes {
   async ready(through: string, timeoutMs: number): Promise<{ bond: BondState; seconds: number }> {
     const answer = await this.boot.waitForStatus(this.routerOf(through).status, Date.now() + timeoutMs, this.signal);
     return { bond: bondOf(answer.status, this.bondName), seconds: (answer.at - this.boot.startedAt) / 1000 };
+  }
+
+  pause(ms: number): Promise<void> {
+    return this.guarded(delay(ms, undefined, { signal: this.signal }));
   }
 
   async reachableOnly(through: string, active: string): Promise<string> {
@@ -333,14 +340,17 @@ export async function timedSwitch({ change, ask, switched, what, signal }: Timed
     await change();
     return await new Promise<{ ms: number; status: Status }>((resolve, reject) => {
       let inFlight = 0;
+      let sent = 0;
+      let answered = 0;
       const timer = setInterval(() => {
         if (performance.now() - started > switchDeadlineMs) {
           clearInterval(timer);
-          reject(new Error(what));
+          reject(new Error(`${what} (${sent} requests, ${answered === 0 ? 'not one answered' : `${answered} answered, none showing the switch`})`));
           return;
         }
         if (inFlight >= maxProbesInFlight) return;
         inFlight++;
+        sent++;
         // Short-lived probes time the switch closely; on a loaded host the guest may answer
         // only after seconds, so later probes are given longer to answer (up to 3 s): the time
         // measured then includes that delay, and the check still sees the switch happen.
@@ -348,6 +358,7 @@ export async function timedSwitch({ change, ask, switched, what, signal }: Timed
         ask(life, cancel.signal).then(
           (status) => {
             inFlight--;
+            answered++;
             if (!switched(status)) return;
             clearInterval(timer);
             resolve({ ms: Math.round(performance.now() - started), status });

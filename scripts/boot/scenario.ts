@@ -28,6 +28,7 @@ import {
   backupLinkUp,
   backupPluggedBackIn,
   backupPulledOut,
+  bootFinishes,
   bondWhole,
   failback,
   failover,
@@ -88,11 +89,15 @@ export const strictOutageMs = 3000;
 /** How long traffic is given to come back through the new router (FACTS: up to 17 s today). */
 export const outageWindowMs = 25_000;
 
+/** How long the first boot may go on after the service's first answer (the Ubuntu-like: about 30 s). */
+const bootFinishTimeoutMs = 180_000;
+
 /** The scenario, in order: each row starts from the state the row before left. */
 export function failoverChecks(cast: Cast, opts: { readyTimeoutMs: number; flaps: number }): Check[] {
   const { primary, backup } = cast;
   return [
     serviceAnswers(opts.readyTimeoutMs),
+    bootFinishes(bootFinishTimeoutMs),
     bondWhole(cast),
     reachableOnly(primary, 'primary'),
     failover(cast, { figure: 'failover' }),
@@ -119,6 +124,7 @@ export function testbedChecks(cast: Cast, opts: { readyTimeoutMs: number; flaps:
   const { primary } = cast;
   return [
     serviceAnswers(opts.readyTimeoutMs),
+    bootFinishes(bootFinishTimeoutMs),
     bondWhole(cast),
     reachableOnly(primary, 'primary'),
     sshAnswers(cast),
@@ -197,7 +203,7 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
     if (opts.scenario === 'uplink' && !onTestbed) throw new UserError('the uplink scenario needs the test bed of real routers: add --routers testbed:same-subnet (or testbed:different-subnets)');
     const checks =
       opts.scenario === 'uplink'
-        ? [serviceAnswers(readyTimeoutMs), bondWhole(cast), reachableOnly(cast.primary, 'primary'), ...uplinkChecks(cast, { lossSeconds: opts.lossSeconds ?? 60 })]
+        ? [serviceAnswers(readyTimeoutMs), bootFinishes(bootFinishTimeoutMs), bondWhole(cast), reachableOnly(cast.primary, 'primary'), ...uplinkChecks(cast, { lossSeconds: opts.lossSeconds ?? 60 })]
         : onTestbed
           ? testbedChecks(cast, { readyTimeoutMs, flaps: opts.flaps ?? 10, windowMs: opts.outageWindowMs ?? outageWindowMs, strictOutageMs: opts.strictOutageMs })
           : failoverChecks(cast, { readyTimeoutMs, flaps: opts.flaps ?? 10 });

@@ -51,6 +51,8 @@ export const statusSchema = z.object({
   /** Absent from images built before it was reported. */
   hostname: z.string().optional(),
   uptime_seconds: z.number(),
+  /** Absent from images built before it was reported. */
+  boot_finished: z.boolean().optional(),
   bonds: z.array(bondSchema),
 });
 

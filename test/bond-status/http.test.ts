@@ -1,12 +1,13 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { FailoverEvent } from '../../overlays/20-bond-status/src/failover.ts';
 import { defaultLimits, type HttpLimits } from '../../overlays/20-bond-status/src/http.ts';
 import { silentJournal } from '../../overlays/20-bond-status/src/journal.ts';
 import { describeLinkMonitor } from '../../overlays/20-bond-status/src/link-monitor.ts';
+import { bootFinishedMark } from '../../overlays/20-bond-status/src/monitor.ts';
 import { startService } from '../../overlays/20-bond-status/src/service.ts';
 import type { StatusDocument } from '../../overlays/20-bond-status/src/status.ts';
 import { json, openEventStream, raw, request } from './_http-client.ts';
@@ -70,6 +71,16 @@ describe('GET /api/status', () => {
       ['bond1', 'eth2', null],
       ['bond2', null, '/proc/net/bonding/bond2: MII Polling Interval (ms): not a number: "soon"'],
     ]);
+  });
+
+  it('says whether the boot has finished: not until pibond-boot-finished.service made its mark, then for good', async () => {
+    const { root, url } = await serve();
+    expect((await json<StatusDocument>(`${url}/api/status`)).boot_finished).toBe(false);
+    mkdirSync(join(root, bootFinishedMark), { recursive: true });
+    expect((await json<StatusDocument>(`${url}/api/status`)).boot_finished).toBe(true);
+    const unit = readFileSync(join(import.meta.dirname, '../../overlays/20-bond-status/rootfs/usr/lib/systemd/system/pibond-boot-finished.service'), 'utf8');
+    expect(unit).toMatch(new RegExp(`^RuntimeDirectory=${basename(bootFinishedMark)}$`, 'm'));
+    expect(unit).toMatch(/^After=multi-user\.target .*cloud-final\.service$/m);
   });
 
   it('reports null for no active slave, no primary and unknown speed', async () => {

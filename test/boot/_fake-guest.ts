@@ -20,6 +20,8 @@ export interface FakeGuestOptions {
   backup: string;
   /** How long the nth switch (from 1) takes, as the timed probe measures it. */
   switchMs?: (n: number) => number;
+  /** The status says the boot goes on for this many answers (0 unless told), then that it finished; 'not reported': an older image's. */
+  bootBusyFor?: number | 'not reported';
   /** A buggy service: switches it does not count (by switch number, from 1). */
   uncounted?: number[];
   /** What the outside sees at the nth switch (from 1) the outage probe makes; a quick heal unless told. */
@@ -39,6 +41,7 @@ export class FakeGuest implements Probes {
   active: string;
   private readonly slaves: FakeSlave[];
   private switches = 0;
+  private statuses = 0;
   private readonly bondName: string;
 
   constructor(private readonly opts: FakeGuestOptions) {
@@ -54,8 +57,10 @@ export class FakeGuest implements Probes {
   async status(through: string): Promise<Status> {
     this.calls.push(`status via ${through}`);
     const bond = this.answer(through);
-    if (!this.opts.host) return { uptime_seconds: 40 + this.clock / 1000, bonds: [bond] };
-    return { hostname: this.opts.host.hostname, uptime_seconds: 40 + this.clock / 1000, bonds: [{ ...bond, addresses: this.opts.host.addresses }] };
+    const busy = this.opts.bootBusyFor ?? 0;
+    const boot = busy === 'not reported' ? {} : { boot_finished: ++this.statuses > busy };
+    if (!this.opts.host) return { uptime_seconds: 40 + this.clock / 1000, ...boot, bonds: [bond] };
+    return { hostname: this.opts.host.hostname, uptime_seconds: 40 + this.clock / 1000, ...boot, bonds: [{ ...bond, addresses: this.opts.host.addresses }] };
   }
 
   async events(through: string): Promise<FailoverEvent[]> {
@@ -68,6 +73,10 @@ export class FakeGuest implements Probes {
     this.calls.push(`ready via ${through}`);
     this.clock += 31_240;
     return { bond: this.answer(through), seconds: 31.24 };
+  }
+
+  async pause(ms: number): Promise<void> {
+    this.clock += ms;
   }
 
   async reachableOnly(through: string, active: string): Promise<string> {

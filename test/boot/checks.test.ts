@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Bench, type Cast, type Check, bondProblem, failback, failover, runChecks } from '../../scripts/boot/checks.ts';
+import { type Bench, type Cast, type Check, bondProblem, failback, failover, runChecks, bootFinishes } from '../../scripts/boot/checks.ts';
 import { slaveNics } from '../../scripts/boot/machine.ts';
 import type { CheckResult, Figures, GoalsMet } from '../../scripts/boot/report.ts';
 import { castOf, failoverChecks, outboundPinger, testbedChecks } from '../../scripts/boot/scenario.ts';
@@ -63,6 +63,36 @@ describe('runChecks', () => {
   });
 });
 
+describe('bootFinishes', () => {
+  const finish = (bootBusyFor: FakeGuestOptions['bootBusyFor'], timeoutMs = 180_000) => {
+    const probes = guest(defaultCast, { bootBusyFor });
+    const bench = benchOn(probes);
+    bench.figures.bootToReadySeconds = 40;
+    return run([bootFinishes(timeoutMs)], bench).then((outcome) => ({ ...outcome, probes, bench }));
+  };
+
+  it('waits, asking once a second, until the service says the boot has finished', async () => {
+    const { verdict, results, probes, bench } = await finish(30);
+    expect(verdict).toBe('pass');
+    expect(probes.calls.filter((c) => c.startsWith('status'))).toHaveLength(31);
+    expect(results[0]?.detail).toBe('70 s after QEMU started, 30 s after the first answer');
+    expect(bench.figures.bootFinishedSeconds).toBe(70);
+  });
+
+  it('fails when the boot never finishes', async () => {
+    const { verdict, results } = await finish(1000, 60_000);
+    expect(verdict).toBe('fail');
+    expect(results[0]?.detail).toBe('the service still says the boot goes on, 60 s after its first answer');
+  });
+
+  it('does not wait on an image that does not report it', async () => {
+    const { verdict, results, probes } = await finish('not reported');
+    expect(verdict).toBe('pass');
+    expect(probes.calls.filter((c) => c.startsWith('status'))).toHaveLength(1);
+    expect(results[0]?.detail).toMatch(/^not reported by this image/);
+  });
+});
+
 describe('the failover scenario against a well-behaved bond', () => {
   it('passes every row, in the order of the table, and fills in every figure', async () => {
     const probes = guest(defaultCast, { switchMs: (n) => 100 + n });
@@ -74,6 +104,7 @@ describe('the failover scenario against a well-behaved bond', () => {
     expect(verdict).toBe('pass');
     expect(results.map((r) => r.name)).toEqual([
       'the status service answers through the primary router',
+      'the boot finishes, first-boot work included',
       'bond0 has both slaves up, eth0 active',
       'reachable through the primary router only',
       'unplug eth0 (set_link nic0 off): eth1 takes over',
@@ -92,6 +123,7 @@ describe('the failover scenario against a well-behaved bond', () => {
     ]);
     expect(bench.figures).toEqual({
       bootToReadySeconds: 31.2,
+      bootFinishedSeconds: 31.2,
       failoverMs: 101,
       failbackMs: 102,
       flaps: [
@@ -179,8 +211,8 @@ describe('bondProblem', () => {
     await probes.setLink('eth1', false);
     const { verdict, results } = await run(failoverChecks(defaultCast, { readyTimeoutMs: 1000, flaps: 1 }).slice(0, 3), benchOn(probes));
     expect(verdict).toBe('fail');
-    expect(results.map((r) => r.ok)).toEqual([true, false]);
-    expect(results[1]?.detail).toMatch(/^eth1 is down; the service reports \{/);
+    expect(results.map((r) => r.ok)).toEqual([true, true, false]);
+    expect(results[2]?.detail).toMatch(/^eth1 is down; the service reports \{/);
   });
 });
 

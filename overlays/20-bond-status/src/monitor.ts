@@ -23,6 +23,8 @@
  * uplink tracking (each uplink's state, and the decisions that moved the bond's primary). What
  * they held when the service started is history; what changes afterwards is announced.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { detectFailovers, type FailoverEvent } from './failover.ts';
 import { healKey, matchWindowMs, readHeals, type HealRecord } from './heals.ts';
@@ -65,12 +67,16 @@ export interface MonitorOptions {
   journal: Journal;
 }
 
+/** pibond-boot-finished.service's mark, a directory that exists once the boot has finished. */
+export const bootFinishedMark = 'run/pibond-boot-finished';
+
 type FailoverListener = (event: FailoverEvent) => void;
 type HealListener = (event: FailoverEvent | null, heal: HealRecord) => void;
 type UplinkListener = (event: UplinkEvent) => void;
 
 export class BondMonitor {
   readonly startedAt = performance.now();
+  private bootFinishedSeen = false;
   private snapshot: BondsReport;
   /** Each bond's last good reading: what the next good one is compared with. */
   private readonly lastGood = new Map<string, BondStatus>();
@@ -161,6 +167,15 @@ export class BondMonitor {
   /** The bond's uplink tracking as /api/status shows it; null when pibond-uplink reports nothing on it. */
   uplinks(bond: string): UplinksFile | null {
     return this.uplinksShown?.bond === bond ? this.uplinksShown : null;
+  }
+
+  /**
+   * Whether the boot has finished, first-boot work included: pibond-boot-finished.service's mark
+   * exists. Once true it stays true (the mark goes only at shutdown), so it is looked for until then.
+   */
+  bootFinished(): boolean {
+    this.bootFinishedSeen ||= existsSync(join(this.options.root, bootFinishedMark));
+    return this.bootFinishedSeen;
   }
 
   uptimeSeconds(): number {

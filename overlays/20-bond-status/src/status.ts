@@ -41,6 +41,11 @@ export interface StatusDocument {
   /** The Pi's host name (the image's, or the one its card set at first boot). */
   hostname: string;
   uptime_seconds: number;
+  /**
+   * Whether the boot has finished, first-boot work (cloud-init's last stage) included: until then
+   * a Pi may be slow to answer and to switch (pibond-boot-finished.service).
+   */
+  boot_finished: boolean;
   bonds: BondDocument[];
   /** Present only when some bonds were left out: more of them than the service reads. */
   note?: string;
@@ -50,6 +55,7 @@ export function statusDocument(monitor: BondMonitor): StatusDocument {
   const doc: StatusDocument = {
     hostname: hostname(),
     uptime_seconds: round(monitor.uptimeSeconds()),
+    boot_finished: monitor.bootFinished(),
     bonds: monitor.bonds().map((reading) => bondDocument(reading, monitor)),
   };
   const note = monitor.note();
