@@ -100,7 +100,7 @@ export function describeStock(outDir: string): void {
            done
            echo "keys $(r 'ls /etc/ssh' | tr ' ' '\\n' | grep -c '^ssh_host_' || true)"
            echo "admin $(r 'cat /etc/passwd' | grep -c '^${admin}:' || true)"
-           r 'dump /usr/lib/pibond/node /tmp/node' >/dev/null; echo "node $(od -An -tx1 -N4 /tmp/node | tr -d ' ') $(od -An -tx1 -j18 -N2 /tmp/node | tr -d ' ')"
+           r 'dump /usr/lib/pibond/node /tmp/node' >/dev/null; echo "node $(od -An -tx1 -N4 /tmp/node 2>/dev/null | tr -d ' ') $(od -An -tx1 -j18 -N2 /tmp/node 2>/dev/null | tr -d ' ')"
            e2fsck -fn /tmp/r.img >/dev/null 2>&1 && echo "fsck clean" || echo "fsck errors"`,
         );
       const laid = await describe(`${name}.img`, outDir);
