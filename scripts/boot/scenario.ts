@@ -142,13 +142,15 @@ export function testbedChecks(cast: Cast, opts: { readyTimeoutMs: number; flaps:
  * resume. systemd's run generator makes the command a service and would boot into it alone, so
  * the boot is sent to multi-user.target, which is told to want that service; ping is restarted
  * should it give up (no route yet at boot), and its end changes nothing (the actions are none).
+ * That service is a oneshot, and a oneshot that never ends keeps the boot from ever finishing
+ * (boot_finished would never come): it hands the loop to a service of its own (systemd-run) and ends.
  */
 export function outboundPinger(target: string): string {
   const loop = `while :; do /usr/bin/ping -n -q -i 0.02 ${target}; sleep 1; done`;
   return [
     'systemd.unit=multi-user.target',
     'systemd.wants=kernel-command-line.service',
-    `systemd.run="/bin/sh -c '${loop}'"`,
+    `systemd.run="/usr/bin/systemd-run --quiet --unit=pibond-test-pinger /bin/sh -c '${loop}'"`,
     'systemd.run_success_action=none',
     'systemd.run_failure_action=none',
   ].join(' ');

@@ -254,9 +254,9 @@ describe('the test bed scenario', () => {
     expect(verdict).toBe('pass');
   });
 
-  it('the outbound pinger is a test boot\'s kernel arguments: multi-user as usual, plus a ping loop that never stops the machine', () => {
+  it('the outbound pinger is a test boot\'s kernel arguments: multi-user as usual, plus a ping loop in a service of its own, which never stops the machine nor keeps its boot from finishing', () => {
     expect(outboundPinger('192.0.2.2')).toBe(
-      `systemd.unit=multi-user.target systemd.wants=kernel-command-line.service systemd.run="/bin/sh -c 'while :; do /usr/bin/ping -n -q -i 0.02 192.0.2.2; sleep 1; done'" systemd.run_success_action=none systemd.run_failure_action=none`,
+      `systemd.unit=multi-user.target systemd.wants=kernel-command-line.service systemd.run="/usr/bin/systemd-run --quiet --unit=pibond-test-pinger /bin/sh -c 'while :; do /usr/bin/ping -n -q -i 0.02 192.0.2.2; sleep 1; done'" systemd.run_success_action=none systemd.run_failure_action=none`,
     );
   });
 });
