@@ -93,11 +93,13 @@ const packages = installed.split('\n').filter((line) => line.includes('\t')).map
 
 /**
  * The bytes of the files and symbolic links under `dir` (each hard-linked file once), leaving out
- * `skip` (paths under it). Not du: it counts directories' own sizes too, which depend on how the
+ * `skip` (paths under it); 0 when `dir` does not exist. Not du: it counts directories' own sizes too, which depend on how the
  * tree was made (grown by dpkg's temporary files, or copied compact from the cache), not on what
  * is in it.
  */
 async function bytes(dir, skip = []) {
+  // A root without kernel modules (a stock image's look-alike without a kernel) has no such directory.
+  if (!(await stat(dir).then(() => true, () => false))) return 0;
   const pruned = skip.flatMap((path) => ['-path', join(dir, path), '-prune', '-o']);
   const listing = (await data`find ${dir} ${pruned} ${['(', '-type', 'f', '-o', '-type', 'l', ')']} -printf ${'%D:%i %s\\n'}`).stdout;
   const sizes = new Map(listing.split('\n').filter(Boolean).map((line) => line.split(' ')));
