@@ -18,7 +18,9 @@ two NICs: nic0 (eth0) on the primary router's network, nic1 (eth1) on the backup
 network forwards a free host port on 127.0.0.1 to the status service and one to SSH. The image
 itself stays untouched: the guest writes to a throw-away copy-on-write layer. The image's uplink
 probes (pibond-uplink) go to the test bed's documentation addresses for the boot
-(pibond.uplink.targets= on the kernel command line), never to its configured targets.
+(pibond.uplink.targets= on the kernel command line), never to its configured targets. An image
+laid onto Raspberry Pi OS or Ubuntu, whose Pi kernel cannot boot virt, boots the builder's kernel
+(Debian's arm64, made once into the pibond-cache volume) with the modules the guest needs.
 
 Interactively, the serial console is on this terminal; Ctrl-C or Ctrl-A x stops the machine.
 SIGINT, SIGTERM and SIGHUP (the terminal closed) stop a boot at any stage: QEMU, its container and

@@ -76,12 +76,6 @@ export async function inspectImage(file: string): Promise<BootImage> {
   if (diskId !== manifest.diskId) {
     throw notPibond(file, `its disk id is ${diskId}, but ${basename(manifestPath)} describes disk ${manifest.diskId} (an image and a manifest of different builds?)`);
   }
-  if (manifest.stock && !manifest.stock.kernelBootsVirt) {
-    throw new UserError(
-      `${file} was laid onto ${manifest.stock.name}, whose kernel (${manifest.stock.kernels.join(', ') || 'none found'}) is built for the Pi's own chips and cannot boot ` +
-        "QEMU's virt machine. pibond boot cannot test it: booting such an image with a Debian kernel instead is not implemented yet. Flash it and test it on the Pi.",
-    );
-  }
   return { path, name: manifest.name, manifestPath, manifest, bootPartitionOffset: boot.startSector * sectorBytes };
 }
 

@@ -1,6 +1,7 @@
 /** The failover report: its figures for people (printed) and whole for machines (JSON). */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { BootKernel } from './boot-kernel.ts';
 import type { Endpoint } from './status-api.ts';
 
 /** The uplink scenario's goals (issue: uplink-aware failover), as benchmark figures. */
@@ -88,6 +89,8 @@ export interface BootReport {
   bondingLog: string[];
   /** Where the whole serial log was kept, when the run failed. */
   serialLog?: string;
+  /** The kernel that booted: the image's own, or the builder's Debian kernel and why (absent: reports older than it). */
+  kernel?: BootKernel;
   /** Where each router's forwards were reached: host ports, or (on the test bed) WAN addresses and ports. */
   ports?: { nic: string; status: Endpoint; ssh: Endpoint }[];
 }
@@ -140,6 +143,7 @@ export function formatFigures(report: BootReport): string {
   const lines = [
     // What the user sees leads; the bond's own switch times follow.
     ...formatOutages(report),
+    ...(report.kernel?.from === 'builder' ? [`kernel          the builder's Debian ${report.kernel.version}, as ${report.kernel.reason}`] : []),
     `boot to ready   ${value(figures.bootToReadySeconds, 's').padEnd(14)} goal <= ${goals.bootToReadySeconds} s${mark(goalsMet.bootToReady)}`,
     ...(figures.bootFinishedSeconds === undefined ? [] : [`boot finished   ${figures.bootFinishedSeconds} s (first-boot work included; the switches are timed after it)`]),
     `${bondWords.failover}${value(figures.failoverMs, 'ms').padEnd(14)} goal <= ${goals.failoverMs} ms${mark(goalsMet.failover)}`,

@@ -197,6 +197,7 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
       const accessKey = opts.card !== undefined && !onTestbed;
       session = await startBoot({ docker: opts.docker, builderImage: opts.builderImage, image, say, routers, extraKernelArgs, card: opts.card, accessKey });
       report.ports = session.routers;
+      report.kernel = session.kernel;
       const detail = session.routers.map((r) => `${r.nic}: status ${describeEndpoint(r.status)}, ssh ${describeEndpoint(r.ssh)}`).join('; ');
       return { detail, value: session };
     }, run);

@@ -21,11 +21,12 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node
 import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { type Docker, type RunningContainer, CommandFailed, containerById, listContainers, removeContainer, runContainer, startContainer } from '../lib/docker.ts';
+import { type Docker, type RunningContainer, CommandFailed, containerById, defaultCacheVolume, listContainers, removeContainer, runContainer, startContainer } from '../lib/docker.ts';
 import { UserError } from '../lib/errors.ts';
-import { bounded, poll } from '../lib/poll.ts';
+import { bounded, poll, untilAborted } from '../lib/poll.ts';
 import type { CardSettings } from '../lib/card.ts';
 import { type BootCard, bootCard } from './card.ts';
+import { type BootKernel, type BuilderKernel, builderKernel, builderKernelCmdline, cacheMount, ownKernelUnfit } from './boot-kernel.ts';
 import { type BootImage, bootFilesFrom, notPibond } from './image.ts';
 import { type Nic, type SlaveNic, guestCmdline, machineNics, qemuArgs, slaveNics } from './machine.ts';
 import { freePorts } from './ports.ts';
@@ -105,6 +106,8 @@ export interface BootOptions {
   card?: CardSettings;
   /** Make an SSH key for the admin, for this boot only (its private half stays in the boot's temporary directory). */
   accessKey?: boolean;
+  /** Where the builder's boot kernel is kept (scripts/boot/boot-kernel.ts); pibond-cache unless told. */
+  cacheVolume?: string;
 }
 
 export interface QemuExit {
@@ -169,6 +172,8 @@ export class BootSession {
     readonly testbed?: { bed: Testbed; prober: Prober },
     /** The card settings and access key this boot was given. */
     readonly card?: BootCard,
+    /** The image's own kernel, or the builder's (an image whose kernel cannot boot virt). */
+    readonly kernel: BootKernel = { from: 'image' },
   ) {}
 
   /** Where the access key's private half is, while the boot runs. */
@@ -264,8 +269,15 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
       await writeFile(join(workDir, cardPatchName), card.patch.data);
       if (card.accessKey) await writeFile(join(workDir, accessKeyName), card.accessKey.privateKey, { mode: 0o600 });
     }
+    const cacheVolume = opts.cacheVolume ?? defaultCacheVolume;
+    const unfit = ownKernelUnfit(image);
+    let builder: BuilderKernel | undefined;
+    if (unfit !== undefined) {
+      say(`${unfit}: the boot uses the builder's kernel instead (Debian's arm64 kernel, with the modules the guest needs)`);
+      builder = await builderKernel(docker, { builderImage: opts.builderImage, cacheVolume, mirror: image.manifest.definition.value.mirror, reason: unfit, labels, signal, say });
+    }
     say(`Preparing the boot files (kernel, initrd, a copy-on-write overlay${card ? ' with this boot\'s card settings' : ''}) in a one-shot container`);
-    const boot = await prepareBootFiles(docker, opts.builderImage, image, binds, labels, workDir, opts.prepareDisk, card?.patch.offset, signal);
+    const boot = await prepareBootFiles(docker, opts.builderImage, image, binds, labels, workDir, { prepareDisk: opts.prepareDisk, cardOffset: card?.patch.offset, builder, cacheVolume }, signal);
     const { bond, status_service } = image.manifest.definition.value;
     const slaves = slaveNics(bond);
     let routers: RouterPorts[];
@@ -325,7 +337,8 @@ export async function startBoot(opts: BootOptions): Promise<BootSession> {
       throw new Error(`QEMU exited (status ${exit.statusCode}) before QMP answered; the last serial lines:\n  ${log.tail.join('\n  ')}`);
     });
     qmp = await Promise.race([QmpClient.connect(join(workDir, 'qmp.sock'), Date.now() + 30_000, signal), died]);
-    const session = new BootSession(docker, opts.builderImage, image, workDir, routers, nics, running, log, startedAt, testbed, card);
+    const kernel: BootKernel = builder ? { from: 'builder', version: builder.version, reason: builder.reason } : { from: 'image' };
+    const session = new BootSession(docker, opts.builderImage, image, workDir, routers, nics, running, log, startedAt, testbed, card, kernel);
     session.attachQmp(qmp);
     say('QMP connected: the machine is booting');
     return session;
@@ -483,19 +496,20 @@ interface BootFiles {
 
 /**
  * In a one-shot builder container: checks the tools, copies config.txt, cmdline.txt, the kernels
- * and initrds off the image's boot partition (mtools, no mount) and creates the qcow2 overlay.
+ * and initrds off the image's boot partition (mtools, no mount), or the builder's kernel and initrd
+ * out of the cache volume, and creates the qcow2 overlay.
  */
 async function prepareBootFiles(
   docker: Docker,
   builderImage: string,
   image: BootImage,
-  binds: string[],
+  imageBinds: string[],
   labels: Record<string, string>,
   workDir: string,
-  prepareDisk: string | undefined,
-  cardOffset: number | undefined,
+  { prepareDisk, cardOffset, builder, cacheVolume }: { prepareDisk?: string; cardOffset?: number; builder?: BuilderKernel; cacheVolume: string },
   signal: AbortSignal | undefined,
 ): Promise<BootFiles> {
+  const binds = builder ? [...imageBinds, `${cacheVolume}:${cacheMount}:ro`] : imageBinds;
   const script = `
     set -u
     at="${inside.image}@@$1"
@@ -504,8 +518,12 @@ async function prepareBootFiles(
     command -v mcopy >/dev/null && command -v qemu-img >/dev/null || exit 91
     mkdir -p "$dest"
     mcopy -n -i "$at" ::config.txt ::cmdline.txt "$dest/" || exit 92
-    mcopy -n -i "$at" '::vmlinuz-*' "$dest/" 2>/dev/null
-    mcopy -n -i "$at" '::initrd.img-*' "$dest/" 2>/dev/null
+    if [ -n "$4" ]; then
+      cp "${cacheMount}/$4/vmlinuz" "${cacheMount}/$4/initrd.img" "$dest/" || exit 95
+    else
+      mcopy -n -i "$at" '::vmlinuz-*' "$dest/" 2>/dev/null
+      mcopy -n -i "$at" '::initrd.img-*' "$dest/" 2>/dev/null
+    fi
     if [ -n "$2" ]; then
       sh -c "$2" sh "${inside.image}" "${inside.run}/overlay.qcow2" || exit 93
     else
@@ -516,7 +534,7 @@ async function prepareBootFiles(
       qemu-io -f qcow2 -c "write -q -s ${inside.run}/${cardPatchName} $3 $(stat -c %s ${inside.run}/${cardPatchName})" "${inside.run}/overlay.qcow2" || exit 94
     fi
   `;
-  const cmd = asInvokingUser(['sh', '-c', script, 'sh', String(image.bootPartitionOffset), prepareDisk ?? '', cardOffset === undefined ? '' : String(cardOffset)]);
+  const cmd = asInvokingUser(['sh', '-c', script, 'sh', String(image.bootPartitionOffset), prepareDisk ?? '', cardOffset === undefined ? '' : String(cardOffset), builder?.dir ?? '']);
   const output: string[] = [];
   // startContainer, not runContainer: the labels let a later boot clear it away after a SIGKILL.
   const prepare = await startContainer(docker, { image: builderImage, cmd, binds, labels, sink: (line) => output.push(line) });
@@ -535,31 +553,22 @@ async function prepareBootFiles(
         throw new UserError(`the builder image ${builderImage} lacks mtools or qemu-img; rebuild it: remove the image and run pibond build`);
       case 92:
         throw notPibond(image.path, `its boot partition holds no config.txt and cmdline.txt (${said})`);
+      case 95:
+        throw new Error(`the builder's kernel is not in the cache volume ${cacheVolume} (${builder?.dir}): ${said}`);
       default:
         throw new Error(`preparing the boot failed: ${new CommandFailed(cmd, exitCode, prepare.tail()).message}`);
     }
   }
   const bootDir = join(workDir, 'boot');
+  const cmdline = (await readFile(join(bootDir, 'cmdline.txt'), 'utf8')).trim();
+  if (builder) return { kernel: 'vmlinuz', initrd: 'initrd.img', append: builderKernelCmdline(cmdline) };
   const { kernel, initrd } = bootFilesFrom(await readFile(join(bootDir, 'config.txt'), 'utf8'));
   const present = new Set(await readdir(bootDir));
   for (const file of [kernel, initrd]) {
     if (!present.has(file)) throw notPibond(image.path, `config.txt names ${file}, which is not on its boot partition`);
   }
-  const cmdline = (await readFile(join(bootDir, 'cmdline.txt'), 'utf8')).trim();
   if (!/\broot=/.test(cmdline)) throw notPibond(image.path, `its cmdline.txt names no root file system: ${cmdline}`);
   return { kernel, initrd, append: guestCmdline(cmdline) };
-}
-
-/** Settles like `work`, or rejects with the signal's reason as soon as it is aborted. */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return work;
-  let onAbort = () => {};
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-  });
-  return Promise.race([work, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }
 
 /** Keeps the last 40 lines of the serial console in `tail` (the last one may still be growing). */

@@ -25,7 +25,7 @@ import { check } from './steps/70-check.ts';
 import { outputs } from './steps/80-outputs.ts';
 import { publish } from './steps/90-publish.ts';
 
-export const defaultCacheVolume = 'pibond-cache';
+export { defaultCacheVolume } from '../lib/docker.ts';
 export const defaultOverlaysDir = join(import.meta.dirname, '..', '..', 'overlays');
 
 export const steps: readonly Step[] = [host, builder, container, rootfs, rootBase, overlays, configure, disk, check, outputs, publish];

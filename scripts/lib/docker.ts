@@ -13,6 +13,9 @@ import { bounded } from './poll.ts';
 
 export type { Docker };
 
+/** The Docker volume that keeps what builds and boots reuse (roots, .debs, the builder's boot kernel). */
+export const defaultCacheVolume = 'pibond-cache';
+
 /** Receives a container's output, one complete line at a time. */
 export type LineSink = (line: string, stream: 'stdout' | 'stderr') => void;
 
