@@ -136,7 +136,7 @@ export class Healer {
       if (event.bond === this.config.bond) await this.failover();
     } else if (event.kind === 'neighbour') {
       const open = this.current;
-      if (open?.flushed && event.dev === this.config.bond && event.address === open.gateway && resolved(event)) this.finish(open, 'healed');
+      if (open?.flushed && this.isAnswerFrom(event, open.gateway)) this.finish(open, 'healed');
     } else if (event.dev === this.config.bond && event.deleted) {
       if (this.gateway === event.via) this.gateway = null;
     } else if (event.dev === this.config.bond) {
@@ -190,9 +190,14 @@ export class Healer {
     const gateway = open.gateway;
     const entries = (await this.effects.neighbours(gateway)).map(parseMonitorLine);
     if (!stillWaiting()) return;
-    const answered = entries.some((e) => e?.kind === 'neighbour' && e.dev === this.config.bond && e.address === gateway && resolved(e));
+    const answered = entries.some((e) => e?.kind === 'neighbour' && this.isAnswerFrom(e, gateway));
     if (answered) this.finish(open, 'healed');
     else this.renew(open);
+  }
+
+  /** A neighbour entry resolved on the bond for `gateway`: the router behind the bond answered. */
+  private isAnswerFrom(entry: Extract<MonitorEvent, { kind: 'neighbour' }>, gateway: string | null): boolean {
+    return entry.dev === this.config.bond && entry.address === gateway && resolved(entry);
   }
 
   private renew(open: Switch): void {
