@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bundlePath, configPath, render, renewPath, runtimeDirectory } from '../../overlays/15-bond-heal/render.ts';
 import { checkConfig } from '../../overlays/15-bond-heal/src/config.ts';
-import { Healer, renewAtOnce, type HealConfig, type HealEffects, type HealRecord } from '../../overlays/15-bond-heal/src/healer.ts';
+import { Healer, neighbourFlushes, renewAtOnce, type HealConfig, type HealEffects, type HealRecord } from '../../overlays/15-bond-heal/src/healer.ts';
+import { LineQueue } from '../../overlays/15-bond-heal/src/line-queue.ts';
 import { parseMonitorLine } from '../../overlays/15-bond-heal/src/monitor-lines.ts';
 import { definitionSchema, parseDefinition } from '../../scripts/lib/definition.ts';
 
@@ -238,6 +239,61 @@ describe('Healer', () => {
     await healer.line('192.168.1.1 dev eth5 lladdr 02:00:00:00:09:09 REACHABLE');
     await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:01:01 REACHABLE');
     expect(host.heals.map((h) => [h.to, h.outcome])).toEqual([['eth1', 'superseded'], ['eth0', 'healed']]);
+  });
+});
+
+describe('LineQueue', () => {
+  it('heals only the newest of the failovers waiting together: one flush after the last switch, not one per switch', async () => {
+    const host = new FakeHost();
+    let release = () => {};
+    const firstFlushHangs = new Promise<void>((resolve) => (release = resolve));
+    host.flushNeighbours = async (bond) => {
+      host.done.push(`flush ${bond}`);
+      if (host.done.length === 1) await firstFlushHangs;
+    };
+    const errors: unknown[] = [];
+    const queue = new LineQueue(new Healer(dhcp, host), 'bond0', (err) => errors.push(err));
+    queue.push(failover);
+    await new Promise((resolve) => setImmediate(resolve));
+    // Three more switches while the first one's flush runs; another bond's failover is not the bond's.
+    host.active = 'eth0';
+    queue.push(failover);
+    queue.push(failover.replace('bond0', 'bond1'));
+    host.active = 'eth1';
+    queue.push(failover);
+    queue.push('192.168.1.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE');
+    release();
+    await queue.idle();
+    expect(host.done.filter((what) => what.startsWith('flush'))).toEqual(['flush bond0', 'flush bond0']);
+    expect(host.heals.map((h) => [h.to, h.outcome])).toEqual([['eth1', 'superseded'], ['eth1', 'healed']]);
+    expect(errors).toEqual([]);
+  });
+});
+
+/** A scratch network namespace (root only): the kernel's own neighbour table, as on the Pi. */
+describe.skipIf(process.getuid?.() !== 0)('neighbourFlushes on a real kernel', () => {
+  const ns = `pibond-flush-${process.pid}`;
+  const ip = (...args: string[]) => execFileSync('ip', ['-n', ns, ...args], { encoding: 'utf8' });
+  beforeEach(() => {
+    execFileSync('ip', ['netns', 'add', ns]);
+    ip('link', 'add', 'bond0', 'type', 'veth', 'peer', 'name', 'peer0');
+    ip('link', 'set', 'bond0', 'up');
+    ip('addr', 'add', '192.0.2.10/24', 'dev', 'bond0');
+    ip('-6', 'addr', 'add', '2001:db8::10/64', 'dev', 'bond0', 'nodad');
+  });
+  afterEach(() => execFileSync('ip', ['netns', 'del', ns]));
+
+  it('removes every entry holding a MAC, keeps those still resolving (their waiting packets) and the permanent ones', () => {
+    ip('neigh', 'add', '192.0.2.1', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:01', 'nud', 'reachable');
+    ip('neigh', 'add', '192.0.2.2', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:02', 'nud', 'stale');
+    ip('neigh', 'add', '192.0.2.3', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:03', 'nud', 'delay');
+    ip('neigh', 'add', '192.0.2.4', 'dev', 'bond0', 'nud', 'incomplete');
+    ip('neigh', 'add', '192.0.2.5', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:05', 'nud', 'permanent');
+    ip('-6', 'neigh', 'add', '2001:db8::1', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:01', 'nud', 'reachable');
+    ip('-6', 'neigh', 'add', '2001:db8::4', 'dev', 'bond0', 'nud', 'incomplete');
+    for (const args of neighbourFlushes('bond0')) ip(...args);
+    const left = ip('neigh', 'show', 'dev', 'bond0').split('\n').map((line) => line.trim()).filter(Boolean).sort();
+    expect(left).toEqual(['192.0.2.4 INCOMPLETE', '192.0.2.5 lladdr 02:00:00:00:01:05 PERMANENT', '2001:db8::4 INCOMPLETE']);
   });
 });
 

@@ -2,8 +2,9 @@
  * What to do at each failover of the bond, and when the switch counts as healed.
  *
  * At the kernel's failover event the healer at once
- *   1. flushes the bond's neighbour entries (IPv4 and IPv6): the gateway's entry still holds the old
- *      router's MAC, and the new router drops every frame sent to it (5.5 s of silence measured);
+ *   1. flushes the bond's neighbour entries that hold a MAC (IPv4 and IPv6, neighbourFlushes): the
+ *      gateway's entry still holds the old router's MAC, and the new router drops every frame sent
+ *      to it (5.5 s of silence measured);
  *   2. sends a datagram to the gateway, so the kernel resolves it afresh on the new segment;
  *   3. counts the switch healed when the gateway's entry resolves (the monitor's neighbour line).
  * The new router learns the Pi's MAC from the bond itself: on failover the driver raises
@@ -94,6 +95,17 @@ export function renewAtOnce(config: HealConfig, to: string | null, gateway: stri
   return expected !== undefined && expected !== gateway;
 }
 
+/**
+ * The `ip` arguments that flush the bond's neighbour entries holding a MAC (both families). An
+ * entry still resolving (INCOMPLETE) holds the packets waiting for its answer, and the answer comes
+ * through the new slave: deleting it would drop them and cost a TCP retransmission (a second)
+ * instead of a few milliseconds. PERMANENT and NOARP entries are never flushed.
+ */
+export function neighbourFlushes(bond: string): string[][] {
+  const holdingAMac = ['reachable', 'stale', 'delay', 'probe'].flatMap((state) => ['nud', state]);
+  return ['-4', '-6'].map((family) => [family, 'neigh', 'flush', 'dev', bond, ...holdingAMac]);
+}
+
 export class Healer {
   private current: Switch | null = null;
   /** The bond's IPv4 default gateway, followed from the route lines: no command to run at a failover. */
@@ -129,6 +141,17 @@ export class Healer {
     const gateway = await this.effects.defaultGateway(this.config.bond);
     if (gateway === null || this.current !== null) return;
     await this.failover('start');
+  }
+
+  /**
+   * A failover of the bond whose line was reached only after the bond had switched again (its next
+   * failover's line waits in the queue, see line-queue.ts). That switch is over: healing it would
+   * flush what the next switch's traffic resolves. The open switch, if any, is superseded, as at
+   * any failover, and the next line heals once for both.
+   */
+  overtaken(): void {
+    if (this.current !== null) this.finish(this.current, 'superseded');
+    this.effects.log('info', `${this.config.bond}: a failover overtaken by the next before it was handled: one heal for both`);
   }
 
   async event(event: MonitorEvent): Promise<void> {

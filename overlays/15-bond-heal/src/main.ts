@@ -17,7 +17,8 @@ import { parseArgs, promisify } from 'node:util';
 import { readText, runMain } from '../../00-base/src/device.ts';
 import { checkConfig } from './config.ts';
 import { HealLog } from './heal-log.ts';
-import { Healer, type HealEffects } from './healer.ts';
+import { Healer, neighbourFlushes, type HealEffects } from './healer.ts';
+import { LineQueue } from './line-queue.ts';
 
 const run = promisify(execFile);
 const priorities = { warning: 4, notice: 5, info: 6 } as const;
@@ -39,9 +40,8 @@ async function main(argv: string[]): Promise<void> {
       const { stdout } = await run('ip', ['-4', 'route', 'show', 'default', 'dev', bond]).catch(() => ({ stdout: '' }));
       return /\bvia\s+(\S+)/.exec(stdout)?.[1] ?? null;
     },
-    // Both families: `ip neigh flush` keeps PERMANENT and NOARP entries.
     flushNeighbours: async (bond) => {
-      await Promise.all([run('ip', ['-4', 'neigh', 'flush', 'dev', bond]), run('ip', ['-6', 'neigh', 'flush', 'dev', bond])].map((p) => p.catch(() => undefined)));
+      await Promise.all(neighbourFlushes(bond).map((args) => run('ip', args).catch(() => undefined)));
     },
     neighbours: async (address) => {
       const { stdout } = await run('ip', ['-4', 'neigh', 'show', 'to', address]).catch(() => ({ stdout: '' }));
@@ -61,17 +61,14 @@ async function main(argv: string[]): Promise<void> {
   const healer = new Healer(file, effects);
 
   const monitor = spawn('ip', ['-o', 'monitor', 'link', 'neigh', 'route'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  // Lines are handled one after the other: a failover's flush must finish before its neighbour lines count.
-  let queue = Promise.resolve();
-  createInterface({ input: monitor.stdout }).on('line', (line) => {
-    queue = queue.then(() => healer.line(line)).catch((err: unknown) => effects.log('warning', `bug: ${String(err)}`));
-  });
+  const queue = new LineQueue(healer, file.bond, (err) => effects.log('warning', `bug: ${String(err)}`));
+  createInterface({ input: monitor.stdout }).on('line', (line) => queue.push(line));
   effects.log('info', `watching ${file.bond} for failovers (${file.dhcp ? 'DHCP' : 'static addressing'})`);
   // The check of a switch made before this process listened (Healer.start), once `ip monitor` has
   // had time to subscribe: its answers arrive as monitor lines. A second is ample on a Pi and under QEMU.
   monitor.once('spawn', () => {
     setTimeout(() => {
-      queue = queue.then(() => healer.start()).catch((err: unknown) => effects.log('warning', `bug: ${String(err)}`));
+      queue.then(() => healer.start());
     }, startCheckDelayMs);
   });
   await new Promise<void>((resolve, reject) => {
