@@ -25,8 +25,9 @@ export async function benchOutage(image: string): Promise<Record<string, number 
       reportFile: image.replace(/\.img$/, `.outage-report.${layout}.json`),
       say: (message) => process.stderr.write(`[${layout}] ${message}\n`),
     });
-    // The flaps only: the switches the scenario makes before them are the same kinds, but not "over 10 flaps".
-    const flapped = report.figures.outages.slice(-2 * flaps);
+    // The flaps only: the scenario's first unplug-and-replug before them and the switch through the
+    // re-enslaved backup after them are the same kinds, but not "over 10 flaps".
+    const flapped = report.figures.outages.slice(2, 2 + 2 * flaps);
     const ms = (value: number | null, never: number) => (value === null ? (never ? `never (> ${outageWindowMs / 1000} s)` : 'not measured') : value);
     for (const row of outageTable(flapped)) {
       const what = `${layout} ${row.direction} ${row.switch}`;

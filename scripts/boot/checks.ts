@@ -302,9 +302,11 @@ export interface OutsideOptions {
   windowMs: number;
   /**
    * Where the bond's own switch times (seen on the wire) go, as the secondary figures: the first
-   * failover and failback, or the flaps'.
+   * failover and failback, the flaps', or nowhere (a switch made to prove something else).
    */
-  bondFigures: 'first' | 'flaps';
+  bondFigures: 'first' | 'flaps' | 'none';
+  /** Said of the backup in the check's name: "the re-enslaved" after it was plugged back in. */
+  backupAs?: string;
 }
 
 /**
@@ -320,7 +322,7 @@ export function outsideFlaps(cast: Cast, times: number, opts: OutsideOptions): C
   return {
     name:
       times === 1
-        ? `unplug ${primary.slave} and plug it back (set_link ${primary.nic} off, on): the outage seen from the internet`
+        ? `unplug ${primary.slave} and plug it back (set_link ${primary.nic} off, on)${opts.backupAs ? `, ${opts.backupAs} ${backup.slave} taking over` : ''}: the outage seen from the internet`
         : `flap ${primary.slave} ${times} times: the outage of every switch seen from the internet`,
     async run(bench) {
       const { probes, figures } = bench;
@@ -357,7 +359,8 @@ export function outsideFlaps(cast: Cast, times: number, opts: OutsideOptions): C
 }
 
 /** The bond-level figures from the switches measured outside, where the wire showed them. */
-function keepBondFigures({ figures, goalsMet }: Bench, measured: SwitchOutage[], where: 'first' | 'flaps'): void {
+function keepBondFigures({ figures, goalsMet }: Bench, measured: SwitchOutage[], where: OutsideOptions['bondFigures']): void {
+  if (where === 'none') return;
   const pairs = measured.flatMap((m, i) => (m.switch === 'failover' ? [[m.bondMs, measured[i + 1]?.bondMs] as const] : []));
   if (where === 'first') {
     const [failoverMs, failbackMs] = pairs[0] ?? [];

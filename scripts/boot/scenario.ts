@@ -117,7 +117,8 @@ export function failoverChecks(cast: Cast, opts: { readyTimeoutMs: number; flaps
 }
 
 /**
- * The scenario on the test bed, in order. What must hold whatever the image heals is checked;
+ * The scenario on the test bed, in order: the same kinds of switch as failoverChecks, the backup
+ * pulled out and plugged back in included. What must hold whatever the image heals is checked;
  * the outside figures are measured at every switch and judged only by the strict row.
  */
 export function testbedChecks(cast: Cast, opts: { readyTimeoutMs: number; flaps: number; windowMs: number; strictOutageMs?: number }): Check[] {
@@ -132,6 +133,9 @@ export function testbedChecks(cast: Cast, opts: { readyTimeoutMs: number; flaps:
     backupLinkDown(cast),
     backupLinkUp(cast),
     outsideFlaps(cast, opts.flaps, { windowMs: opts.windowMs, bondFigures: 'flaps' }),
+    backupPulledOut(cast),
+    backupPluggedBackIn(cast),
+    outsideFlaps(cast, 1, { windowMs: opts.windowMs, bondFigures: 'none', backupAs: 'the re-enslaved' }),
     ...(opts.strictOutageMs === undefined ? [] : [outageWithin(opts.strictOutageMs)]),
   ];
 }

@@ -219,13 +219,13 @@ describe('bondProblem', () => {
 describe('the test bed scenario', () => {
   const opts = { readyTimeoutMs: 180_000, flaps: 3, windowMs: 25_000 };
 
-  it('measures every switch from the internet and checks what must hold: 8 switches, all logged in order', async () => {
+  it('measures every switch from the internet and checks what must hold: 10 switches, all logged in order, the last two after the backup was pulled out and plugged back in', async () => {
     const probes = guest(defaultCast, { outage: (n) => (n % 2 === 1 ? { inboundMs: 5712, outboundMs: 5500 } : { inboundMs: 9500, outboundMs: null }) });
     const bench = benchOn(probes);
     const { verdict, results } = await run(testbedChecks(defaultCast, opts), bench);
     expect(results.filter((r) => !r.ok)).toEqual([]);
     expect(verdict).toBe('pass');
-    expect(bench.figures.outages).toHaveLength(8);
+    expect(bench.figures.outages).toHaveLength(10);
     expect(bench.figures.outages[0]).toEqual({ switch: 'failover', inboundMs: 5712, outboundMs: 5500, bondMs: 101 });
     expect(bench.figures.outages[1]).toEqual({ switch: 'failback', inboundMs: 9500, outboundMs: null, bondMs: 102 });
     // The bond's own switch, seen on the wire, stays as the secondary figures.
@@ -237,6 +237,13 @@ describe('the test bed scenario', () => {
     ]);
     expect(results.map((r) => r.name)).toContain('unplug eth0 and plug it back (set_link nic0 off, on): the outage seen from the internet');
     expect(results.map((r) => r.name)).toContain('flap eth0 3 times: the outage of every switch seen from the internet');
+    // The switch through the re-enslaved backup proves it carries traffic: its figures are not the flaps'.
+    expect(results.map((r) => r.name).slice(-3)).toEqual([
+      'pull eth1 out (device_del nic1): bond0 runs on eth0 alone',
+      'plug eth1 back in (device_add nic1): it is enslaved again, as the backup',
+      'unplug eth0 and plug it back (set_link nic0 off, on), the re-enslaved eth1 taking over: the outage seen from the internet',
+    ]);
+    expect(bench.figures.reenslaveMs).not.toBeNull();
   });
 
   it('with strictOutage, the outage row fails on a slow or never-healing switch (today\'s image), naming each', async () => {
@@ -245,7 +252,7 @@ describe('the test bed scenario', () => {
     expect(verdict).toBe('fail');
     expect(results.at(-1)).toMatchObject({ name: "every switch's inbound and outbound outage is at most 3 s", ok: false });
     expect(results.at(-1)?.detail).toBe(
-      'over 3000 ms or never resumed: failover inbound: 1 of 4 (#1 5712 ms); failover outbound: 1 of 4 (#1 5500 ms); failback outbound: 1 of 4 (#4 never)',
+      'over 3000 ms or never resumed: failover inbound: 1 of 5 (#1 5712 ms); failover outbound: 1 of 5 (#1 5500 ms); failback outbound: 1 of 5 (#4 never)',
     );
   });
 
