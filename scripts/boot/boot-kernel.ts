@@ -7,9 +7,8 @@
  * once per recipe and kept in the build cache volume.
  */
 import type { Docker } from '../lib/docker.ts';
-import { CommandFailed, startContainer } from '../lib/docker.ts';
+import { CommandFailed, runToExit } from '../lib/docker.ts';
 import { UserError } from '../lib/errors.ts';
-import { bounded, untilAborted } from '../lib/poll.ts';
 import type { BootImage } from './image.ts';
 import { guestCmdline } from './machine.ts';
 
@@ -68,24 +67,22 @@ export async function builderKernel(
   };
   const cmd = ['node', '/usr/local/lib/pibond/boot-kernel.mjs', JSON.stringify(input)];
   const lines: string[] = [];
-  const running = await startContainer(docker, {
-    image: opts.builderImage,
-    cmd,
-    binds: [`${opts.cacheVolume}:${cacheMount}`],
-    labels: opts.labels,
-    sink: (line) => {
-      lines.push(line);
-      if (line.startsWith('boot-kernel:')) opts.say(line);
+  const { statusCode, tail } = await runToExit(
+    docker,
+    {
+      image: opts.builderImage,
+      cmd,
+      binds: [`${opts.cacheVolume}:${cacheMount}`],
+      labels: opts.labels,
+      sink: (line) => {
+        lines.push(line);
+        if (line.startsWith('boot-kernel:')) opts.say(line);
+      },
     },
-  });
-  let statusCode: number;
-  try {
-    ({ statusCode } = await untilAborted(running.exited, opts.signal));
-  } finally {
-    await bounded(running.remove(), 30_000, undefined);
-  }
+    { signal: opts.signal, removeWithinMs: 30_000 },
+  );
   if (statusCode !== 0) {
-    const failure = new CommandFailed(cmd, statusCode, running.tail());
+    const failure = new CommandFailed(cmd, statusCode, tail);
     if (lines.some((line) => /Failed to fetch|Could not resolve|Temporary failure resolving/.test(line))) {
       throw new UserError(`the builder's kernel for this boot could not be fetched from ${opts.mirror}: ${failure.message}`);
     }

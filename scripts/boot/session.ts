@@ -21,9 +21,9 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node
 import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { type Docker, type RunningContainer, CommandFailed, containerById, defaultCacheVolume, listContainers, removeContainer, runContainer, startContainer } from '../lib/docker.ts';
+import { type Docker, type RunningContainer, CommandFailed, containerById, defaultCacheVolume, listContainers, removeContainer, runContainer, runToExit, startContainer } from '../lib/docker.ts';
 import { UserError } from '../lib/errors.ts';
-import { bounded, poll, untilAborted } from '../lib/poll.ts';
+import { bounded, poll } from '../lib/poll.ts';
 import type { CardSettings } from '../lib/card.ts';
 import { type BootCard, bootCard } from './card.ts';
 import { type BootKernel, type BuilderKernel, builderKernel, builderKernelCmdline, cacheMount, ownKernelUnfit } from './boot-kernel.ts';
@@ -536,14 +536,8 @@ async function prepareBootFiles(
   `;
   const cmd = asInvokingUser(['sh', '-c', script, 'sh', String(image.bootPartitionOffset), prepareDisk ?? '', cardOffset === undefined ? '' : String(cardOffset), builder?.dir ?? '']);
   const output: string[] = [];
-  // startContainer, not runContainer: the labels let a later boot clear it away after a SIGKILL.
-  const prepare = await startContainer(docker, { image: builderImage, cmd, binds, labels, sink: (line) => output.push(line) });
-  let exitCode: number;
-  try {
-    ({ statusCode: exitCode } = await untilAborted(prepare.exited, signal));
-  } finally {
-    await bounded(prepare.remove(), removeContainerMs, undefined);
-  }
+  // Labelled: a later boot clears it away after a SIGKILL.
+  const { statusCode: exitCode, tail } = await runToExit(docker, { image: builderImage, cmd, binds, labels, sink: (line) => output.push(line) }, { signal, removeWithinMs: removeContainerMs });
   if (exitCode !== 0) {
     const said = output.slice(-5).join('; ');
     switch (exitCode) {
@@ -556,7 +550,7 @@ async function prepareBootFiles(
       case 95:
         throw new Error(`the builder's kernel is not in the cache volume ${cacheVolume} (${builder?.dir}): ${said}`);
       default:
-        throw new Error(`preparing the boot failed: ${new CommandFailed(cmd, exitCode, prepare.tail()).message}`);
+        throw new Error(`preparing the boot failed: ${new CommandFailed(cmd, exitCode, tail).message}`);
     }
   }
   const bootDir = join(workDir, 'boot');

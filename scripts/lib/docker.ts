@@ -9,7 +9,7 @@ import tarStream from 'tar-stream';
 import Docker from 'dockerode';
 import { type EngineEndpoint, engineEndpoint } from './engine.ts';
 import { UserError, errorMessage } from './errors.ts';
-import { bounded } from './poll.ts';
+import { bounded, untilAborted } from './poll.ts';
 
 export type { Docker };
 
@@ -234,12 +234,30 @@ export interface RunOptions extends Omit<StartOptions, 'interactive'> {
 
 /** Runs a one-shot container to its end and removes it; a non-zero exit is a CommandFailed. */
 export async function runContainer(docker: Docker, opts: RunOptions): Promise<void> {
+  const { statusCode, tail } = await runToExit(docker, opts);
+  if (statusCode !== 0) throw new CommandFailed(opts.cmd, statusCode, tail);
+}
+
+export interface RunUntil {
+  /** Stop waiting (the container is removed, and the signal's reason thrown): Ctrl-C, a deadline. */
+  signal?: AbortSignal;
+  /** Give up on the removal after this long (an engine that hangs must not hang a stop); default: wait. */
+  removeWithinMs?: number;
+}
+
+/**
+ * Runs a one-shot container to its end, or until `signal`, and removes it whatever happened. The
+ * exit status and the last lines of its output are the caller's to judge: each caller has its own
+ * statuses to explain.
+ */
+export async function runToExit(docker: Docker, opts: Omit<StartOptions, 'interactive'>, until: RunUntil = {}): Promise<{ statusCode: number; tail: string[] }> {
   const running = await startContainer(docker, opts);
   try {
-    const { statusCode } = await running.exited;
-    if (statusCode !== 0) throw new CommandFailed(opts.cmd, statusCode, running.tail());
+    const { statusCode } = await untilAborted(running.exited, until.signal);
+    return { statusCode, tail: running.tail() };
   } finally {
-    await running.remove();
+    const removal = running.remove();
+    await (until.removeWithinMs === undefined ? removal : bounded(removal, until.removeWithinMs, undefined));
   }
 }
 

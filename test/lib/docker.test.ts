@@ -1,7 +1,7 @@
 /** The Docker client against the fake engine (the real one is in test/e2e): the order of calls, output, exits, cleanup. */
 import { Readable } from 'node:stream';
 import type Docker from 'dockerode';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   CommandFailed,
   EngineProgressError,
@@ -16,6 +16,7 @@ import {
   removeContainer,
   removeImage,
   runContainer,
+  runToExit,
   startContainer,
 } from '../../scripts/lib/docker.ts';
 import { type ContainerScript, FakeEngine, engineError } from './_fake-engine.ts';
@@ -65,6 +66,39 @@ describe('runContainer', () => {
     const seen: string[] = [];
     await runContainer(engine.docker, { image: 'img', cmd: ['true'], sink: () => {}, onCreated: (c) => seen.push(`${c.id} after ${engine.calls.join(',')}`) });
     expect(seen).toEqual(['fake0 after create']);
+  });
+});
+
+describe('runToExit', () => {
+  it('hands back the exit status and the last lines, for the caller to explain, and removes the container', async () => {
+    const engine = engineRunning({ output: [['stderr', 'no config.txt\n']], exitCode: 92 });
+    expect(await runToExit(engine.docker, { image: 'img', cmd: ['prepare'] })).toEqual({ statusCode: 92, tail: ['no config.txt'] });
+    expect(engine.calls).toEqual(['create', 'attach', 'start', 'wait', 'remove']);
+  });
+
+  it('stops waiting at the signal, throws its reason, and removes the still running container', async () => {
+    const engine = engineRunning({});
+    const stop = new AbortController();
+    const run = runToExit(engine.docker, { image: 'img', cmd: ['sleep', 'infinity'] }, { signal: stop.signal });
+    await vi.waitFor(() => expect(engine.calls).toContain('wait'));
+    stop.abort(new Error('interrupted'));
+    await expect(run).rejects.toThrow('interrupted');
+    expect(engine.container().state).toBe('removed');
+  });
+
+  it('gives up on a removal that hangs after removeWithinMs, so a stop never hangs on the engine', async () => {
+    const engine = engineRunning({ exitCode: 0 });
+    let removeCalls = 0;
+    const hangingRemove = (container: Docker.Container) => {
+      container.remove = () => {
+        removeCalls++;
+        return new Promise<never>(() => {});
+      };
+    };
+    const started = performance.now();
+    expect(await runToExit(engine.docker, { image: 'img', cmd: ['true'], onCreated: hangingRemove }, { removeWithinMs: 50 })).toEqual({ statusCode: 0, tail: [] });
+    expect(removeCalls).toBe(1);
+    expect(performance.now() - started).toBeLessThan(5000);
   });
 });
 
