@@ -1,6 +1,7 @@
 /** `pibond boot IMAGE`: the image under QEMU with two NICs, interactively or as the failover test. */
 import { parseArgs } from 'node:util';
 import { type CardSettings, cardOptions, cardOptionsHelp, cardSettingsFrom } from '../lib/card.ts';
+import { checkCacheVolume, defaultCacheVolume } from '../lib/docker.ts';
 import { UserError, errorMessage } from '../lib/errors.ts';
 import { exitCodeFor, listenForStop } from '../lib/signals.ts';
 import { defaultTestTimeoutSeconds, failoverTest, prepareHost } from './failover-test.ts';
@@ -52,6 +53,9 @@ Options:
   --loss-seconds N  how long the uplink scenario keeps the main line lossy (default: 60)
   --strict-outage   with a test bed: fail unless every switch's inbound and outbound outage is at
                     most ${strictOutageMs / 1000} s
+  --cache-volume NAME
+                    the Docker volume that keeps the builder's kernel, for an image that boots it
+                    (default: ${defaultCacheVolume}, the volume pibond build keeps its cache in)
   -h, --help        this text
 
 An interactive boot makes an SSH key for the admin, for that boot only: it is written into the
@@ -77,6 +81,7 @@ export async function main(args: string[]): Promise<number> {
       'strict-outage': { type: 'boolean', default: false },
       scenario: { type: 'string', default: 'failover' },
       'loss-seconds': { type: 'string' },
+      'cache-volume': { type: 'string', default: defaultCacheVolume },
       ...cardOptions,
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -101,8 +106,13 @@ export async function main(args: string[]): Promise<number> {
   const lossSeconds = values['loss-seconds'] === undefined ? undefined : positiveNumber('--loss-seconds', values['loss-seconds']);
   if (lossSeconds !== undefined && scenario !== 'uplink') throw new UserError('--loss-seconds goes with --scenario uplink');
 
+  const cacheVolume = values['cache-volume'];
+  checkCacheVolume(cacheVolume);
+
   const card = await cardSettingsFrom(values);
-  return values.test ? test(image, values.report, timeoutSeconds, flaps, routers, values['strict-outage'], { scenario, lossSeconds, card }) : interactive(image, timeoutSeconds, card);
+  return values.test
+    ? test(image, values.report, timeoutSeconds, flaps, routers, values['strict-outage'], { scenario, lossSeconds, card, cacheVolume })
+    : interactive(image, timeoutSeconds, card, cacheVolume);
 }
 
 /** `user` or `testbed:LAYOUT`. */
@@ -122,7 +132,7 @@ async function test(
   flaps: number | undefined,
   routers: Routers,
   strictOutage: boolean,
-  what: { scenario: 'failover' | 'uplink'; lossSeconds: number | undefined; card: CardSettings | undefined },
+  what: { scenario: 'failover' | 'uplink'; lossSeconds: number | undefined; card: CardSettings | undefined; cacheVolume: string },
 ): Promise<number> {
   const stop = listenForStop((signal) => say(`${signal}: stopping QEMU, removing its container and temporary files...`));
   try {
@@ -139,7 +149,7 @@ async function test(
   }
 }
 
-async function interactive(file: string, timeoutSeconds: number | undefined, card: CardSettings | undefined): Promise<number> {
+async function interactive(file: string, timeoutSeconds: number | undefined, card: CardSettings | undefined, cacheVolume: string): Promise<number> {
   let stop: (why: string) => void = () => undefined;
   const stopRequested = new Promise<string>((resolve) => (stop = resolve));
   const signals = listenForStop((signal) => stop(signal));
@@ -151,7 +161,7 @@ async function interactive(file: string, timeoutSeconds: number | undefined, car
     say(`Booting ${image.path} (the console follows; Ctrl-C or Ctrl-A x stops the machine)`);
     const accessKey = image.manifest.card !== undefined;
     if (!accessKey) say(`${image.path} has no card slot (built by an older pibond): no SSH key for this boot; rebuild the image for one`);
-    const session = await startBoot({ docker, builderImage, image, terminal, say, signal: signals.signal, card, accessKey });
+    const session = await startBoot({ docker, builderImage, image, terminal, say, signal: signals.signal, card, accessKey, cacheVolume });
     try {
       const [main, backup] = session.routers.map((r) => ({ status: typeof r.status === 'number' ? r.status : 0, ssh: typeof r.ssh === 'number' ? r.ssh : 0 }));
       const admin = image.manifest.definition.value.admin.name;

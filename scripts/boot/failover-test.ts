@@ -30,6 +30,8 @@ export interface FailoverTestOptions {
   lossSeconds?: number;
   /** Per-card settings for the boot (pibond flash's options); checked first. */
   card?: CardSettings;
+  /** The volume that keeps the builder's kernel (default: pibond-cache). */
+  cacheVolume?: string;
   say: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -60,6 +62,7 @@ export async function failoverTest(opts: FailoverTestOptions): Promise<FailoverT
     scenario: opts.scenario,
     lossSeconds: opts.lossSeconds,
     card: opts.card,
+    cacheVolume: opts.cacheVolume,
     serialLogOnFailure: join(dirname(reportFile), `${image.name}.boot-serial.log`),
   });
   if (timeout.aborted && report.verdict === 'fail') report.error = `the run took longer than its timeout (${seconds} s)`;

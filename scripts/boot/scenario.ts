@@ -82,6 +82,8 @@ export interface ScenarioOptions {
   lossSeconds?: number;
   /** Per-card settings for this boot; the scenario then checks first that the image applied them. */
   card?: CardSettings;
+  /** The volume that keeps the builder's kernel (default: pibond-cache). */
+  cacheVolume?: string;
 }
 
 /** The strict outage check's limit in CI: the goal is 1 s; a loaded CI machine gets slack. */
@@ -199,7 +201,7 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
       const extraKernelArgs = onTestbed ? outboundPinger(pingTarget(testbedPlan(routers.layout))) : undefined;
       // With card settings on user-mode routers, the check logs in: the boot gets an access key.
       const accessKey = opts.card !== undefined && !onTestbed;
-      session = await startBoot({ docker: opts.docker, builderImage: opts.builderImage, image, say, routers, extraKernelArgs, card: opts.card, accessKey });
+      session = await startBoot({ docker: opts.docker, builderImage: opts.builderImage, image, say, routers, extraKernelArgs, card: opts.card, accessKey, cacheVolume: opts.cacheVolume });
       report.ports = session.routers;
       report.kernel = session.kernel;
       const detail = session.routers.map((r) => `${r.nic}: status ${describeEndpoint(r.status)}, ssh ${describeEndpoint(r.ssh)}`).join('; ');

@@ -58,6 +58,16 @@ export function containerById(docker: Docker, id: string): Docker.Container {
 }
 
 /** Removes a container and its anonymous volumes, whatever state it is in; absent is fine. */
+/** What Docker accepts as a volume name. */
+const volumeName = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+
+/** Refuses a --cache-volume that is not a Docker volume name, saying what one is. */
+export function checkCacheVolume(name: string): void {
+  if (!volumeName.test(name)) {
+    throw new UserError(`--cache-volume "${name}" is not a Docker volume name: it must be two or more letters, digits, "_", "." or "-", starting with a letter or digit (like ${defaultCacheVolume})`);
+  }
+}
+
 export async function removeContainer(container: Docker.Container): Promise<void> {
   try {
     await container.remove({ force: true, v: true });

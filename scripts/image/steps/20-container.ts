@@ -4,7 +4,7 @@
  * filesystems between builds. On a local engine the staging directory is bind-mounted as /out; on
  * any other, /out is a second anonymous volume, and the outputs step fetches from it.
  */
-import { removeContainer, startContainer } from '../../lib/docker.ts';
+import { checkCacheVolume, removeContainer, startContainer } from '../../lib/docker.ts';
 import { needsEmulation } from '../../lib/engine.ts';
 import { UserError } from '../../lib/errors.ts';
 import { type Step, paths, runTool, verifyTools } from '../context.ts';
@@ -17,17 +17,10 @@ const buildPrivileges = {
   securityOpt: ['apparmor=unconfined', 'seccomp=unconfined'],
 };
 
-/** What Docker accepts as a volume name. */
-const volumeName = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
-
 export const container: Step = {
   title: 'Start the build container',
   async verify(ctx) {
-    if (!volumeName.test(ctx.options.cacheVolume)) {
-      throw new UserError(
-        `--cache-volume "${ctx.options.cacheVolume}" is not a Docker volume name: it must be two or more letters, digits, "_", "." or "-", starting with a letter or digit (like pibond-cache)`,
-      );
-    }
+    checkCacheVolume(ctx.options.cacheVolume);
     // The staging directory is bind-mounted as "HOST:/out": a colon in it would split the mount.
     if (ctx.stagingDir.includes(':')) throw new UserError(`--out ${ctx.options.outDir}: the output directory's path must not contain ":" (Docker reads it as a mount separator)`);
     await verifyTools('register-binfmt.mjs');
