@@ -101,6 +101,36 @@ describe('detectFailovers', () => {
     expect(detectFailovers(onBackup(2), onBackup(2), at)).toEqual([]);
   });
 
+  it("a change of active slave with the primary's counter moved more than once: the switches hidden before or after it (primary_reselect always)", () => {
+    // Seen in CI on the test bed: 6 failovers counted for 8 switches. A flap's failback and the next
+    // failover fell between two reads, so the reads showed eth0 active, then eth1 active with eth0's
+    // counter two failures on: away, back, and away again.
+    const at = new Date('2026-01-02T03:04:05.678Z');
+    const onPrimary = (failures: number, reselect = 'always') => [
+      { ok: true as const, bond: { ...bond('eth0', [slave('eth0', 'up', failures), slave('eth1', 'up')]), primary_reselect: reselect } },
+    ];
+    const onBackup = (failures: number, reselect = 'always') => [
+      { ok: true as const, bond: { ...bond('eth1', [slave('eth0', 'down', failures), slave('eth1', 'up')]), primary_reselect: reselect } },
+    ];
+    const switches = (before: ReturnType<typeof onPrimary>, after: ReturnType<typeof onPrimary>) => detectFailovers(before, after, at).map((e) => [e.from, e.to, e.cause]);
+    expect(switches(onPrimary(3), onBackup(5))).toEqual([
+      ['eth0', 'eth1', 'link_down'],
+      ['eth1', 'eth0', 'primary_back'],
+      ['eth0', 'eth1', 'link_down'],
+    ]);
+    // The other way: eth0 was down, came back, failed once more and came back again.
+    expect(switches(onBackup(3), onPrimary(4))).toEqual([
+      ['eth1', 'eth0', 'primary_back'],
+      ['eth0', 'eth1', 'link_down'],
+      ['eth1', 'eth0', 'primary_back'],
+    ]);
+    // One failure each way is the one switch seen; with another policy nothing is made up.
+    expect(switches(onPrimary(3), onBackup(4))).toHaveLength(1);
+    expect(switches(onBackup(3), onPrimary(3))).toHaveLength(1);
+    expect(switches(onPrimary(3, 'failure'), onBackup(5, 'failure'))).toHaveLength(1);
+    expect(switches(onBackup(3, 'failure'), onPrimary(4, 'failure'))).toHaveLength(1);
+  });
+
   it('a read that catches the counter moved before the bond left the failed slave is no round trip', () => {
     // Seen in CI on the test bed: 10 failovers counted for 8 switches. The next read shows the
     // switch itself, which is the one event.
@@ -156,6 +186,24 @@ describe('BondMonitor', () => {
     expect(monitor.poll().map((e) => e.cause)).toEqual(['link_down', 'primary_back']);
     expect(monitor.poll()).toEqual([]);
     expect(monitor.history('bond0')).toMatchObject({ failovers: 4 });
+  });
+
+  it('a round trip held for its confirming read, and the next failover before that read: every switch counted', () => {
+    // The CI run's sequence: a read late by over a second sees eth0 active with its counter one on
+    // (a round trip, held until the next read confirms it), and the next read already sees the
+    // next flap's failover, with the counter two on.
+    const root = makeFakeRoot([healthyBond]);
+    const monitor = new BondMonitor({ root, journal: silentJournal });
+    monitor.poll();
+    writeBonds(root, [{ ...healthyBond, slaves: [{ ...eth0, failures: 1 }, eth1] }]);
+    expect(monitor.poll()).toEqual([]);
+    writeBonds(root, [{ ...healthyBond, active: 'eth1', slaves: [{ ...eth0, mii: 'down' as const, failures: 2 }, eth1] }]);
+    expect(monitor.poll().map((e) => [e.from, e.to])).toEqual([
+      ['eth0', 'eth1'],
+      ['eth1', 'eth0'],
+      ['eth0', 'eth1'],
+    ]);
+    expect(monitor.history('bond0')).toMatchObject({ failovers: 3 });
   });
 
   it('journals a read error once when it starts and once when it ends, not at every poll', () => {

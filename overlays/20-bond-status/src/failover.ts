@@ -54,15 +54,59 @@ export function detectFailovers(before: readonly BondReading[], after: readonly 
       events.push(...roundTrips(old, reading.bond, time), ...unseenVisits(old, reading.bond, time));
       continue;
     }
-    events.push({
+    const change: FailoverEvent = {
       time: time.toISOString(),
       bond: reading.bond.name,
       from: old.active_slave,
       to: reading.bond.active_slave,
       cause: failoverCause(old, reading.bond),
-    });
+    };
+    events.push(...unseenBeforeChange(old, reading.bond, change), change, ...unseenAfterChange(old, reading.bond, time));
   }
   return events;
+}
+
+/**
+ * The switches a change of active slave hides when reads come late (a starved service under
+ * emulation: seen in CI as 6 failovers counted for 8 switches, a flap's failback and the next
+ * failover both between two reads). With primary_reselect always the primary's counter tells.
+ */
+function reselectsPrimary(bond: BondStatus): bond is BondStatus & { primary: string } {
+  return bond.primary !== null && bond.primary_reselect === 'always';
+}
+
+/**
+ * Away from the primary: it failed k times since the last read, so before the failover seen it
+ * went away and came back k - 1 times (each return took over at once).
+ */
+function unseenBeforeChange(before: BondStatus, after: BondStatus, change: FailoverEvent): FailoverEvent[] {
+  const { from, to } = change;
+  if (!reselectsPrimary(after) || from !== after.primary || to === null) return [];
+  const failures = countMoved(slave(before, from), slave(after, from));
+  return failures < 2 ? [] : repeatedPair(failures - 1, new Date(change.time), after.name, { from, to, cause: 'link_down' }, { from: to, to: from, cause: 'primary_back' });
+}
+
+/**
+ * Back to the primary, which was down at the last read: each failure since then was a failover
+ * away from it and, since it is up and active again, a return.
+ */
+function unseenAfterChange(before: BondStatus, after: BondStatus, time: Date): FailoverEvent[] {
+  const { active_slave: active } = after;
+  if (!reselectsPrimary(after) || active !== after.primary) return [];
+  const was = slave(before, active);
+  const is = slave(after, active);
+  const other = before.active_slave;
+  if (!was || !is || was.mii_status === 'up' || is.mii_status !== 'up' || other === null || other === active) return [];
+  const failures = countMoved(was, is);
+  return repeatedPair(failures, time, after.name, { from: active, to: other, cause: 'link_down' }, { from: other, to: active, cause: 'primary_back' });
+}
+
+/** How many link failures the kernel counted between two readings of a slave (0 when unknown). */
+function countMoved(before: SlaveStatus | undefined, after: SlaveStatus | undefined): number {
+  const was = before?.link_failure_count;
+  const is = after?.link_failure_count;
+  if (was === null || was === undefined || is === null || is === undefined || is <= was) return 0;
+  return is - was;
 }
 
 /** Round trips reported for one unchanged active slave at most: a counter that leaps is not 100 flaps' worth of events. */
