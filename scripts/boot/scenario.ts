@@ -91,6 +91,13 @@ export const strictOutageMs = 3000;
 /** How long traffic is given to come back through the new router (FACTS: up to 17 s today). */
 export const outageWindowMs = 25_000;
 
+/**
+ * How long a boot may take until the status service answers: a bound, not the goal (45 s). The
+ * Ubuntu-like image answered after 90 s on a 2-core machine, and emulation on a slower one (seen
+ * 2026-12-04: pibond's own image 70-100 s) takes about half as long again.
+ */
+const defaultReadyTimeoutMs = 300_000;
+
 /** How long the first boot may go on after the service's first answer (the Ubuntu-like: about 30 s). */
 const bootFinishTimeoutMs = 180_000;
 
@@ -208,7 +215,7 @@ export async function runFailoverScenario(opts: ScenarioOptions): Promise<BootRe
       return { detail, value: session };
     }, run);
     const bench = { probes: sessionProbes(boot, bondDef.name, signal), cast, figures: report.figures, goalsMet: report.goalsMet, failovers: 0 };
-    const readyTimeoutMs = opts.readyTimeoutMs ?? 180_000;
+    const readyTimeoutMs = opts.readyTimeoutMs ?? defaultReadyTimeoutMs;
     if (opts.scenario === 'uplink' && !onTestbed) throw new UserError('the uplink scenario needs the test bed of real routers: add --routers testbed:same-subnet (or testbed:different-subnets)');
     const checks =
       opts.scenario === 'uplink'
