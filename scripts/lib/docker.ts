@@ -57,7 +57,6 @@ export function containerById(docker: Docker, id: string): Docker.Container {
   return docker.getContainer(id);
 }
 
-/** Removes a container and its anonymous volumes, whatever state it is in; absent is fine. */
 /** What Docker accepts as a volume name. */
 const volumeName = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 
@@ -68,6 +67,7 @@ export function checkCacheVolume(name: string): void {
   }
 }
 
+/** Removes a container and its anonymous volumes, whatever state it is in; absent is fine. */
 export async function removeContainer(container: Docker.Container): Promise<void> {
   try {
     await container.remove({ force: true, v: true });

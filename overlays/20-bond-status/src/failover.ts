@@ -67,9 +67,9 @@ export function detectFailovers(before: readonly BondReading[], after: readonly 
 }
 
 /**
- * The switches a change of active slave hides when reads come late (a starved service under
- * emulation: seen in CI as 6 failovers counted for 8 switches, a flap's failback and the next
- * failover both between two reads). With primary_reselect always the primary's counter tells.
+ * A bond whose primary takes over whenever its link is up (primary_reselect always): then the
+ * primary's link failure counter tells the switches that fall between two late reads (a starved
+ * service under emulation: seen in CI as 6 failovers counted for 8 switches).
  */
 function reselectsPrimary(bond: BondStatus): bond is BondStatus & { primary: string } {
   return bond.primary !== null && bond.primary_reselect === 'always';
@@ -124,12 +124,10 @@ function roundTrips(before: BondStatus, after: BondStatus, time: Date): Failover
   // Back means up again: a read can catch the counter already moved while the bond has not yet
   // left the slave whose link just failed (its switch comes in the next read, as an event of its own).
   if (slave(after, active)?.mii_status !== 'up') return [];
-  const was = slave(before, active)?.link_failure_count;
-  const is = slave(after, active)?.link_failure_count;
-  if (was === null || was === undefined || is === null || is === undefined || is <= was) return [];
+  const failures = countMoved(slave(before, active), slave(after, active));
   const other = after.slaves.find((s) => s.name !== active && s.mii_status === 'up')?.name ?? null;
   const back: FailoverCause = active === after.primary ? 'primary_back' : 'link_up';
-  return repeatedPair(is - was, time, after.name, { from: active, to: other, cause: 'link_down' }, { from: other, to: active, cause: back });
+  return repeatedPair(failures, time, after.name, { from: active, to: other, cause: 'link_down' }, { from: other, to: active, cause: back });
 }
 
 /**
@@ -141,15 +139,14 @@ function roundTrips(before: BondStatus, after: BondStatus, time: Date): Failover
  * failover. Each failure of the primary is a visit: to it and back.
  */
 function unseenVisits(before: BondStatus, after: BondStatus, time: Date): FailoverEvent[] {
+  if (!reselectsPrimary(after)) return [];
   const { primary, active_slave: active } = after;
-  if (primary === null || active === null || active === primary || after.primary_reselect !== 'always') return [];
+  if (active === null || active === primary) return [];
   const was = slave(before, primary);
   const is = slave(after, primary);
   if (!was || !is || was.mii_status === 'up' || is.mii_status === 'up') return [];
-  const failuresBefore = was.link_failure_count;
-  const failuresAfter = is.link_failure_count;
-  if (failuresBefore === null || failuresAfter === null || failuresAfter <= failuresBefore) return [];
-  return repeatedPair(failuresAfter - failuresBefore, time, after.name, { from: active, to: primary, cause: 'primary_back' }, { from: primary, to: active, cause: 'link_down' });
+  const failures = countMoved(was, is);
+  return repeatedPair(failures, time, after.name, { from: active, to: primary, cause: 'primary_back' }, { from: primary, to: active, cause: 'link_down' });
 }
 
 type Switch = Pick<FailoverEvent, 'from' | 'to' | 'cause'>;
