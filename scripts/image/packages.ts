@@ -36,6 +36,19 @@ export const initrdModules = [
   'ext4', 'crc32c_generic', 'virtio_blk', 'virtio_pci',
 ] as const;
 
+/**
+ * Modules the appliance loads from its root file system, checked (with all they depend on) on every
+ * build, because the build leaves many of the kernel's modules out (bootstrap-rootfs): the bond;
+ * the Pi's own NICs (genet: Pi 4, smsc95xx: Pi 3B, lan78xx: Pi 3B+) and what a backup link plugs
+ * in by USB (adapters: r8152, ax88179_178a, asix; LTE sticks and phones: cdc_ether, cdc_ncm,
+ * rndis_host); QEMU's virtio_net; the Pi's USB (dwc2, xhci-pci), Wi-Fi (brcmfmac), HDMI (vc4, v3d),
+ * sound (snd-bcm2835); USB storage and webcams.
+ */
+export const applianceModules = [
+  'bonding', 'genet', 'smsc95xx', 'lan78xx', 'r8152', 'ax88179_178a', 'asix', 'cdc_ether', 'cdc_ncm', 'rndis_host',
+  'virtio_net', 'dwc2', 'xhci-pci', 'brcmfmac', 'vc4', 'v3d', 'snd-bcm2835', 'usb-storage', 'uas', 'uvcvideo',
+] as const;
+
 export function packageList(def: Definition): string[] {
   const wanted = new Set<string>([...basePackages, ...stackPackages[def.network.stack], ...def.packages]);
   if (def.locale !== 'C.UTF-8') wanted.add('locales');

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { connectDocker, listContainers } from '../../scripts/lib/docker.ts';
 import { readManifest, readTimings } from '../../scripts/lib/manifest.ts';
 import { type Mbr, type Partition, parseMbr, readFirstSector, sectorBytes } from '../../scripts/lib/mbr.ts';
+import { applianceModules } from '../../scripts/image/packages.ts';
 import { inBuilder } from './_builder.ts';
 import { runPibond, startPibond } from './_pibond.ts';
 
@@ -82,6 +83,9 @@ export function describeBuild(outDir: string): void {
       }
       expect(listing).toMatch(/::\/vmlinuz-\S+-arm64/);
       expect(listing).toMatch(/::\/initrd\.img-\S+-arm64/);
+      // The legacy-camera and debug firmware are left out (config.txt never selects them); the cut-down one stays.
+      expect(listing).toContain('::/start_cd.elf');
+      for (const file of ['start_x.elf', 'start_db.elf', 'start4x.elf', 'start4db.elf', 'fixup_x.dat', 'fixup4db.dat']) expect(listing).not.toContain(`::/${file}`);
       expect(cmdline).toContain(`root=PARTUUID=${mbr.diskId}-02 `);
       expect(cmdline).toContain('net.ifnames=0');
     });
@@ -129,6 +133,42 @@ export function describeBuild(outDir: string): void {
       expect(hashes.length).toBe(pems.length);
       for (const [name, target] of hashes) expect(pems.map(([pem]) => pem), name).toContain(target);
       expect(Number(section('bundle').trim())).toBe(pems.length);
+    });
+
+    it('root partition: what a Pi cannot use is left out, what the appliance needs is there; the self-check names a dependency taken away', async () => {
+      const mbr = await readMbr(image);
+      const root = '/tmp/root.img';
+      const check = (modules: readonly string[]) =>
+        `/usr/local/lib/pibond/check-boot-chain.mjs '${JSON.stringify({ image: `/out/${name}.img`, root: '/tmp/r', requiredModules: [], applianceModules: modules })}' || echo "exit=$?"`;
+      const lines = await inBuilder(
+        outDir,
+        `${extractPartition(`/out/${name}.img`, mbr.partitions[1]!, root)}
+         mkdir -p /tmp/r/usr/lib
+         debugfs -R 'rdump /usr/lib/modules /tmp/r/usr/lib' ${root} 2>/dev/null
+         kernel=$(echo /tmp/r/usr/lib/modules/*/kernel)
+         echo "== trees"; debugfs -R 'rdump /usr/lib/linux-image-'"$(basename "$(dirname "$kernel")")"' /tmp' ${root} 2>/dev/null; (cd /tmp/linux-image-* && find . -type f | cut -d/ -f2 | sort | uniq -c)
+         echo "== firmware"; debugfs -R 'ls -p /usr/lib/raspi-firmware' ${root} 2>/dev/null | cut -d/ -f6 | grep -v '^\\.*$'
+         echo "== modules"; for dir in drivers/media/dvb-frontends sound/pci sound/usb drivers/net/wireless/realtek drivers/net/wireless/broadcom drivers/media/usb/uvc drivers/net/bonding; do [ -d "$kernel/$dir" ] && echo "$dir"; done
+         echo "== whole"; ${check(applianceModules)}
+         # As the build leaves a module out: not there, nor in modules.dep (depmod lists what is there).
+         rm "$kernel/sound/soc/snd-soc-core.ko"; sed -i '/snd-soc-core\\.ko:/d' "$kernel/../modules.dep"
+         echo "== taken"; ${check(['vc4', 'bonding'])}
+         echo "== end"`,
+        { keepStderr: true },
+      );
+      const text = lines.join('\n');
+      const section = (title: string) => text.split(`== ${title}\n`)[1]!.split('\n== ')[0]!;
+      // Other boards' device trees are left out (dpkg keeps their empty directories): only the
+      // Broadcom ones, which raspi-firmware copies to the boot partition.
+      expect(section('trees').trim()).toMatch(/^\d+ broadcom$/);
+      expect(section('firmware')).toContain('start_cd.elf');
+      expect(section('firmware')).not.toMatch(/start_x|start_db|start4x|start4db|fixup_x|fixup4db/);
+      expect(section('modules').split('\n').filter(Boolean)).toEqual(['drivers/net/wireless/broadcom', 'drivers/media/usb/uvc', 'drivers/net/bonding']);
+      expect(section('whole')).toMatch(/^self-check: boot chain OK \(\d+ modules in the initrd, \d+ the appliance needs on the root\)$/m);
+      expect(section('whole')).not.toContain('exit=');
+      // vc4 needs snd-soc-core (HDMI audio); modules.dep, made from what is there, would not say so.
+      expect(section('taken')).toContain('self-check: the root file system lacks kernel module snd_soc_core, which vc4 needs');
+      expect(section('taken')).toContain('exit=1');
     });
 
     it('reuses the cached root filesystem when only an overlay changed', async () => {

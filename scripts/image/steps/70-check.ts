@@ -2,7 +2,7 @@
 import { CommandFailed } from '../../lib/docker.ts';
 import { UserError } from '../../lib/errors.ts';
 import { type Step, paths, runTool, verifyTools } from '../context.ts';
-import { initrdModules } from '../packages.ts';
+import { applianceModules, initrdModules } from '../packages.ts';
 
 export const check: Step = {
   title: 'Check the boot chain',
@@ -12,7 +12,7 @@ export const check: Step = {
   async run(ctx) {
     const problems: string[] = [];
     try {
-      await runTool(ctx, 'check-boot-chain.mjs', [{ image: paths.image(ctx.def.name), root: paths.rootfs, requiredModules: initrdModules }], (line, stream) => {
+      await runTool(ctx, 'check-boot-chain.mjs', [{ image: paths.image(ctx.def.name), root: paths.rootfs, requiredModules: initrdModules, applianceModules }], (line, stream) => {
         if (line.startsWith('self-check: ') && stream === 'stderr') problems.push(line.slice('self-check: '.length));
       });
     } catch (err) {

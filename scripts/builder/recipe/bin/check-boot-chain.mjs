@@ -2,14 +2,17 @@
 // The boot-chain self-check, on the finished image: every file config.txt names is on the boot
 // partition, cmdline.txt names the root partition by the PARTUUID the partition table has, and the
 // initrd holds (or the kernel has built in) every required module, i.e. what a Pi needs to mount
-// its root from the SD card. Prints one "self-check: " line per problem on stderr and exits 1 if
-// there is any (the check step turns those lines into its error).
-// Argument: one JSON object {image, root (the tree the image was made from), requiredModules: string[]}.
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+// its root from the SD card, and the root holds every module the appliance needs with all it
+// depends on (the build leaves many of the kernel's modules out). Prints one "self-check: " line
+// per problem on stderr and exits 1 if there is any (the check step turns those lines into its
+// error).
+// Argument: one JSON object {image, root (the tree the image was made from), requiredModules:
+//   string[] (in the initrd), applianceModules: string[] (on the root)}.
+import { access, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { $ } from 'zx';
 
-const { image, root, requiredModules } = JSON.parse(process.argv[2] ?? '{}');
+const { image, root, requiredModules, applianceModules = [] } = JSON.parse(process.argv[2] ?? '{}');
 const problems = [];
 const problem = (text) => {
   problems.push(text);
@@ -56,7 +59,8 @@ try {
   } else {
     problem('config.txt names no initramfs');
   }
-  if (problems.length === 0) console.log(`self-check: boot chain OK (${inInitrd.size} modules in the initrd)`);
+  const onRoot = await checkRootModules(applianceModules);
+  if (problems.length === 0) console.log(`self-check: boot chain OK (${inInitrd.size} modules in the initrd, ${onRoot} the appliance needs on the root)`);
 } finally {
   await rm(work, { recursive: true, force: true });
 }
@@ -66,11 +70,52 @@ function underscored(name) {
   return name.replaceAll('-', '_');
 }
 
-async function readBuiltin() {
+/** The kernel's modules directory on the root (the newest version), or undefined. */
+async function modulesDir() {
   const modules = join(root, 'usr/lib/modules');
-  for (const version of (await readdir(modules).catch(() => [])).sort()) {
-    const text = await readFile(join(modules, version, 'modules.builtin'), 'utf8').catch(() => undefined);
-    if (text !== undefined) return new Set(text.split('\n').map((path) => /([^/]*)\.ko$/.exec(path)?.[1]).filter(Boolean).map(underscored));
+  const version = (await readdir(modules).catch(() => [])).sort().at(-1);
+  return version && join(modules, version);
+}
+
+async function readBuiltin() {
+  const dir = await modulesDir();
+  const text = dir && (await readFile(join(dir, 'modules.builtin'), 'utf8').catch(() => undefined));
+  return new Set((text ?? '').split('\n').map((path) => /([^/]*)\.ko$/.exec(path)?.[1]).filter(Boolean).map(underscored));
+}
+
+/**
+ * Each of `names`, and every module it depends on, is on the root or built into the kernel. The
+ * dependencies come from each module's own `depends=` (modinfo), which the kernel's build wrote:
+ * modules.dep is made from the modules that are there, so it cannot show one left out. Returns how
+ * many modules were found.
+ */
+async function checkRootModules(names) {
+  if (names.length === 0) return 0;
+  const dir = await modulesDir();
+  const dep = dir && (await readFile(join(dir, 'modules.dep'), 'utf8').catch(() => undefined));
+  if (dep === undefined) {
+    problem('the root file system has no kernel modules (usr/lib/modules/*/modules.dep)');
+    return 0;
   }
-  return new Set();
+  const files = new Map(dep.split('\n').map((line) => line.split(':')[0]).filter(Boolean).map((path) => [underscored(/([^/]*)\.ko(\.[gx]z|\.zst)?$/.exec(path)?.[1] ?? path), join(dir, path)]));
+  const exists = (file) => access(file).then(() => true, () => false);
+  const builtin = await readBuiltin();
+  const seen = new Set();
+  let wave = names.map((name) => ({ name: underscored(name), neededBy: undefined }));
+  let found = 0;
+  while (wave.length > 0) {
+    const present = [];
+    for (const { name, neededBy } of wave) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      if (files.has(name) && (await exists(files.get(name)))) present.push(name);
+      else if (!builtin.has(name)) problem(`the root file system lacks kernel module ${name}${neededBy ? `, which ${neededBy} needs` : ''}`);
+    }
+    found += present.length;
+    if (present.length === 0) break;
+    // One line per module, in order, empty for none.
+    const lines = (await $`modinfo -F depends ${present.map((name) => files.get(name))}`.quiet()).stdout.split('\n');
+    wave = present.flatMap((name, i) => (lines[i] ?? '').split(',').filter(Boolean).map((dependency) => ({ name: underscored(dependency), neededBy: name })));
+  }
+  return found;
 }

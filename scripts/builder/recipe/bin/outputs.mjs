@@ -70,6 +70,12 @@ const xzDone = compression === 'xz' ? pipeToFile('xz', ['-T0', '-6', '-c', '--',
 const scratch = compression === 'zstd' && !frames ? await mkdtemp(join(tmpdir(), 'outputs-frames-')) : undefined;
 const frameCache = compression === 'zstd' ? await openFrameCache({ dir: frames?.dir ?? scratch, level, reuse: frames?.reuse ?? false }) : undefined;
 
+// The package list and the sizes walk the tree, beside the read pass (which is mostly hashing).
+const packagesListed = listPackages();
+packagesListed.catch(() => {});
+// A stock image's sizes come measured from its file systems (lay-stock.mjs): `root` is then only its dpkg status.
+const sizesMeasured = input.sizes ? Promise.resolve(input.sizes) : measureSizes();
+sizesMeasured.catch(() => {});
 const pass = await readPass(imageFile, frameCache);
 const passEnded = Date.now();
 const sums = { [image]: pass.sha256 };
@@ -84,12 +90,31 @@ await writeFile(join(dir, checksums), Object.entries(sums).map(([file, sum]) => 
 if (frameCache && !scratch) await frameCache.prune(pass.chunkFrames);
 if (scratch) await rm(scratch, { recursive: true, force: true });
 
-const format = '${Package}\t${Version}\t${Architecture}\n';
-const installed = (await data`dpkg-query ${`--admindir=${join(root, 'var/lib/dpkg')}`} -W -f ${format}`).stdout;
-const packages = installed.split('\n').filter((line) => line.includes('\t')).map((line) => {
-  const [name, version, architecture] = line.split('\t');
-  return { name, version, architecture };
-});
+const packages = await packagesListed;
+const sizes = await sizesMeasured;
+
+const framesReport = frameCache ? { framesReused: frameCache.reused, framesCompressed: frameCache.compressed, level } : {};
+console.log(JSON.stringify({ compressSeconds, bmapSeconds, checksums: sums, packages, sizes, ...framesReport }));
+
+/** The installed packages, from the tree's dpkg status. */
+async function listPackages() {
+  const format = '${Package}\t${Version}\t${Architecture}\n';
+  const installed = (await data`dpkg-query ${`--admindir=${join(root, 'var/lib/dpkg')}`} -W -f ${format}`).stdout;
+  return installed.split('\n').filter((line) => line.includes('\t')).map((line) => {
+    const [name, version, architecture] = line.split('\t');
+    return { name, version, architecture };
+  });
+}
+
+/** The sizes the manifest reports, measured on the tree. */
+async function measureSizes() {
+  const [rootfsBytes, kernelModulesBytes, bootBytes] = await Promise.all([
+    bytes(root, ['proc', 'sys']),
+    bytes(join(root, 'usr/lib/modules')),
+    bytes(join(root, 'boot')),
+  ]);
+  return { rootfsBytes, kernelModulesBytes, bootBytes };
+}
 
 /**
  * The bytes of the files and symbolic links under `dir` (each hard-linked file once), leaving out
@@ -107,15 +132,6 @@ async function bytes(dir, skip = []) {
   for (const size of sizes.values()) total += Number(size);
   return total;
 }
-// A stock image's sizes come measured from its file systems (lay-stock.mjs): `root` is then only its dpkg status.
-const sizes = input.sizes ?? {
-  rootfsBytes: await bytes(root, ['proc', 'sys']),
-  kernelModulesBytes: await bytes(join(root, 'usr/lib/modules')),
-  bootBytes: await bytes(join(root, 'boot')),
-};
-
-const framesReport = frameCache ? { framesReused: frameCache.reused, framesCompressed: frameCache.compressed, level } : {};
-console.log(JSON.stringify({ compressSeconds, bmapSeconds, checksums: sums, packages, sizes, ...framesReport }));
 
 /**
  * The one read of the image. The block map's ranges are its data extents (the holes are what the
