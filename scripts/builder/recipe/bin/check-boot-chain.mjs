@@ -29,7 +29,20 @@ try {
   const config = await readFile(join(work, 'config.txt'), 'utf8');
   const cmdline = await readFile(join(work, 'cmdline.txt'), 'utf8');
 
-  // config.txt: kernel=, initramfs and device_tree name files; dtoverlay=X means overlays/X.dtbo.
+  // The three checks run side by side (the initrd's listing is the slow one); their problems are
+  // reported in this order.
+  const [files, chain, modules] = await Promise.all([checkConfigFiles(config, boot), checkInitrd(config, boot), checkRootModules(applianceModules)]);
+  const rootNamed = cmdline.includes(`root=PARTUUID=${diskId}-02 `) ? [] : [`cmdline.txt does not name root=PARTUUID=${diskId}-02: ${cmdline.trim()}`];
+  for (const text of [...files, ...rootNamed, ...chain.problems, ...modules.problems]) problem(text);
+  if (problems.length === 0) console.log(`self-check: boot chain OK (${chain.inInitrd} modules in the initrd, ${modules.found} the appliance needs on the root)`);
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
+process.exitCode = problems.length > 0 ? 1 : 0;
+
+/** config.txt's kernel=, initramfs and device_tree name files; dtoverlay=X means overlays/X.dtbo. Each must be on the boot partition. */
+async function checkConfigFiles(config, boot) {
+  const found = [];
   for (const line of config.split('\n')) {
     const [key = '', value] = line.replace(/#.*/, '').trim().split(/\s+/);
     let file;
@@ -37,34 +50,24 @@ try {
     else if (key === 'initramfs') file = value;
     else if (key.startsWith('dtoverlay=')) file = `overlays/${key.slice('dtoverlay='.length).split(',')[0]}.dtbo`;
     else continue;
-    const found = await $`mdir -b -i ${boot} ${`::${file}`}`.nothrow().quiet();
-    if (found.exitCode !== 0) problem(`config.txt names ${file}, which is not on the boot partition`);
+    found.push($`mdir -b -i ${boot} ${`::${file}`}`.nothrow().quiet().then((listed) => (listed.exitCode === 0 ? [] : [`config.txt names ${file}, which is not on the boot partition`])));
   }
-  if (!/^kernel=/m.test(config)) problem('config.txt names no kernel');
-
-  if (!cmdline.includes(`root=PARTUUID=${diskId}-02 `)) problem(`cmdline.txt does not name root=PARTUUID=${diskId}-02: ${cmdline.trim()}`);
-
-  const initrd = /^initramfs (\S+)/m.exec(config)?.[1];
-  let inInitrd = new Set();
-  if (initrd) {
-    await $`mcopy -n -i ${boot} ${`::${initrd}`} ${join(work, 'initrd.img')}`;
-    const listing = (await $`lsinitramfs ${join(work, 'initrd.img')}`.quiet()).stdout.split('\n');
-    inInitrd = new Set(listing.map((path) => /([^/]*)\.ko(\.[gx]z|\.zst)?$/.exec(path)?.[1]).filter(Boolean).map(underscored));
-    // modules.builtin lists what the kernel has compiled in.
-    const builtin = await readBuiltin();
-    for (const module of requiredModules) {
-      const name = underscored(module);
-      if (!inInitrd.has(name) && !builtin.has(name)) problem(`the initrd lacks module ${module}, and the kernel does not have it built in`);
-    }
-  } else {
-    problem('config.txt names no initramfs');
-  }
-  const onRoot = await checkRootModules(applianceModules);
-  if (problems.length === 0) console.log(`self-check: boot chain OK (${inInitrd.size} modules in the initrd, ${onRoot} the appliance needs on the root)`);
-} finally {
-  await rm(work, { recursive: true, force: true });
+  const missing = (await Promise.all(found)).flat();
+  return /^kernel=/m.test(config) ? missing : [...missing, 'config.txt names no kernel'];
 }
-process.exitCode = problems.length > 0 ? 1 : 0;
+
+/** The initrd config.txt names holds (or the kernel has built in) every required module. */
+async function checkInitrd(config, boot) {
+  const initrd = /^initramfs (\S+)/m.exec(config)?.[1];
+  if (!initrd) return { problems: ['config.txt names no initramfs'], inInitrd: 0 };
+  await $`mcopy -n -i ${boot} ${`::${initrd}`} ${join(work, 'initrd.img')}`;
+  const listing = (await $`lsinitramfs ${join(work, 'initrd.img')}`.quiet()).stdout.split('\n');
+  const inInitrd = new Set(listing.map((path) => /([^/]*)\.ko(\.[gx]z|\.zst)?$/.exec(path)?.[1]).filter(Boolean).map(underscored));
+  // modules.builtin lists what the kernel has compiled in.
+  const builtin = await readBuiltin();
+  const problems = requiredModules.filter((module) => !inInitrd.has(underscored(module)) && !builtin.has(underscored(module))).map((module) => `the initrd lacks module ${module}, and the kernel does not have it built in`);
+  return { problems, inInitrd: inInitrd.size };
+}
 
 function underscored(name) {
   return name.replaceAll('-', '_');
@@ -86,17 +89,15 @@ async function readBuiltin() {
 /**
  * Each of `names`, and every module it depends on, is on the root or built into the kernel. The
  * dependencies come from each module's own `depends=` (modinfo), which the kernel's build wrote:
- * modules.dep is made from the modules that are there, so it cannot show one left out. Returns how
- * many modules were found.
+ * modules.dep is made from the modules that are there, so it cannot show one left out. Returns the
+ * problems and how many modules were found.
  */
 async function checkRootModules(names) {
-  if (names.length === 0) return 0;
+  const problems = [];
+  if (names.length === 0) return { problems, found: 0 };
   const dir = await modulesDir();
   const dep = dir && (await readFile(join(dir, 'modules.dep'), 'utf8').catch(() => undefined));
-  if (dep === undefined) {
-    problem('the root file system has no kernel modules (usr/lib/modules/*/modules.dep)');
-    return 0;
-  }
+  if (dep === undefined) return { problems: ['the root file system has no kernel modules (usr/lib/modules/*/modules.dep)'], found: 0 };
   const files = new Map(dep.split('\n').map((line) => line.split(':')[0]).filter(Boolean).map((path) => [underscored(/([^/]*)\.ko(\.[gx]z|\.zst)?$/.exec(path)?.[1] ?? path), join(dir, path)]));
   const exists = (file) => access(file).then(() => true, () => false);
   const builtin = await readBuiltin();
@@ -109,7 +110,7 @@ async function checkRootModules(names) {
       if (seen.has(name)) continue;
       seen.add(name);
       if (files.has(name) && (await exists(files.get(name)))) present.push(name);
-      else if (!builtin.has(name)) problem(`the root file system lacks kernel module ${name}${neededBy ? `, which ${neededBy} needs` : ''}`);
+      else if (!builtin.has(name)) problems.push(`the root file system lacks kernel module ${name}${neededBy ? `, which ${neededBy} needs` : ''}`);
     }
     found += present.length;
     if (present.length === 0) break;
@@ -117,5 +118,5 @@ async function checkRootModules(names) {
     const lines = (await $`modinfo -F depends ${present.map((name) => files.get(name))}`.quiet()).stdout.split('\n');
     wave = present.flatMap((name, i) => (lines[i] ?? '').split(',').filter(Boolean).map((dependency) => ({ name: underscored(dependency), neededBy: name })));
   }
-  return found;
+  return { problems, found };
 }
