@@ -41,6 +41,8 @@ const blockSize = 4096;
  * and the ratio is within 0.2% of 8 MiB-larger chunks (zstd's window at these levels is 8 MiB).
  */
 const chunkBytes = 16 * 1024 * 1024;
+/** How many chunks the read pass reads ahead of the one it hashes. */
+const readAhead = 3;
 /**
  * On the 2 GiB bookworm image (708 MiB of data), all its frames: level 10 gives 179 MB for 42 CPU
  * seconds; 11-15 are within 0.6% of it at 2-5 times the time; 16 gives ~171 MB for ~220 s, 19 ~161 MB
@@ -136,47 +138,56 @@ async function bytes(dir, skip = []) {
 /**
  * The one read of the image. The block map's ranges are its data extents (the holes are what the
  * disk assembly never wrote) widened to whole blocks and merged; only they are read, the rest is
- * zeros. This thread reads each chunk (the next one's read runs while this one is hashed) and feeds
- * the whole file's sha256; a worker (lib/chunk-hasher.mjs) hashes the block map's ranges and each
- * chunk for its frame's key. Returns the whole file's sha256, the ranges with theirs, and each
- * chunk's frame (missing frames are still being compressed when the pass ends).
+ * zeros. This thread reads each chunk (a few ahead) into shared memory; one worker
+ * (lib/file-hasher.mjs) hashes the whole file, holes as zeros, and another (lib/chunk-hasher.mjs)
+ * the block map's ranges and each chunk for its frame's key. Returns the whole file's sha256, the
+ * ranges with theirs, and each chunk's frame (missing frames are still being compressed when the
+ * pass ends).
  */
 async function readPass(file, cache) {
   const imageSize = (await stat(file)).size;
   const ranges = blockRanges(await dataExtents(file), imageSize);
   const plan = chunkPlan(ranges, imageSize);
-  const wholeFile = createHash('sha256');
-  const zeros = Buffer.alloc(chunkBytes);
   const pending = [];
-  const hasher = chunkHasher();
+  const wholeFile = hashWorker('file-hasher.mjs');
+  const chunks = hashWorker('chunk-hasher.mjs');
   const handle = await open(file, 'r');
   try {
-    let reading = readChunk(handle, plan[0]);
+    // A few chunks are read ahead: a read waits on the disk (or the thread pool), the hashes on the CPU.
+    // (A read that fails is thrown where it is awaited; one never awaited, after another failure, is let go.)
+    const readAt = (entry) => {
+      const read = readChunk(handle, entry);
+      read.catch(() => {});
+      return read;
+    };
+    const reads = plan.slice(0, readAhead).map(readAt);
     for (let i = 0; i < plan.length; i++) {
       const { start, end, segments } = plan[i];
-      const chunk = await reading;
-      reading = i + 1 < plan.length ? readChunk(handle, plan[i + 1]) : undefined;
+      const chunk = await reads.shift();
+      if (i + readAhead < plan.length) reads.push(readAt(plan[i + readAhead]));
       if (!chunk) {
-        const hole = zeros.subarray(0, end - start);
-        wholeFile.update(hole);
-        if (cache) pending.push(Promise.resolve(cache.frameOf(hole, zeroKey(hole.length))));
+        wholeFile.ask({ zeros: end - start }).catch(() => {});
+        if (cache) pending.push(Promise.resolve(cache.frameOf(zeroChunk(end - start), zeroKey(end - start))));
       } else {
-        wholeFile.update(chunk);
-        const hashed = hasher.hash(start, chunk, segments).then(({ chunk: back, key, digests }) => {
+        wholeFile.ask({ buffer: chunk.buffer }).catch(() => {});
+        const hashed = chunks.ask({ start, buffer: chunk.buffer, segments }).then(({ key, digests }) => {
           for (const [range, sha256] of digests) ranges[range].sha256 = sha256;
-          return cache?.frameOf(back, key);
+          return cache?.frameOf(chunk, key);
         });
         hashed.catch(() => {});
         pending.push(hashed);
-        await hasher.room();
       }
+      await wholeFile.room();
+      await chunks.room();
       await cache?.room();
     }
+    const { sha256 } = await wholeFile.ask({ digest: true });
     const chunkFrames = await Promise.all(pending);
-    return { imageSize, ranges, sha256: wholeFile.digest('hex'), chunkFrames };
+    return { imageSize, ranges, sha256, chunkFrames };
   } finally {
     await handle.close();
-    await hasher.close();
+    await wholeFile.close();
+    await chunks.close();
   }
 }
 
@@ -203,21 +214,21 @@ function chunkPlan(ranges, imageSize) {
   return plan;
 }
 
-/** A chunk's bytes (zeros outside its spans), or undefined for a hole. */
+/** A chunk's bytes (zeros outside its spans), in memory the hashing workers share, or undefined for a hole. */
 async function readChunk(handle, { start, end, segments }) {
   if (segments.length === 0) return undefined;
-  const chunk = Buffer.alloc(end - start);
+  const chunk = Buffer.from(new SharedArrayBuffer(end - start));
   for (const { from, to } of segments) await readFully(handle, chunk, from - start, to - from, from);
   return chunk;
 }
 
 /**
- * The hashing worker: hash(start, chunk, segments) hands the chunk over (this thread must not touch
- * it until the promise gives it back) and resolves to {chunk, key, digests}, in the order asked;
- * room() waits while a few chunks are with the worker, so memory stays bounded.
+ * A hashing worker (lib/`script`): ask(message) posts a message (a chunk's SharedArrayBuffer is
+ * shared, not copied) and resolves to the worker's answer, answers coming in the order asked;
+ * room() waits while a few messages are with the worker, so memory stays bounded.
  */
-function chunkHasher() {
-  const worker = new Worker(new URL('./lib/chunk-hasher.mjs', import.meta.url));
+function hashWorker(script) {
+  const worker = new Worker(new URL(`./lib/${script}`, import.meta.url));
   const waiting = [];
   const roomWaiters = [];
   let failed;
@@ -226,17 +237,17 @@ function chunkHasher() {
     waiting.splice(0).forEach(({ reject }) => reject(failed));
     roomWaiters.splice(0).forEach((resolve) => resolve());
   };
-  worker.on('message', ({ buffer, key, digests }) => {
-    waiting.shift()?.resolve({ chunk: Buffer.from(buffer), key, digests });
+  worker.on('message', (answer) => {
+    waiting.shift()?.resolve(answer);
     roomWaiters.splice(0).forEach((resolve) => resolve());
   });
   worker.on('error', fail);
-  worker.on('exit', (code) => fail(new Error(`outputs: the hashing worker exited (${code})`)));
+  worker.on('exit', (code) => fail(new Error(`outputs: the hashing worker ${script} exited (${code})`)));
   return {
-    hash(start, chunk, segments) {
+    ask(message) {
       if (failed) return Promise.reject(failed);
       const answer = new Promise((resolve, reject) => waiting.push({ resolve, reject }));
-      worker.postMessage({ start, buffer: chunk.buffer, segments }, [chunk.buffer]);
+      worker.postMessage(message);
       return answer;
     },
     async room() {
@@ -269,6 +280,13 @@ async function readFully(handle, buffer, offset, length, position) {
     if (bytesRead === 0) throw new Error(`outputs: the image ended at ${position + done}, inside its data extents`);
     done += bytesRead;
   }
+}
+
+/** A hole's bytes, for compressing its frame: one buffer of zeros per length. */
+function zeroChunk(length) {
+  zeroChunk.byLength ??= new Map();
+  if (!zeroChunk.byLength.has(length)) zeroChunk.byLength.set(length, Buffer.alloc(length));
+  return zeroChunk.byLength.get(length);
 }
 
 function zeroKey(length) {

@@ -1,11 +1,10 @@
-// The worker thread of outputs.mjs's read pass: for each chunk of the image it is handed (in image
-// order), the block map's range hashes and the chunk's own sha256 (its frame's cache key). The main
-// thread meanwhile reads the next chunk and feeds the whole file's sha256, so the three hashes of
-// every data byte take two cores, not one.
-// Message in: {start, buffer (the chunk's ArrayBuffer, transferred), segments: [{from, to, range,
-//   last}]} (the image's byte spans inside the chunk that belong to block map range `range`; `last`
-//   when the span ends that range). Message out: {start, buffer (transferred back), key,
-//   digests: [[range, sha256]]} for every range that ended in the chunk.
+// The worker thread of outputs.mjs's read pass that hashes each chunk holding data it is handed (in
+// image order): the block map's range hashes and the chunk's own sha256 (its frame's cache key).
+// Another worker (file-hasher.mjs) meanwhile hashes the whole file, and the main thread reads.
+// Message in: {start, buffer (the chunk's SharedArrayBuffer, only read), segments: [{from, to,
+//   range, last}]} (the image's byte spans inside the chunk that belong to block map range `range`;
+//   `last` when the span ends that range). Message out: {start, key, digests: [[range, sha256]]}
+//   for every range that ended in the chunk.
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
@@ -23,5 +22,5 @@ parentPort.on('message', ({ start, buffer, segments }) => {
     }
   }
   const key = createHash('sha256').update(chunk).digest('hex');
-  parentPort.postMessage({ start, buffer, key, digests }, [buffer]);
+  parentPort.postMessage({ start, key, digests });
 });
