@@ -135,7 +135,7 @@ export function describeBuild(outDir: string): void {
       expect(Number(section('bundle').trim())).toBe(pems.length);
     });
 
-    it('root partition: what a Pi cannot use is left out, what the appliance needs is there; the self-check names a dependency taken away', async () => {
+    it('root partition: what a Pi cannot use is left out, nothing of the bootstrap\'s native dpkg-deb stays, what the appliance needs is there; the self-check names a dependency taken away', async () => {
       const mbr = await readMbr(image);
       const root = '/tmp/root.img';
       const check = (modules: readonly string[]) =>
@@ -149,6 +149,8 @@ export function describeBuild(outDir: string): void {
          echo "== trees"; debugfs -R 'rdump /usr/lib/linux-image-'"$(basename "$(dirname "$kernel")")"' /tmp' ${root} 2>/dev/null; (cd /tmp/linux-image-* && find . -type f | cut -d/ -f2 | sort | uniq -c)
          echo "== firmware"; debugfs -R 'ls -p /usr/lib/raspi-firmware' ${root} 2>/dev/null | cut -d/ -f6 | grep -v '^\\.*$'
          echo "== modules"; for dir in drivers/media/dvb-frontends sound/pci sound/usb drivers/net/wireless/realtek drivers/net/wireless/broadcom drivers/media/usb/uvc drivers/net/bonding; do [ -d "$kernel/$dir" ] && echo "$dir"; done
+         echo "== dpkg-deb"; debugfs -R 'dump /usr/bin/dpkg-deb /tmp/dpkg-deb' ${root} 2>/dev/null; od -An -tu2 -j18 -N2 /tmp/dpkg-deb
+         debugfs -R 'cat /var/lib/dpkg/diversions' ${root} 2>/dev/null; debugfs -R 'ls -p /usr/lib' ${root} 2>/dev/null | cut -d/ -f6
          echo "== whole"; ${check(applianceModules)}
          # As the build leaves a module out: not there, nor in modules.dep (depmod lists what is there).
          rm "$kernel/sound/soc/snd-soc-core.ko"; sed -i '/snd-soc-core\\.ko:/d' "$kernel/../modules.dep"
@@ -164,6 +166,11 @@ export function describeBuild(outDir: string): void {
       expect(section('firmware')).toContain('start_cd.elf');
       expect(section('firmware')).not.toMatch(/start_x|start_db|start4x|start4db|fixup_x|fixup4db/);
       expect(section('modules').split('\n').filter(Boolean)).toEqual(['drivers/net/wireless/broadcom', 'drivers/media/usb/uvc', 'drivers/net/bonding']);
+      // The builder's own dpkg-deb decompressed the packages during the bootstrap: none of it stays.
+      const dpkgDeb = section('dpkg-deb').split('\n');
+      expect(dpkgDeb[0]!.trim(), 'ELF machine of /usr/bin/dpkg-deb (183: aarch64)').toBe('183');
+      expect(dpkgDeb.slice(1)).not.toContain('/usr/bin/dpkg-deb');
+      expect(dpkgDeb.slice(1).some((line) => line.includes('pibond-native'))).toBe(false);
       expect(section('whole')).toMatch(/^self-check: boot chain OK \(\d+ modules in the initrd, \d+ the appliance needs on the root\)$/m);
       expect(section('whole')).not.toContain('exit=');
       // vc4 needs snd-soc-core (HDMI audio); modules.dep, made from what is there, would not say so.
