@@ -31,7 +31,9 @@ try {
 
   // The three checks run side by side (the initrd's listing is the slow one); their problems are
   // reported in this order.
-  const [files, chain, modules] = await Promise.all([checkConfigFiles(config, boot), checkInitrd(config, boot), checkRootModules(applianceModules)]);
+  // modules.builtin lists what the kernel has compiled in; both module checks count it as there.
+  const builtin = readBuiltin();
+  const [files, chain, modules] = await Promise.all([checkConfigFiles(config, boot), checkInitrd(config, boot, builtin), checkRootModules(applianceModules, builtin)]);
   const rootNamed = cmdline.includes(`root=PARTUUID=${diskId}-02 `) ? [] : [`cmdline.txt does not name root=PARTUUID=${diskId}-02: ${cmdline.trim()}`];
   for (const text of [...files, ...rootNamed, ...chain.problems, ...modules.problems]) problem(text);
   if (problems.length === 0) console.log(`self-check: boot chain OK (${chain.inInitrd} modules in the initrd, ${modules.found} the appliance needs on the root)`);
@@ -57,20 +59,25 @@ async function checkConfigFiles(config, boot) {
 }
 
 /** The initrd config.txt names holds (or the kernel has built in) every required module. */
-async function checkInitrd(config, boot) {
+async function checkInitrd(config, boot, builtinModules) {
   const initrd = /^initramfs (\S+)/m.exec(config)?.[1];
   if (!initrd) return { problems: ['config.txt names no initramfs'], inInitrd: 0 };
   await $`mcopy -n -i ${boot} ${`::${initrd}`} ${join(work, 'initrd.img')}`;
   const listing = (await $`lsinitramfs ${join(work, 'initrd.img')}`.quiet()).stdout.split('\n');
-  const inInitrd = new Set(listing.map((path) => /([^/]*)\.ko(\.[gx]z|\.zst)?$/.exec(path)?.[1]).filter(Boolean).map(underscored));
-  // modules.builtin lists what the kernel has compiled in.
-  const builtin = await readBuiltin();
+  const inInitrd = new Set(listing.map(moduleName).filter(Boolean));
+  const builtin = await builtinModules;
   const problems = requiredModules.filter((module) => !inInitrd.has(underscored(module)) && !builtin.has(underscored(module))).map((module) => `the initrd lacks module ${module}, and the kernel does not have it built in`);
   return { problems, inInitrd: inInitrd.size };
 }
 
 function underscored(name) {
   return name.replaceAll('-', '_');
+}
+
+/** The module a path names (foo-bar.ko, .ko.xz, .ko.zst: foo_bar), or undefined for another file. */
+function moduleName(path) {
+  const name = /([^/]*)\.ko(\.[gx]z|\.zst)?$/.exec(path)?.[1];
+  return name && underscored(name);
 }
 
 /** The kernel's modules directory on the root (the newest version), or undefined. */
@@ -83,7 +90,7 @@ async function modulesDir() {
 async function readBuiltin() {
   const dir = await modulesDir();
   const text = dir && (await readFile(join(dir, 'modules.builtin'), 'utf8').catch(() => undefined));
-  return new Set((text ?? '').split('\n').map((path) => /([^/]*)\.ko$/.exec(path)?.[1]).filter(Boolean).map(underscored));
+  return new Set((text ?? '').split('\n').map(moduleName).filter(Boolean));
 }
 
 /**
@@ -92,15 +99,15 @@ async function readBuiltin() {
  * modules.dep is made from the modules that are there, so it cannot show one left out. Returns the
  * problems and how many modules were found.
  */
-async function checkRootModules(names) {
+async function checkRootModules(names, builtinModules) {
   const problems = [];
   if (names.length === 0) return { problems, found: 0 };
   const dir = await modulesDir();
   const dep = dir && (await readFile(join(dir, 'modules.dep'), 'utf8').catch(() => undefined));
   if (dep === undefined) return { problems: ['the root file system has no kernel modules (usr/lib/modules/*/modules.dep)'], found: 0 };
-  const files = new Map(dep.split('\n').map((line) => line.split(':')[0]).filter(Boolean).map((path) => [underscored(/([^/]*)\.ko(\.[gx]z|\.zst)?$/.exec(path)?.[1] ?? path), join(dir, path)]));
+  const files = new Map(dep.split('\n').map((line) => line.split(':')[0]).filter(Boolean).map((path) => [moduleName(path) ?? path, join(dir, path)]));
   const exists = (file) => access(file).then(() => true, () => false);
-  const builtin = await readBuiltin();
+  const builtin = await builtinModules;
   const seen = new Set();
   let wave = names.map((name) => ({ name: underscored(name), neededBy: undefined }));
   let found = 0;

@@ -167,7 +167,10 @@ async function readPass(file, cache) {
       if (i + readAhead < plan.length) reads.push(readAt(plan[i + readAhead]));
       if (!chunk) {
         wholeFile.ask({ zeros: end - start }).catch(() => {});
-        if (cache) pending.push(Promise.resolve(cache.frameOf(zeroChunk(end - start), zeroKey(end - start))));
+        if (cache) {
+          const { bytes, key } = hole(end - start);
+          pending.push(Promise.resolve(cache.frameOf(bytes, key)));
+        }
       } else {
         wholeFile.ask({ buffer: chunk.buffer }).catch(() => {});
         const hashed = chunks.ask({ start, buffer: chunk.buffer, segments }).then(({ key, digests }) => {
@@ -282,18 +285,14 @@ async function readFully(handle, buffer, offset, length, position) {
   }
 }
 
-/** A hole's bytes, for compressing its frame: one buffer of zeros per length. */
-function zeroChunk(length) {
-  zeroChunk.byLength ??= new Map();
-  if (!zeroChunk.byLength.has(length)) zeroChunk.byLength.set(length, Buffer.alloc(length));
-  return zeroChunk.byLength.get(length);
-}
-
-function zeroKey(length) {
-  zeroKey.byLength ??= new Map();
-  const zeroKeys = zeroKey.byLength;
-  if (!zeroKeys.has(length)) zeroKeys.set(length, createHash('sha256').update(Buffer.alloc(length)).digest('hex'));
-  return zeroKeys.get(length);
+/** A hole of `length` bytes, for its frame: its zeros and their sha256 (the frame's key), made once per length. */
+function hole(length) {
+  hole.byLength ??= new Map();
+  if (!hole.byLength.has(length)) {
+    const bytes = Buffer.alloc(length);
+    hole.byLength.set(length, { bytes, key: createHash('sha256').update(bytes).digest('hex') });
+  }
+  return hole.byLength.get(length);
 }
 
 /**
