@@ -21,6 +21,8 @@ export function healConfigFile(def: Definition): OverlayFile {
     gateways,
     answerWithinMs: 300,
     giveUpAfterMs: 30_000,
+    // Only ifupdown's dhclient takes the bond's addresses as it finds them (render.ts: renewRows).
+    reuseLeases: def.network.stack === 'ifupdown',
     runtime_directory: runtimeDirectory,
   };
   return { path: configPath, content: `${JSON.stringify(config, null, 2)}\n`, mode: 0o644 };

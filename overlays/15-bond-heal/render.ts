@@ -40,7 +40,7 @@ const renewRows: Record<Stack, { says: string; body: string | ((def: Definition)
   // pool on the test bed) does not answer: the way back never healed.
   // -nw: dhclient returns at once and goes on as a daemon.
   ifupdown: {
-    says: 'drop the old lease, address and routes, and start dhclient afresh with ifup\'s own files',
+    says: 'drop the old lease and start dhclient afresh with ifup\'s own files',
     body: `    pidfile=/run/dhclient.$bond.pid
     leases=/var/lib/dhcp/dhclient.$bond.leases
     # SIGTERM ends dhclient without a release (the old router is not there to hear one). A new
@@ -57,9 +57,8 @@ const renewRows: Record<Stack, { says: string; body: string | ((def: Definition)
         grep '^default-duid ' "$leases" > "$leases.new" || true
         mv -f "$leases.new" "$leases"
     fi
-    # The old subnet's address and routes go (dhclient-script would add the new default route next
-    # to the old one, and fail): one ip process for both.
-    printf 'addr flush dev %s scope global\\nroute flush dev %s\\n' "$bond" "$bond" | ip -4 -force -batch - || true
+    # The old subnet's address and default route are gone: pibond-heal took them off (and may have
+    # put this router's remembered lease on, which the new lease confirms: dhclient-exit-hooks.d).
     echo "asking for a new lease on $bond"
     /sbin/dhclient -4 -nw -v -i -pf "$pidfile" -lf "$leases" -I -df "/var/lib/dhcp/dhclient6.$bond.leases" "$bond"
 `,
@@ -131,8 +130,43 @@ done
 `;
 }
 
+export const exitHookPath = 'etc/dhcp/dhclient-exit-hooks.d/pibond-heal';
+
+/**
+ * ifupdown's half of a reused lease (healer.ts: reuseLeases), sourced by dhclient-script after each
+ * lease. pibond-heal may have put the router's remembered lease on the bond before dhclient asked
+ * for it: dhclient-script's `ip addr add` then fails on the address that is there already, which
+ * keeps pibond-heal's shorter lifetime, so the lease's own is set here. An address or default
+ * route the new lease does not name (a remembered lease the router did not confirm) goes.
+ */
+export function exitHook(def: Definition): string {
+  return `# Written by pibond (overlays/15-bond-heal): the lease dhclient got on ${def.bond.name} replaces
+# whatever pibond-heal put on ahead of it. Sourced by dhclient-script: no exit here.
+if [ "$interface" = "${def.bond.name}" ] && { [ "$reason" = BOUND ] || [ "$reason" = REBOOT ]; }; then
+    ip -4 addr replace "$new_ip_address\${new_subnet_mask:+/$new_subnet_mask}" \\
+        \${new_broadcast_address:+broadcast $new_broadcast_address} \\
+        \${new_dhcp_lease_time:+valid_lft $new_dhcp_lease_time preferred_lft $new_dhcp_lease_time} \\
+        dev "$interface" label "$interface"
+    for pibond_other in $(ip -4 -o addr show dev "$interface" scope global | sed -n 's|.* inet \\([0-9.]*/[0-9]*\\) .*|\\1|p'); do
+        [ "\${pibond_other%/*}" = "$new_ip_address" ] || ip -4 addr del "$pibond_other" dev "$interface"
+    done
+    # With classless static routes the default route need not be through new_routers: left alone.
+    if [ -z "$new_rfc3442_classless_static_routes" ]; then
+        for pibond_via in $(ip -4 route show default dev "$interface" | sed -n 's/^default via \\([0-9.]*\\).*/\\1/p'); do
+            case " $new_routers " in
+                *" $pibond_via "*) ;;
+                *) ip -4 route del default via "$pibond_via" dev "$interface" ;;
+            esac
+        done
+    fi
+fi
+`;
+}
+
 export async function render(def: Definition): Promise<OverlayFile[]> {
+  const ifupdown: OverlayFile[] = def.network.stack === 'ifupdown' ? [{ path: exitHookPath, content: exitHook(def), mode: 0o644 }] : [];
   return [
+    ...ifupdown,
     { path: bundlePath, content: await bundle(), mode: 0o644 },
     healConfigFile(def),
     { path: 'etc/default/pibond-heal', content: `# Written by pibond: the bond that pibond-dhcp-renew.service renews the lease of.\nBOND=${def.bond.name}\n`, mode: 0o644 },

@@ -16,6 +16,8 @@ export interface SwitchOutage {
   outboundMs: number | null;
   /** The bond's own switch seen on the wire (the Pi's first frame into the new router's LAN); secondary. */
   bondMs?: number | null;
+  /** How the image's pibond-heal healed the switch, as its failover event says (flush, reuse, renew); null: not (yet) healed. */
+  healAction?: string | null;
 }
 
 /** One check as it ran: the report's `checks` rows. */

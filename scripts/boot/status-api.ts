@@ -64,6 +64,10 @@ export const eventsSchema = z.object({
       from: z.string().nullable(),
       to: z.string().nullable(),
       cause: z.string(),
+      /** pibond-heal's measure of the switch, once it healed (null: not yet, or never). */
+      heal_ms: z.number().nullable().optional(),
+      /** flush, reuse (a router's remembered lease) or renew (a new DHCP lease). */
+      heal_action: z.string().optional(),
     }),
   ),
 });

@@ -84,7 +84,8 @@ describe('heal times', () => {
   it('keeps only well-formed records', () => {
     const root = makeFakeRoot([healthyBond]);
     const good = heal('2026-11-25T10:00:00.000Z');
-    writeHeals(root, { heals: [good, { ...good, heal_ms: -1 }, { ...good, time: 'yesterday' }, { ...good, action: 'reboot' }, { ...good, outcome: 'maybe' }, null, 7] });
-    expect(readHeals(root)).toEqual([good]);
+    const reused = heal('2026-11-25T10:00:05.000Z', { action: 'reuse', gateway: '192.168.8.1', heal_ms: 120 });
+    writeHeals(root, { heals: [good, { ...good, heal_ms: -1 }, { ...good, time: 'yesterday' }, { ...good, action: 'reboot' }, { ...good, outcome: 'maybe' }, null, 7, reused] });
+    expect(readHeals(root)).toEqual([good, reused]);
   });
 });

@@ -171,7 +171,8 @@ export class FakeGuest implements Probes {
     const primary = this.slave(this.opts.primary);
     const next = usable(primary) ? primary.name : (this.slaves.find(usable)?.name ?? this.active);
     if (next === this.active) return;
-    this.log.push({ time: `t+${this.clock}`, bond: this.bondName, from: this.active, to: next, cause });
+    // pibond-heal's measure, as the status service attaches it: a flush on the fake's one network.
+    this.log.push({ time: `t+${this.clock}`, bond: this.bondName, from: this.active, to: next, cause, heal_ms: 40, heal_action: 'flush' });
     this.active = next;
     this.switches++;
     if (!this.opts.uncounted?.includes(this.switches)) this.failovers++;

@@ -226,8 +226,8 @@ describe('the test bed scenario', () => {
     expect(results.filter((r) => !r.ok)).toEqual([]);
     expect(verdict).toBe('pass');
     expect(bench.figures.outages).toHaveLength(10);
-    expect(bench.figures.outages[0]).toEqual({ switch: 'failover', inboundMs: 5712, outboundMs: 5500, bondMs: 101 });
-    expect(bench.figures.outages[1]).toEqual({ switch: 'failback', inboundMs: 9500, outboundMs: null, bondMs: 102 });
+    expect(bench.figures.outages[0]).toEqual({ switch: 'failover', inboundMs: 5712, outboundMs: 5500, bondMs: 101, healAction: 'flush' });
+    expect(bench.figures.outages[1]).toEqual({ switch: 'failback', inboundMs: 9500, outboundMs: null, bondMs: 102, healAction: 'flush' });
     // The bond's own switch, seen on the wire, stays as the secondary figures.
     expect([bench.figures.failoverMs, bench.figures.failbackMs]).toEqual([101, 102]);
     expect(bench.figures.flaps).toEqual([

@@ -57,6 +57,14 @@ export function describeOutage(image: () => string): void {
         expect(figures.filter((ms) => ms !== null && !(Number.isInteger(ms) && ms >= 0))).toEqual([]);
         expect(result?.report.routers).toBe(`testbed:${layout}`);
       });
+
+      it(`pibond-heal healed every flap${layout === 'different-subnets' ? ' with the router\'s remembered lease, not a DHCP exchange each (ifupdown)' : ''}`, () => {
+        // The first failover and failback meet each router's lease; the flaps after them switch back to routers seen before.
+        const flaps = (result?.report.figures.outages ?? []).slice(2, 2 + 2 * ciFlaps);
+        expect(flaps).toHaveLength(2 * ciFlaps);
+        const healed = (action: string | null | undefined) => (layout === 'different-subnets' ? action === 'reuse' : typeof action === 'string');
+        expect(flaps.filter((o) => !healed(o.healAction))).toEqual([]);
+      });
     });
   });
 }

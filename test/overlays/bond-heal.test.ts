@@ -8,9 +8,9 @@ import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { bundlePath, configPath, render, renewPath, runtimeDirectory } from '../../overlays/15-bond-heal/render.ts';
+import { bundlePath, configPath, exitHook, exitHookPath, render, renewPath, runtimeDirectory } from '../../overlays/15-bond-heal/render.ts';
 import { checkConfig } from '../../overlays/15-bond-heal/src/config.ts';
-import { Healer, neighbourFlushes, renewAtOnce, type HealConfig, type HealEffects, type HealRecord } from '../../overlays/15-bond-heal/src/healer.ts';
+import { confirmAfterMs, Healer, neighbourFlush, readdressCommands, renewAtOnce, reuseMinLeftMs, type HealConfig, type HealEffects, type HealRecord } from '../../overlays/15-bond-heal/src/healer.ts';
 import { LineQueue } from '../../overlays/15-bond-heal/src/line-queue.ts';
 import { parseMonitorLine } from '../../overlays/15-bond-heal/src/monitor-lines.ts';
 import { definitionSchema, parseDefinition } from '../../scripts/lib/definition.ts';
@@ -30,6 +30,8 @@ describe('parseMonitorLine', () => {
     ['fe80::1 dev bond0 lladdr 02:00:00:00:02:01 router REACHABLE', { kind: 'neighbour', address: 'fe80::1', dev: 'bond0', lladdr: '02:00:00:00:02:01', state: 'REACHABLE', deleted: false }],
     ['default via 192.168.8.1 dev bond0 ', { kind: 'default-route', via: '192.168.8.1', dev: 'bond0', deleted: false }],
     ['Deleted default via 192.168.1.1 dev bond0 ', { kind: 'default-route', via: '192.168.1.1', dev: 'bond0', deleted: true }],
+    ['3: bond0    inet 192.168.8.100/24 brd 192.168.8.255 scope global bond0\\       valid_lft 43152sec preferred_lft 43152sec', { kind: 'address', dev: 'bond0', address: '192.168.8.100', prefix: 24, broadcast: '192.168.8.255', validSeconds: 43152, deleted: false }],
+    ['[ADDR]Deleted 3: bond0    inet 192.168.1.100/24 scope global dynamic bond0\\       valid_lft forever preferred_lft forever', { kind: 'address', dev: 'bond0', address: '192.168.1.100', prefix: 24, broadcast: null, validSeconds: null, deleted: true }],
   ])('%s', (line, event) => {
     expect(parseMonitorLine(line)).toEqual(event);
   });
@@ -39,6 +41,8 @@ describe('parseMonitorLine', () => {
     '3: bond0: <BROADCAST,MULTICAST,MASTER,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default event NOTIFY PEERS \\    link/ether 52:54:00:00:00:01',
     'local 192.168.1.100 dev bond0 table local proto kernel scope host src 192.168.1.100 ',
     'default via fe80::1 dev bond0 proto ra metric 1024 pref medium',
+    '1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever',
+    '3: bond0    inet6 2001:db8::10/64 scope global \\       valid_lft forever preferred_lft forever',
     '',
   ])('ignores %s', (line) => {
     expect(parseMonitorLine(line)).toBeNull();
@@ -64,6 +68,10 @@ class FakeHost implements HealEffects {
   neighbours = async (address: string) => this.table.filter((line) => line.startsWith(`${address} `));
   probe = (gateway: string) => void this.done.push(`probe ${gateway}`);
   requestRenew = (bond: string) => void this.done.push(`renew ${bond}`);
+  /** The bond's addresses, as `ip -o -4 address show` prints them. */
+  addressLines: string[] = [];
+  addresses = async () => this.addressLines;
+  readdress = async (bond: string, change: Parameters<HealEffects['readdress']>[1]) => void this.done.push(`readdress ${readdressCommands(bond, change).join('; ')}`);
   record = (heal: HealRecord) => void this.heals.push(heal);
   setTimer = (ms: number, run: () => void) => {
     const timer = { at: this.time + ms, run, cancelled: false };
@@ -84,7 +92,7 @@ class FakeHost implements HealEffects {
 }
 
 const failover = '3: bond0: <BROADCAST,MULTICAST,MASTER,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default event BONDING FAILOVER \\    link/ether 52:54:00:00:00:01';
-const dhcp: HealConfig = { bond: 'bond0', dhcp: true, gateways: {}, answerWithinMs: 300, giveUpAfterMs: 30_000 };
+const dhcp: HealConfig = { bond: 'bond0', dhcp: true, gateways: {}, answerWithinMs: 300, giveUpAfterMs: 30_000, reuseLeases: false };
 
 describe('Healer', () => {
   it('same subnet: flushes, resolves the gateway afresh, and records the time until it answered', async () => {
@@ -242,6 +250,133 @@ describe('Healer', () => {
   });
 });
 
+describe('Healer, reusing leases (ifupdown)', () => {
+  const reuse: HealConfig = { ...dhcp, reuseLeases: true };
+  const address = (ip: string, seconds: number | 'forever', deleted = false) =>
+    `${deleted ? 'Deleted ' : ''}3: bond0    inet ${ip}/24 brd ${ip.replace(/\.\d+$/, '.255')} scope global bond0\\       valid_lft ${seconds === 'forever' ? 'forever' : `${seconds}sec`} preferred_lft ${seconds === 'forever' ? 'forever' : `${seconds}sec`}`;
+  const mainLan = { gateway: '192.168.1.1', mac: '02:00:00:00:01:01', address: '192.168.1.100' };
+  const backupLan = { gateway: '192.168.8.1', mac: '02:00:00:00:02:01', address: '192.168.8.100' };
+
+  /** Boot on eth0's router, then one switch each way the slow way (DHCP): both routers' leases are known after. */
+  async function learnt(host: FakeHost, healer: Healer): Promise<void> {
+    host.active = 'eth0';
+    host.addressLines = [address(mainLan.address, 3600)];
+    await healer.line(`default via ${mainLan.gateway} dev bond0 `);
+    await healer.start();
+    await healer.line(`${mainLan.gateway} dev bond0 lladdr ${mainLan.mac} REACHABLE`);
+    for (const [to, from, lan] of [['eth1', mainLan, backupLan], ['eth0', backupLan, mainLan]] as const) {
+      host.active = to;
+      await healer.line(failover);
+      await host.advance(300);
+      await healer.line(address(from.address, 3000, true));
+      await healer.line(`Deleted default via ${from.gateway} dev bond0 `);
+      await healer.line(address(lan.address, 3600));
+      await healer.line(`default via ${lan.gateway} dev bond0 `);
+      await healer.line(`${lan.gateway} dev bond0 lladdr ${lan.mac} REACHABLE`);
+    }
+    host.done.length = 0;
+    host.heals.length = 0;
+  }
+
+  it('the slow way first: a renewal takes the old router\'s address and default route off the bond itself', async () => {
+    const host = new FakeHost();
+    const healer = new Healer(reuse, host);
+    await learnt(host, healer);
+    // What learnt() did on its first switch, again with a fresh healer that knows no lease.
+    const fresh = new Healer(reuse, host);
+    host.addressLines = [address(mainLan.address, 3600)];
+    await fresh.start();
+    await fresh.line(`${mainLan.gateway} dev bond0 lladdr ${mainLan.mac} REACHABLE`);
+    host.done.length = 0;
+    host.active = 'eth1';
+    await fresh.line(failover);
+    await host.advance(300);
+    expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1', 'readdress route del default via 192.168.1.1 dev bond0; address del 192.168.1.100/24 dev bond0', 'renew bond0']);
+  });
+
+  it('a switch back to a router seen before puts its lease on at once, heals when the gateway answers with the MAC it had, and has DHCP confirm it once the bond stays', async () => {
+    const host = new FakeHost();
+    const healer = new Healer(reuse, host);
+    await learnt(host, healer);
+    host.active = 'eth1';
+    await host.advance(600_000);
+    await healer.line(failover);
+    // One command: the flush, the old router's lease off, this one's on (learnt 600.3 s ago with 3600 s to run).
+    expect(host.done).toEqual([
+      'readdress neigh flush dev bond0 nud reachable nud stale nud delay nud probe; route del default via 192.168.1.1 dev bond0; address del 192.168.1.100/24 dev bond0; address replace 192.168.8.100/24 broadcast 192.168.8.255 valid_lft 2999 preferred_lft 2999 dev bond0; route replace default via 192.168.8.1 dev bond0',
+      'probe 192.168.8.1',
+    ]);
+    await host.advance(40);
+    await healer.line(`${backupLan.gateway} dev bond0 lladdr ${backupLan.mac} REACHABLE`);
+    expect(host.heals).toEqual([expect.objectContaining({ to: 'eth1', action: 'reuse', outcome: 'healed', gateway: '192.168.8.1', heal_ms: 40 })]);
+    await host.advance(confirmAfterMs - 1);
+    expect(host.done.at(-1)).toBe('probe 192.168.8.1');
+    await host.advance(1);
+    expect(host.done.at(-1)).toBe('renew bond0');
+    // And back: the main router's lease, its lifetime as the kernel last showed it.
+    host.active = 'eth0';
+    host.done.length = 0;
+    await healer.line(failover);
+    expect(host.done[0]).toBe('readdress neigh flush dev bond0 nud reachable nud stale nud delay nud probe; route del default via 192.168.8.1 dev bond0; address del 192.168.8.100/24 dev bond0; address replace 192.168.1.100/24 broadcast 192.168.1.255 valid_lft 2996 preferred_lft 2996 dev bond0; route replace default via 192.168.1.1 dev bond0');
+    await healer.line(`${mainLan.gateway} dev bond0 lladdr ${mainLan.mac} REACHABLE`);
+    expect(host.heals.map((h) => [h.to, h.action, h.outcome])).toEqual([['eth1', 'reuse', 'healed'], ['eth0', 'reuse', 'healed']]);
+  });
+
+  it('a cable that flaps: no DHCP confirmation until the bond stays on one router', async () => {
+    const host = new FakeHost();
+    const healer = new Healer(reuse, host);
+    await learnt(host, healer);
+    for (const [to, lan] of [['eth1', backupLan], ['eth0', mainLan], ['eth1', backupLan]] as const) {
+      host.active = to;
+      await healer.line(failover);
+      await healer.line(`${lan.gateway} dev bond0 lladdr ${lan.mac} REACHABLE`);
+      await host.advance(confirmAfterMs - 1);
+    }
+    expect(host.done.filter((what) => what.startsWith('renew'))).toEqual([]);
+    await host.advance(1);
+    expect(host.done.filter((what) => what.startsWith('renew'))).toEqual(['renew bond0']);
+    expect(host.heals.map((h) => [h.to, h.action])).toEqual([['eth1', 'reuse'], ['eth0', 'reuse'], ['eth1', 'reuse']]);
+  });
+
+  it('another router at the remembered gateway (another MAC), or none answering, takes the lease off again and waits for DHCP', async () => {
+    for (const answer of ['02:00:00:00:09:09', null]) {
+      const host = new FakeHost();
+      const healer = new Healer(reuse, host);
+      await learnt(host, healer);
+      host.active = 'eth1';
+      await healer.line(failover);
+      await healer.line(address(backupLan.address, 2999));
+      host.done.length = 0;
+      if (answer === null) await host.advance(300);
+      else await healer.line(`${backupLan.gateway} dev bond0 lladdr ${answer} REACHABLE`);
+      expect(host.done).toEqual(['readdress route del default via 192.168.8.1 dev bond0; address del 192.168.8.100/24 dev bond0', 'renew bond0']);
+      expect(host.heals).toEqual([]);
+      // The new lease's route names the gateway to wait for.
+      await healer.line(address('10.8.0.20', 600));
+      await healer.line('default via 10.8.0.1 dev bond0 ');
+      await healer.line('10.8.0.1 dev bond0 lladdr 02:00:00:00:09:09 REACHABLE');
+      expect(host.heals).toEqual([expect.objectContaining({ to: 'eth1', action: 'renew', outcome: 'healed', gateway: '10.8.0.1' })]);
+    }
+  });
+
+  it('a lease with less than a minute left is not put on again; nor anything where the stack owns the addresses', async () => {
+    const host = new FakeHost();
+    const healer = new Healer(reuse, host);
+    await learnt(host, healer);
+    await host.advance(3600_000 - reuseMinLeftMs + 1);
+    host.active = 'eth1';
+    await healer.line(failover);
+    expect(host.done).toEqual(['flush bond0', 'readdress route del default via 192.168.1.1 dev bond0; address del 192.168.1.100/24 dev bond0', 'renew bond0']);
+
+    const stackOwned = new FakeHost();
+    const other = new Healer(dhcp, stackOwned);
+    await learnt(stackOwned, other);
+    stackOwned.active = 'eth1';
+    await other.line(failover);
+    expect(stackOwned.done).toEqual(['flush bond0', 'renew bond0']);
+  });
+});
+
 describe('LineQueue', () => {
   it('heals only the newest of the failovers waiting together: one flush after the last switch, not one per switch', async () => {
     const host = new FakeHost();
@@ -271,7 +406,7 @@ describe('LineQueue', () => {
 });
 
 /** A scratch network namespace (root only): the kernel's own neighbour table, as on the Pi. */
-describe.skipIf(process.getuid?.() !== 0)('neighbourFlushes on a real kernel', () => {
+describe.skipIf(process.getuid?.() !== 0)('neighbourFlush on a real kernel', () => {
   const ns = `pibond-flush-${process.pid}`;
   const ip = (...args: string[]) => execFileSync('ip', ['-n', ns, ...args], { encoding: 'utf8' });
   beforeEach(() => {
@@ -283,7 +418,7 @@ describe.skipIf(process.getuid?.() !== 0)('neighbourFlushes on a real kernel', (
   });
   afterEach(() => execFileSync('ip', ['netns', 'del', ns]));
 
-  it('removes every entry holding a MAC, keeps those still resolving (their waiting packets) and the permanent ones', () => {
+  it('removes every entry holding a MAC, both families in one line, keeps those still resolving (their waiting packets) and the permanent ones', () => {
     ip('neigh', 'add', '192.0.2.1', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:01', 'nud', 'reachable');
     ip('neigh', 'add', '192.0.2.2', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:02', 'nud', 'stale');
     ip('neigh', 'add', '192.0.2.3', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:03', 'nud', 'delay');
@@ -291,9 +426,63 @@ describe.skipIf(process.getuid?.() !== 0)('neighbourFlushes on a real kernel', (
     ip('neigh', 'add', '192.0.2.5', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:05', 'nud', 'permanent');
     ip('-6', 'neigh', 'add', '2001:db8::1', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:01', 'nud', 'reachable');
     ip('-6', 'neigh', 'add', '2001:db8::4', 'dev', 'bond0', 'nud', 'incomplete');
-    for (const args of neighbourFlushes('bond0')) ip(...args);
+    execFileSync('ip', ['-n', ns, '-force', '-batch', '-'], { input: `${neighbourFlush('bond0')}\n` });
     const left = ip('neigh', 'show', 'dev', 'bond0').split('\n').map((line) => line.trim()).filter(Boolean).sort();
     expect(left).toEqual(['192.0.2.4 INCOMPLETE', '192.0.2.5 lladdr 02:00:00:00:01:05 PERMANENT', '2001:db8::4 INCOMPLETE']);
+  });
+
+  it('readdressCommands: one batch takes the old router\'s address and default route off and puts the remembered lease on', () => {
+    ip('link', 'set', 'peer0', 'up');
+    ip('route', 'add', 'default', 'via', '192.0.2.1', 'dev', 'bond0');
+    ip('neigh', 'add', '192.0.2.1', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:01', 'nud', 'reachable');
+    const old = { address: '192.0.2.10', prefix: 24, broadcast: null, expiresAt: Number.POSITIVE_INFINITY };
+    const lease = { address: '198.51.100.20', prefix: 24, broadcast: '198.51.100.255', expiresAt: 0, gateway: '198.51.100.1', mac: '02:00:00:00:02:01', validSeconds: 2999 };
+    const commands = readdressCommands('bond0', { flush: true, drop: [old], dropGateway: '192.0.2.1', put: lease });
+    execFileSync('ip', ['-n', ns, '-force', '-batch', '-'], { input: `${commands.join('\n')}\n` });
+    expect(ip('-o', '-4', 'addr', 'show', 'dev', 'bond0')).toMatch(/^\d+: bond0\s+inet 198\.51\.100\.20\/24 brd 198\.51\.100\.255 scope global dynamic bond0\\\s+valid_lft 299\dsec/);
+    expect(ip('-4', 'route', 'show', 'default').trim()).toBe('default via 198.51.100.1 dev bond0');
+    expect(ip('-4', 'neigh', 'show', 'dev', 'bond0').trim()).toBe('');
+    // The IPv6 address is not the healer's business.
+    expect(ip('-6', 'addr', 'show', 'dev', 'bond0', 'scope', 'global')).toContain('2001:db8::10/64');
+  });
+});
+
+/** ifupdown's exit hook, sourced as dhclient-script would, in a scratch network namespace (root only). */
+describe.skipIf(process.getuid?.() !== 0)('the dhclient exit hook on a real kernel', () => {
+  const ns = `pibond-hook-${process.pid}`;
+  const ip = (...args: string[]) => execFileSync('ip', ['-n', ns, ...args], { encoding: 'utf8' });
+  const hook = exitHook(definitionSchema.parse({ name: 'x', base: {} }));
+  const lease = { new_ip_address: '192.168.8.100', new_subnet_mask: '255.255.255.0', new_broadcast_address: '192.168.8.255', new_dhcp_lease_time: '43200', new_routers: '192.168.8.1' };
+  const source = (env: Record<string, string>) => execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', `${hook}\necho sourced`], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8' });
+  beforeEach(() => {
+    execFileSync('ip', ['netns', 'add', ns]);
+    ip('link', 'add', 'bond0', 'type', 'veth', 'peer', 'name', 'peer0');
+    ip('link', 'set', 'bond0', 'up');
+    ip('link', 'set', 'peer0', 'up');
+    // What pibond-heal put on ahead of the lease (its lifetime what was left), and what another router had.
+    ip('addr', 'add', '192.168.8.100/24', 'broadcast', '192.168.8.255', 'valid_lft', '120', 'preferred_lft', '120', 'dev', 'bond0');
+    ip('addr', 'add', '192.168.1.100/24', 'dev', 'bond0');
+    ip('route', 'add', 'default', 'via', '192.168.8.1', 'dev', 'bond0');
+    ip('route', 'add', 'default', 'via', '192.168.1.1', 'dev', 'bond0', 'metric', '5');
+  });
+  afterEach(() => execFileSync('ip', ['netns', 'del', ns]));
+
+  const addresses = () => ip('-o', '-4', 'addr', 'show', 'dev', 'bond0').split('\n').filter(Boolean).map((line) => /inet (\S+).*valid_lft (\S+)/.exec(line)?.slice(1).join(' '));
+  const defaults = () => ip('-4', 'route', 'show', 'default').split('\n').filter(Boolean).map((line) => line.trim());
+
+  it('BOUND: the lease\'s own lifetime on the address put on ahead of it; another router\'s address and default route go', () => {
+    expect(source({ ...lease, interface: 'bond0', reason: 'BOUND' })).toBe('sourced\n');
+    const [only, ...others] = addresses();
+    expect(others).toEqual([]);
+    expect(only).toMatch(/^192\.168\.8\.100\/24 43(200|19\d)sec$/);
+    expect(defaults()).toEqual(['default via 192.168.8.1 dev bond0']);
+  });
+
+  it('leaves other reasons and other interfaces alone', () => {
+    source({ ...lease, interface: 'bond0', reason: 'RENEW' });
+    source({ ...lease, interface: 'eth9', reason: 'BOUND' });
+    expect(addresses()).toEqual([expect.stringMatching(/^192\.168\.8\.100\/24 1[12]\dsec$/), '192.168.1.100/24 forever']);
+    expect(defaults()).toHaveLength(2);
   });
 });
 
@@ -350,7 +539,7 @@ describe('render()', () => {
     const def = parseDefinition('name: x\nbond:\n  slaves: [{name: eth0, gateway: 192.168.1.1}, {name: eth1, gateway: 192.168.8.1}]\n', 'x.yaml');
     const files = await render(def);
     const config = checkConfig(JSON.parse(String(files.find((f) => f.path === configPath)?.content)), configPath);
-    expect(config).toEqual({ bond: 'bond0', dhcp: true, gateways: { eth0: '192.168.1.1', eth1: '192.168.8.1' }, answerWithinMs: 300, giveUpAfterMs: 30_000, runtime_directory: '/run/pibond-heal' });
+    expect(config).toEqual({ bond: 'bond0', dhcp: true, gateways: { eth0: '192.168.1.1', eth1: '192.168.8.1' }, answerWithinMs: 300, giveUpAfterMs: 30_000, reuseLeases: true, runtime_directory: '/run/pibond-heal' });
     expect(files.find((f) => f.path === 'etc/default/pibond-heal')?.content).toContain('\nBOND=bond0\n');
   });
 
@@ -364,7 +553,17 @@ describe('render()', () => {
     // The old lease goes, the DUID stays: a new DUID is a stranger to the router holding the Pi's address.
     expect(text).toContain(`grep '^default-duid ' "$leases" > "$leases.new"`);
     expect(text).not.toContain('rm -f "$leases"');
+    // The addresses are pibond-heal's to change at a switch (reuseLeases), not the script's.
+    expect(text).not.toContain('flush');
     execFileSync('sh', ['-n', '-c', text]);
+  });
+
+  it('gives ifupdown\'s dhclient the exit hook that lets a lease replace a reused one; the other stacks neither hook nor reuse', async () => {
+    for (const stack of ['ifupdown', 'networkd', 'networkmanager', 'netplan']) {
+      const files = await render(parseDefinition(`name: x\nnetwork: {stack: ${stack}}\n`, 'x.yaml'));
+      const config = checkConfig(JSON.parse(String(files.find((f) => f.path === configPath)?.content)), configPath);
+      expect([stack, config.reuseLeases, files.some((f) => f.path === exitHookPath)]).toEqual([stack, stack === 'ifupdown', stack === 'ifupdown']);
+    }
   });
 });
 

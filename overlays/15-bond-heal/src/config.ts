@@ -15,6 +15,7 @@ export function checkConfig(raw: unknown, source: string): HealConfigFile {
   const c = raw as Record<string, unknown>;
   if (typeof c.bond !== 'string' || !/^[^\s/:]{1,15}$/.test(c.bond)) throw bad('bond must be an interface name');
   if (typeof c.dhcp !== 'boolean') throw bad('dhcp must be true or false');
+  if (c.reuseLeases !== undefined && typeof c.reuseLeases !== 'boolean') throw bad('reuseLeases must be true or false');
   if (typeof c.runtime_directory !== 'string' || !c.runtime_directory.startsWith('/')) throw bad('runtime_directory must be an absolute path');
   const gateways = c.gateways ?? {};
   if (typeof gateways !== 'object' || gateways === null || Object.values(gateways).some((g) => typeof g !== 'string')) throw bad('gateways must map slaves to addresses');
@@ -25,6 +26,7 @@ export function checkConfig(raw: unknown, source: string): HealConfigFile {
     gateways: gateways as Record<string, string>,
     answerWithinMs: number(c.answerWithinMs, 300),
     giveUpAfterMs: number(c.giveUpAfterMs, 30_000),
+    reuseLeases: c.reuseLeases === true,
     runtime_directory: c.runtime_directory,
   };
 }

@@ -16,6 +16,14 @@
  * stack for a new lease (`requestRenew`: the stack's own row, see render.ts) and counts the switch
  * healed when the new default route's gateway resolves. The way back is the same switch reversed.
  *
+ * Where the stack lets it (`reuseLeases`: ifupdown, whose dhclient takes a lease bound on the bond
+ * as it finds it), a switch back to a router seen before does not wait for that DHCP exchange: the
+ * healer puts that router's remembered lease (address, lifetime left, gateway) on the bond at once,
+ * takes the other router's off, and counts the switch healed when the gateway answers with the MAC
+ * it had: the same router, the same network (RFC 4436, detecting network attachment, does the same).
+ * The stack's client is asked for a lease all the same and confirms it; if the gateway answers with
+ * another MAC, or not at all, the remembered lease goes again and the switch waits for the new one.
+ *
  * Every effect is injected, so the decisions are tested with fakes (test/overlays/bond-heal.test.ts).
  */
 import { parseMonitorLine, resolved, type MonitorEvent } from './monitor-lines.ts';
@@ -30,9 +38,16 @@ export interface HealConfig {
   answerWithinMs: number;
   /** After this long without an answer, the switch is recorded as not healed. */
   giveUpAfterMs: number;
+  /**
+   * The healer may change the bond's IPv4 addresses at a switch: put a router's remembered lease on
+   * and take the other router's off (the ifupdown row). False where the stack owns them and drops
+   * what others add (networkd, NetworkManager): there the stack's renewal does it all.
+   */
+  reuseLeases: boolean;
 }
 
-export type HealAction = 'flush' | 'renew';
+/** flush: the neighbours were enough; reuse: the router's remembered lease; renew: a new DHCP lease. */
+export type HealAction = 'flush' | 'reuse' | 'renew';
 export type HealOutcome = 'healed' | 'not_healed' | 'superseded';
 
 /** One switch, as the status service reads it from /run/pibond-heal/heals.json. */
@@ -42,7 +57,6 @@ export interface HealRecord {
   time: string;
   /** The slave that became active. */
   to: string | null;
-  /** flush: the neighbours were enough; renew: a new DHCP lease was needed. */
   action: HealAction;
   outcome: HealOutcome;
   /** The gateway that answered (or was waited for). */
@@ -65,10 +79,55 @@ export interface HealEffects {
   probe(gateway: string): void;
   /** Asks the network stack for a new DHCP lease on the bond. */
   requestRenew(bond: string): void;
+  /** The bond's global IPv4 addresses now, as `ip -o -4 address show` prints them. */
+  addresses(bond: string): Promise<string[]>;
+  /** Changes the bond's IPv4 addressing in one command (readdressCommands). */
+  readdress(bond: string, change: Readdress): Promise<void>;
   record(heal: HealRecord): void;
   setTimer(ms: number, run: () => void): () => void;
   log(priority: 'warning' | 'notice' | 'info', message: string): void;
 }
+
+/**
+ * A change of the bond's IPv4 addressing: the neighbours flushed (`flush`), `drop` taken off with
+ * the default route through `dropGateway`, then `put` (if any) put on, its lifetime
+ * `put.validSeconds`, with its default route.
+ */
+export interface Readdress {
+  flush?: boolean;
+  drop: BondAddress[];
+  dropGateway: string | null;
+  put?: Lease;
+}
+
+/** A global IPv4 address of the bond, followed from the monitor's lines. */
+export interface BondAddress {
+  address: string;
+  prefix: number;
+  broadcast: string | null;
+  /** Monotonic ms when it expires (the kernel's valid_lft); Infinity for "forever". */
+  expiresAt: number;
+}
+
+/** A router's lease as the bond last held it: what a switch back to that router puts on again. */
+export interface Lease extends BondAddress {
+  gateway: string;
+  /** The gateway's MAC when it last answered: an answer with it again is the same router. */
+  mac: string;
+  /** What is left of the lease when it is put on (readdress), in whole seconds. */
+  validSeconds?: number;
+}
+
+/** What the healer knows of a slave's router from the last switch to it that healed. */
+interface Router {
+  gateway: string;
+  lease: Lease | null;
+}
+
+/** A lease is put on again only with this much of it left: it must outlive the DHCP exchange that confirms it. */
+export const reuseMinLeftMs = 60_000;
+/** How long the bond stays on a reused lease's router before the stack's client confirms the lease with it. */
+export const confirmAfterMs = 3000;
 
 interface Switch {
   /** failover: the kernel's event; start: the check when this process starts (see start()). */
@@ -82,6 +141,8 @@ interface Switch {
   cancelTimers: (() => void)[];
   /** Neighbour lines count only once the flush is done: earlier ones may be the old router's. */
   flushed: boolean;
+  /** The lease put on again (action reuse): the gateway must answer with its MAC. */
+  reused: Lease | null;
 }
 
 /**
@@ -96,14 +157,32 @@ export function renewAtOnce(config: HealConfig, to: string | null, gateway: stri
 }
 
 /**
- * The `ip` arguments that flush the bond's neighbour entries holding a MAC (both families). An
- * entry still resolving (INCOMPLETE) holds the packets waiting for its answer, and the answer comes
- * through the new slave: deleting it would drop them and cost a TCP retransmission (a second)
- * instead of a few milliseconds. PERMANENT and NOARP entries are never flushed.
+ * The `ip -batch` line that flushes the bond's neighbour entries holding a MAC, IPv4 and IPv6 (a
+ * batch without -4 or -6 flushes both). An entry still resolving (INCOMPLETE) holds the packets
+ * waiting for its answer, and the answer comes through the new slave: deleting it would drop them
+ * and cost a TCP retransmission (a second) instead of a few milliseconds. PERMANENT and NOARP
+ * entries are never flushed.
  */
-export function neighbourFlushes(bond: string): string[][] {
-  const holdingAMac = ['reachable', 'stale', 'delay', 'probe'].flatMap((state) => ['nud', state]);
-  return ['-4', '-6'].map((family) => [family, 'neigh', 'flush', 'dev', bond, ...holdingAMac]);
+export function neighbourFlush(bond: string): string {
+  return ['neigh', 'flush', 'dev', bond, ...['reachable', 'stale', 'delay', 'probe'].flatMap((state) => ['nud', state])].join(' ');
+}
+
+/**
+ * The `ip -batch` lines of a readdress: the neighbours flushed if asked, the old default route and
+ * addresses go, then the lease goes on with its lifetime and default route.
+ */
+export function readdressCommands(bond: string, change: Readdress): string[] {
+  const commands = change.flush === true ? [neighbourFlush(bond)] : [];
+  // The route first: deleting the last address of its gateway's subnet would take it along.
+  if (change.dropGateway !== null) commands.push(`route del default via ${change.dropGateway} dev ${bond}`);
+  commands.push(...change.drop.map((a) => `address del ${a.address}/${a.prefix} dev ${bond}`));
+  const put = change.put;
+  if (put !== undefined) {
+    const lifetime = put.validSeconds === undefined ? '' : ` valid_lft ${put.validSeconds} preferred_lft ${put.validSeconds}`;
+    commands.push(`address replace ${put.address}/${put.prefix}${put.broadcast === null ? '' : ` broadcast ${put.broadcast}`}${lifetime} dev ${bond}`);
+    commands.push(`route replace default via ${put.gateway} dev ${bond}`);
+  }
+  return commands;
 }
 
 export class Healer {
@@ -112,9 +191,14 @@ export class Healer {
   private gateway: string | null | undefined;
   /**
    * Each slave's router as last seen answering: after the first switch each way, a switch to a
-   * router on another subnet renews at once instead of waiting answerWithinMs for an answer.
+   * router on another subnet renews at once instead of waiting answerWithinMs for an answer, or
+   * puts that router's lease on again (reuseLeases).
    */
-  private readonly learned = new Map<string, string>();
+  private readonly learned = new Map<string, Router>();
+  /** The bond's global IPv4 addresses (reuseLeases only), followed from the monitor's lines. */
+  private readonly addresses = new Map<string, BondAddress>();
+  /** The slave active since the last switch the healer saw. */
+  private active: string | null = null;
 
   constructor(
     private readonly config: HealConfig,
@@ -137,6 +221,12 @@ export class Healer {
    * is active, which is right. A start check is logged, not recorded as a heal: no switch was seen.
    */
   async start(): Promise<void> {
+    if (this.config.reuseLeases) {
+      for (const line of await this.effects.addresses(this.config.bond)) {
+        const event = parseMonitorLine(line);
+        if (event?.kind === 'address' && !this.addresses.has(event.address)) this.addressEvent(event);
+      }
+    }
     if (!this.config.dhcp || this.current !== null) return;
     const gateway = await this.effects.defaultGateway(this.config.bond);
     if (gateway === null || this.current !== null) return;
@@ -159,7 +249,9 @@ export class Healer {
       if (event.bond === this.config.bond) await this.failover();
     } else if (event.kind === 'neighbour') {
       const open = this.current;
-      if (open?.flushed && this.isAnswerFrom(event, open.gateway)) this.finish(open, 'healed');
+      if (open?.flushed && this.isAnswerFrom(event, open.gateway)) this.answered(open, event.lladdr);
+    } else if (event.kind === 'address') {
+      if (event.dev === this.config.bond && this.config.reuseLeases) this.addressEvent(event);
     } else if (event.dev === this.config.bond && event.deleted) {
       if (this.gateway === event.via) this.gateway = null;
     } else if (event.dev === this.config.bond) {
@@ -177,26 +269,35 @@ export class Healer {
     const { effects, config } = this;
     const started = effects.now();
     if (this.current !== null) this.finish(this.current, 'superseded');
-    const open: Switch = { kind, startedAt: started, time: effects.wallClock(), to: effects.activeSlave(config.bond), action: 'flush', gateway: null, cancelTimers: [], flushed: false };
+    const open: Switch = { kind, startedAt: started, time: effects.wallClock(), to: effects.activeSlave(config.bond), action: 'flush', gateway: null, cancelTimers: [], flushed: false, reused: null };
     this.current = open;
-    // Together: each is a command, and every millisecond here is outage.
-    const known = this.gateway;
-    const [gateway] = await Promise.all([known === undefined ? effects.defaultGateway(config.bond) : known, effects.flushNeighbours(config.bond)]);
-    open.gateway = gateway;
-    open.flushed = true;
-    if (this.current !== open) return;
+    this.leaving(open.to);
+    this.cancelConfirm();
     const to = open.to;
-    const what = kind === 'start' ? `at start, ${to ?? 'no slave'} active` : `failover to ${to ?? 'none'}`;
-    effects.log('info', `${config.bond}: ${what}: neighbours flushed, waiting for ${gateway ?? 'a gateway'}`);
-
-    if (renewAtOnce(config, to, gateway, to === null ? undefined : this.learned.get(to))) {
-      this.renew(open);
-    } else if (gateway !== null) {
-      effects.probe(gateway);
-      if (config.dhcp) {
-        open.cancelTimers.push(effects.setTimer(config.answerWithinMs, () => void this.answeredOrRenew(open)));
+    const router = to === null ? undefined : this.learned.get(to);
+    const known = this.gateway;
+    const lease = known === undefined ? null : this.reusable(router, known);
+    if (lease !== null) {
+      // The flush and the lease in one command: every millisecond here is outage.
+      await this.reuse(open, lease);
+    } else {
+      // Together: each is a command.
+      const [gateway] = await Promise.all([known === undefined ? effects.defaultGateway(config.bond) : known, effects.flushNeighbours(config.bond)]);
+      open.gateway = gateway;
+      open.flushed = true;
+      if (this.current !== open) return;
+      const what = kind === 'start' ? `at start, ${to ?? 'no slave'} active` : `failover to ${to ?? 'none'}`;
+      effects.log('info', `${config.bond}: ${what}: neighbours flushed, waiting for ${gateway ?? 'a gateway'}`);
+      if (renewAtOnce(config, to, gateway, router?.gateway)) {
+        await this.renew(open);
+      } else if (gateway !== null) {
+        effects.probe(gateway);
+        if (config.dhcp) {
+          open.cancelTimers.push(effects.setTimer(config.answerWithinMs, () => void this.answeredOrRenew(open)));
+        }
       }
     }
+    if (this.current !== open) return;
     open.cancelTimers.push(effects.setTimer(config.giveUpAfterMs, () => {
       if (this.current === open) this.finish(open, 'not_healed');
     }));
@@ -208,14 +309,109 @@ export class Healer {
    * the bond its address for a whole DHCP exchange: the kernel's own table is asked first.
    */
   private async answeredOrRenew(open: Switch): Promise<void> {
-    const stillWaiting = () => this.current === open && open.action === 'flush';
+    const action = open.action;
+    const stillWaiting = () => this.current === open && open.action === action && action !== 'renew';
     if (!stillWaiting() || open.gateway === null) return;
     const gateway = open.gateway;
     const entries = (await this.effects.neighbours(gateway)).map(parseMonitorLine);
     if (!stillWaiting()) return;
-    const answered = entries.some((e) => e?.kind === 'neighbour' && this.isAnswerFrom(e, gateway));
-    if (answered) this.finish(open, 'healed');
-    else this.renew(open);
+    const answer = entries.find((e) => e?.kind === 'neighbour' && this.isAnswerFrom(e, gateway));
+    if (answer?.kind === 'neighbour') this.answered(open, answer.lladdr);
+    else if (action === 'reuse') await this.unreuse(open, 'did not answer');
+    else await this.renew(open);
+  }
+
+  /** The gateway answered, from `mac`: healed, unless a reused lease's gateway answered from another router. */
+  private answered(open: Switch, mac: string | null): void {
+    if (open.reused === null || mac === open.reused.mac) this.finish(open, 'healed', mac);
+    else void this.unreuse(open, `answered from ${mac ?? 'no MAC'}, not ${open.reused.mac}`);
+  }
+
+  /**
+   * The lease to put on again at a switch to `router`: known, with a minute left, and another
+   * network than the bond's now (on the same one the flush heals it, keeping the address).
+   */
+  private reusable(router: Router | undefined, gateway: string | null): Lease | null {
+    const lease = router?.lease ?? null;
+    if (!this.config.dhcp || !this.config.reuseLeases || lease === null || lease.gateway === gateway) return null;
+    const leftMs = lease.expiresAt - this.effects.now();
+    if (leftMs < reuseMinLeftMs) return null;
+    return { ...lease, validSeconds: Number.isFinite(leftMs) ? Math.floor(leftMs / 1000) : undefined };
+  }
+
+  /**
+   * Flushes the neighbours and puts `lease` on instead of the bond's addresses, in one command, and
+   * resolves its gateway. The stack's confirmation of the lease waits until the bond has stayed
+   * (confirmAfterMs after the heal): a cable that flaps would otherwise restart the DHCP client at
+   * every switch, and under emulation that restart slowed the next switch's heal by up to a second.
+   */
+  private async reuse(open: Switch, lease: Lease): Promise<void> {
+    open.action = 'reuse';
+    open.reused = lease;
+    open.gateway = lease.gateway;
+    await this.readdress({ flush: true, drop: this.others(lease.address), dropGateway: this.gateway ?? null, put: lease });
+    open.flushed = true;
+    if (this.current !== open) return;
+    this.effects.probe(lease.gateway);
+    this.effects.log('info', `${this.config.bond}: failover to ${open.to ?? 'none'}, a router seen before: its lease ${lease.address}/${lease.prefix} (gateway ${lease.gateway}) put on again until DHCP confirms it`);
+    open.cancelTimers.push(this.effects.setTimer(this.config.answerWithinMs, () => void this.answeredOrRenew(open)));
+  }
+
+  /** After a reused lease healed: the stack's client asks that router for it once the bond has stayed. */
+  private confirmLater(): void {
+    this.cancelConfirm();
+    this.cancelConfirm = this.effects.setTimer(confirmAfterMs, () => {
+      this.cancelConfirm = () => {};
+      this.effects.requestRenew(this.config.bond);
+    });
+  }
+
+  private cancelConfirm: () => void = () => {};
+
+  /** The reused lease's router is not the one behind the bond now: its lease goes, and the switch waits for the stack's new one. */
+  private async unreuse(open: Switch, why: string): Promise<void> {
+    const lease = open.reused;
+    if (lease === null || this.current !== open) return;
+    open.reused = null;
+    open.action = 'renew';
+    open.gateway = null;
+    this.effects.log('notice', `${this.config.bond}: the gateway ${lease.gateway} ${why}: another network behind ${open.to ?? 'the new slave'}, asking for a new DHCP lease`);
+    const put = this.addresses.get(lease.address);
+    await this.readdress({ drop: put === undefined ? [lease] : [put], dropGateway: lease.gateway });
+    if (this.current === open) this.effects.requestRenew(this.config.bond);
+  }
+
+  /** Changes the bond's addresses, and follows the change at once (the monitor's lines about it come later). */
+  private async readdress(change: Readdress): Promise<void> {
+    for (const gone of change.drop) this.addresses.delete(gone.address);
+    const { put } = change;
+    if (put !== undefined) this.addresses.set(put.address, { address: put.address, prefix: put.prefix, broadcast: put.broadcast, expiresAt: put.expiresAt });
+    this.gateway = put?.gateway ?? (this.gateway === change.dropGateway ? null : this.gateway);
+    await this.effects.readdress(this.config.bond, change);
+  }
+
+  /** The bond's addresses other than `address`. */
+  private others(address: string | null): BondAddress[] {
+    return [...this.addresses.values()].filter((a) => a.address !== address);
+  }
+
+  /** The bond leaves the slave it had: that slave's router keeps the lease as it is now, lifetime included. */
+  private leaving(to: string | null): void {
+    const left = this.active;
+    this.active = to;
+    const router = left === null ? undefined : this.learned.get(left);
+    if (router?.lease == null || left === to) return;
+    const now = this.addresses.get(router.lease.address);
+    if (now !== undefined && this.gateway === router.gateway) router.lease = { ...router.lease, ...now };
+  }
+
+  private addressEvent(event: Extract<MonitorEvent, { kind: 'address' }>): void {
+    if (event.deleted) {
+      this.addresses.delete(event.address);
+      return;
+    }
+    const expiresAt = event.validSeconds === null ? Number.POSITIVE_INFINITY : this.effects.now() + event.validSeconds * 1000;
+    this.addresses.set(event.address, { address: event.address, prefix: event.prefix, broadcast: event.broadcast, expiresAt });
   }
 
   /** A neighbour entry resolved on the bond for `gateway`: the router behind the bond answered. */
@@ -223,19 +419,35 @@ export class Healer {
     return entry.dev === this.config.bond && entry.address === gateway && resolved(entry);
   }
 
-  private renew(open: Switch): void {
+  private async renew(open: Switch): Promise<void> {
     open.action = 'renew';
     // The old gateway is on the other router's subnet: only the new lease's route names the one to wait for.
+    const old = open.gateway;
     open.gateway = null;
     this.effects.log('notice', `${this.config.bond}: the gateway did not answer on ${open.to ?? 'the new slave'}: asking for a new DHCP lease`);
+    // Where the healer changes the addresses, the old router's lease goes now: the stack's client starts afresh.
+    if (this.config.reuseLeases) await this.readdress({ drop: this.others(null), dropGateway: this.gateway ?? old });
+    if (this.current !== open) return;
     this.effects.requestRenew(this.config.bond);
   }
 
-  private finish(open: Switch, outcome: HealOutcome): void {
+  /** What the bond holds now, as the lease of the router at `gateway` that answered from `mac`. */
+  private leaseOf(gateway: string, mac: string | null): Lease | null {
+    if (!this.config.reuseLeases || mac === null) return null;
+    const mask = (prefix: number) => (prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0);
+    const number = (address: string) => address.split('.').reduce((n, part) => (n * 256 + Number(part)) >>> 0, 0);
+    const onItsSubnet = [...this.addresses.values()].find((a) => ((number(a.address) ^ number(gateway)) & mask(a.prefix)) === 0);
+    return onItsSubnet === undefined ? null : { ...onItsSubnet, gateway, mac };
+  }
+
+  private finish(open: Switch, outcome: HealOutcome, mac: string | null = null): void {
     for (const cancel of open.cancelTimers) cancel();
     if (this.current === open) this.current = null;
     const healMs = outcome === 'healed' ? Math.round(this.effects.now() - open.startedAt) : null;
-    if (outcome === 'healed' && open.to !== null && open.gateway !== null) this.learned.set(open.to, open.gateway);
+    if (outcome === 'healed' && open.to !== null && open.gateway !== null) {
+      this.learned.set(open.to, { gateway: open.gateway, lease: open.reused ?? this.leaseOf(open.gateway, mac) });
+    }
+    if (outcome === 'healed' && open.reused !== null) this.confirmLater();
     const heal: HealRecord = { bond: this.config.bond, time: open.time.toISOString(), to: open.to, action: open.action, outcome, gateway: open.gateway, heal_ms: healMs };
     if (open.kind === 'failover') this.effects.record(heal);
     const what = open.kind === 'start' ? `the check at start (${heal.to ?? 'no slave'} active)` : `switch to ${heal.to ?? 'none'}`;

@@ -3,7 +3,7 @@
  *
  *   bond-heal.js --config /etc/pibond/bond-heal.json
  *
- * Listens to `ip -o monitor link neigh route` (the kernel's events, no polling) and hands each line
+ * Listens to `ip -o monitor link neigh route address` (the kernel's events, no polling) and hands each line
  * to the healer; the effects are `ip` commands, a UDP datagram and the heals file. Failing to start
  * `ip` or losing it ends the process with an error, and systemd restarts it.
  */
@@ -17,7 +17,7 @@ import { parseArgs, promisify } from 'node:util';
 import { readText, runMain } from '../../00-base/src/device.ts';
 import { checkConfig } from './config.ts';
 import { HealLog } from './heal-log.ts';
-import { Healer, neighbourFlushes, type HealEffects } from './healer.ts';
+import { Healer, neighbourFlush, readdressCommands, type HealEffects } from './healer.ts';
 import { LineQueue } from './line-queue.ts';
 
 const run = promisify(execFile);
@@ -40,15 +40,18 @@ async function main(argv: string[]): Promise<void> {
       const { stdout } = await run('ip', ['-4', 'route', 'show', 'default', 'dev', bond]).catch(() => ({ stdout: '' }));
       return /\bvia\s+(\S+)/.exec(stdout)?.[1] ?? null;
     },
-    flushNeighbours: async (bond) => {
-      await Promise.all(neighbourFlushes(bond).map((args) => run('ip', args).catch(() => undefined)));
-    },
+    flushNeighbours: (bond) => batch([neighbourFlush(bond)]),
     neighbours: async (address) => {
       const { stdout } = await run('ip', ['-4', 'neigh', 'show', 'to', address]).catch(() => ({ stdout: '' }));
       return stdout.split('\n');
     },
     // The discard port: the payload is nothing, the ARP request it causes is the point.
     probe: (gateway) => socket.send(Buffer.alloc(0), 9, gateway, () => {}),
+    addresses: async (bond) => {
+      const { stdout } = await run('ip', ['-o', '-4', 'address', 'show', 'dev', bond, 'scope', 'global']).catch(() => ({ stdout: '' }));
+      return stdout.split('\n');
+    },
+    readdress: (bond, change) => batch(readdressCommands(bond, change)),
     // A new line each time: pibond-dhcp-renew's script tells a request made while it ran by that.
     requestRenew: (bond) => writeFileSync(join(file.runtime_directory, 'dhcp-renew'), `${bond} ${++renewals}\n`),
     record: (heal) => log.add(heal),
@@ -60,7 +63,7 @@ async function main(argv: string[]): Promise<void> {
   };
   const healer = new Healer(file, effects);
 
-  const monitor = spawn('ip', ['-o', 'monitor', 'link', 'neigh', 'route'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const monitor = spawn('ip', ['-o', 'monitor', 'link', 'neigh', 'route', 'address'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const queue = new LineQueue(healer, file.bond, (err) => effects.log('warning', `bug: ${String(err)}`));
   createInterface({ input: monitor.stdout }).on('line', (line) => queue.push(line));
   effects.log('info', `watching ${file.bond} for failovers (${file.dhcp ? 'DHCP' : 'static addressing'})`);
@@ -78,6 +81,27 @@ async function main(argv: string[]): Promise<void> {
       monitor.kill();
       resolve();
     });
+  });
+}
+
+/**
+ * Runs `commands` through one `ip -force -batch -`: one process for a whole change, and -force goes
+ * on past a failed command (a route gone already), which is logged.
+ */
+function batch(commands: string[]): Promise<void> {
+  return new Promise((resolve) => {
+    const ip = spawn('ip', ['-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let errors = '';
+    ip.stderr.on('data', (chunk: Buffer) => void (errors += chunk.toString()));
+    ip.once('error', (err) => {
+      process.stdout.write(`<4>ip -batch: ${err.message}\n`);
+      resolve();
+    });
+    ip.once('close', () => {
+      if (errors.trim() !== '') process.stdout.write(`<6>ip -batch (${commands.join('; ')}): ${errors.trim().replaceAll('\n', '; ')}\n`);
+      resolve();
+    });
+    ip.stdin.end(`${commands.join('\n')}\n`);
   });
 }
 

@@ -5,6 +5,7 @@
  * change. The counters matter: with 50 ms between reads a link can go down and come back unseen,
  * but the kernel counts every failure, so a counter that moved tells us the link failed in between.
  */
+import type { HealAction } from '../../15-bond-heal/src/healer.ts';
 import type { DecisionReason } from '../../16-bond-uplink/src/report.ts';
 import type { BondReading, BondStatus, SlaveStatus } from './read-bonds.ts';
 
@@ -31,8 +32,8 @@ export interface FailoverEvent {
    * pibond-heal.service measured it: null until it has (or when it never did).
    */
   heal_ms?: number | null;
-  /** How it healed: flush (the neighbours) or renew (a new DHCP lease). */
-  heal_action?: 'flush' | 'renew';
+  /** How it healed: flush (the neighbours), reuse (the router's remembered lease) or renew (a new DHCP lease). */
+  heal_action?: HealAction;
   /**
    * When pibond-uplink made this switch (a `manual` one, just after it moved the bond's primary to
    * `to`): its decision's reason, e.g. primary_uplink_down. Absent for the kernel's own switches.

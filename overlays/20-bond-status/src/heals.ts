@@ -38,7 +38,7 @@ function isHealRecord(value: unknown): value is HealRecord {
     !Number.isNaN(Date.parse(h.time)) &&
     nullableString(h.to) &&
     nullableString(h.gateway) &&
-    (h.action === 'flush' || h.action === 'renew') &&
+    (h.action === 'flush' || h.action === 'reuse' || h.action === 'renew') &&
     (h.outcome === 'healed' || h.outcome === 'not_healed' || h.outcome === 'superseded') &&
     (h.heal_ms === null || (typeof h.heal_ms === 'number' && Number.isFinite(h.heal_ms) && h.heal_ms >= 0))
   );
