@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bundlePath, configPath, exitHook, exitHookPath, render, renewPath, runtimeDirectory } from '../../overlays/15-bond-heal/render.ts';
 import { checkConfig } from '../../overlays/15-bond-heal/src/config.ts';
 import { confirmAfterMs, Healer, neighbourFlush, readdressCommands, renewAtOnce, reuseMinLeftMs, type HealConfig, type HealEffects, type HealRecord } from '../../overlays/15-bond-heal/src/healer.ts';
+import { IpShell } from '../../overlays/15-bond-heal/src/ip-shell.ts';
 import { LineQueue } from '../../overlays/15-bond-heal/src/line-queue.ts';
 import { parseMonitorLine } from '../../overlays/15-bond-heal/src/monitor-lines.ts';
 import { definitionSchema, parseDefinition } from '../../scripts/lib/definition.ts';
@@ -274,6 +275,9 @@ describe('Healer, reusing leases (ifupdown)', () => {
       await healer.line(`default via ${lan.gateway} dev bond0 `);
       await healer.line(`${lan.gateway} dev bond0 lladdr ${lan.mac} REACHABLE`);
     }
+    // The second switch went back to the router seen at start: with reuseLeases its lease was put on
+    // again, and DHCP confirms it once the bond has stayed.
+    await host.advance(confirmAfterMs);
     host.done.length = 0;
     host.heals.length = 0;
   }
@@ -301,9 +305,9 @@ describe('Healer, reusing leases (ifupdown)', () => {
     host.active = 'eth1';
     await host.advance(600_000);
     await healer.line(failover);
-    // One command: the flush, the old router's lease off, this one's on (learnt 600.3 s ago with 3600 s to run).
+    // One batch: the flush, the old router's lease off, this one's on (learnt 603.3 s ago with 3600 s to run).
     expect(host.done).toEqual([
-      'readdress neigh flush dev bond0 nud reachable nud stale nud delay nud probe; route del default via 192.168.1.1 dev bond0; address del 192.168.1.100/24 dev bond0; address replace 192.168.8.100/24 broadcast 192.168.8.255 valid_lft 2999 preferred_lft 2999 dev bond0; route replace default via 192.168.8.1 dev bond0',
+      'readdress neigh flush dev bond0 nud reachable nud stale nud delay nud probe; route del default via 192.168.1.1 dev bond0; address del 192.168.1.100/24 dev bond0; address replace 192.168.8.100/24 broadcast 192.168.8.255 valid_lft 2996 preferred_lft 2996 dev bond0; route replace default via 192.168.8.1 dev bond0',
       'probe 192.168.8.1',
     ]);
     await host.advance(40);
@@ -317,7 +321,8 @@ describe('Healer, reusing leases (ifupdown)', () => {
     host.active = 'eth0';
     host.done.length = 0;
     await healer.line(failover);
-    expect(host.done[0]).toBe('readdress neigh flush dev bond0 nud reachable nud stale nud delay nud probe; route del default via 192.168.8.1 dev bond0; address del 192.168.8.100/24 dev bond0; address replace 192.168.1.100/24 broadcast 192.168.1.255 valid_lft 2996 preferred_lft 2996 dev bond0; route replace default via 192.168.1.1 dev bond0');
+    expect(host.done[0]).toBe('readdress neigh flush dev bond0 nud reachable nud stale nud delay nud probe; route del default via 192.168.8.1 dev bond0; address del 192.168.8.100/24 dev bond0; address replace 192.168.1.100/24 broadcast 192.168.1.255 valid_lft 2993 preferred_lft 2993 dev bond0; route replace default via 192.168.1.1 dev bond0');
+    await healer.line('default via 192.168.1.1 dev bond0 ');
     await healer.line(`${mainLan.gateway} dev bond0 lladdr ${mainLan.mac} REACHABLE`);
     expect(host.heals.map((h) => [h.to, h.action, h.outcome])).toEqual([['eth1', 'reuse', 'healed'], ['eth0', 'reuse', 'healed']]);
   });
@@ -329,6 +334,7 @@ describe('Healer, reusing leases (ifupdown)', () => {
     for (const [to, lan] of [['eth1', backupLan], ['eth0', mainLan], ['eth1', backupLan]] as const) {
       host.active = to;
       await healer.line(failover);
+      await healer.line(`default via ${lan.gateway} dev bond0 `);
       await healer.line(`${lan.gateway} dev bond0 lladdr ${lan.mac} REACHABLE`);
       await host.advance(confirmAfterMs - 1);
     }
@@ -346,6 +352,7 @@ describe('Healer, reusing leases (ifupdown)', () => {
       host.active = 'eth1';
       await healer.line(failover);
       await healer.line(address(backupLan.address, 2999));
+      await healer.line(`default via ${backupLan.gateway} dev bond0 `);
       host.done.length = 0;
       if (answer === null) await host.advance(300);
       else await healer.line(`${backupLan.gateway} dev bond0 lladdr ${answer} REACHABLE`);
@@ -429,6 +436,22 @@ describe.skipIf(process.getuid?.() !== 0)('neighbourFlush on a real kernel', () 
     execFileSync('ip', ['-n', ns, '-force', '-batch', '-'], { input: `${neighbourFlush('bond0')}\n` });
     const left = ip('neigh', 'show', 'dev', 'bond0').split('\n').map((line) => line.trim()).filter(Boolean).sort();
     expect(left).toEqual(['192.0.2.4 INCOMPLETE', '192.0.2.5 lladdr 02:00:00:00:01:05 PERMANENT', '2001:db8::4 INCOMPLETE']);
+  });
+
+  it('IpShell: one ip for every batch, each settling once the kernel has done it; a failed command is told, the rest still run', async () => {
+    const complaints: string[] = [];
+    const shell = new IpShell((line) => complaints.push(line), ['-n', ns]);
+    try {
+      ip('neigh', 'add', '192.0.2.1', 'dev', 'bond0', 'lladdr', '02:00:00:00:01:01', 'nud', 'reachable');
+      await shell.run([neighbourFlush('bond0')]);
+      expect(ip('neigh', 'show', 'dev', 'bond0').trim()).toBe('');
+      await shell.run(['route del default via 192.0.2.99 dev bond0', 'address add 192.0.2.11/24 dev bond0']);
+      expect(ip('-o', '-4', 'addr', 'show', 'dev', 'bond0')).toContain('192.0.2.11/24');
+      expect(complaints.join('\n')).toMatch(/No such process|Cannot find/);
+      expect(shell.ip.exitCode).toBeNull();
+    } finally {
+      shell.ip.kill();
+    }
   });
 
   it('readdressCommands: one batch takes the old router\'s address and default route off and puts the remembered lease on', () => {

@@ -81,7 +81,7 @@ export interface HealEffects {
   requestRenew(bond: string): void;
   /** The bond's global IPv4 addresses now, as `ip -o -4 address show` prints them. */
   addresses(bond: string): Promise<string[]>;
-  /** Changes the bond's IPv4 addressing in one command (readdressCommands). */
+  /** Changes the bond's IPv4 addressing in one batch (readdressCommands), settling when it is done. */
   readdress(bond: string, change: Readdress): Promise<void>;
   record(heal: HealRecord): void;
   setTimer(ms: number, run: () => void): () => void;
@@ -278,7 +278,7 @@ export class Healer {
     const known = this.gateway;
     const lease = known === undefined ? null : this.reusable(router, known);
     if (lease !== null) {
-      // The flush and the lease in one command: every millisecond here is outage.
+      // The flush and the lease in one batch: every millisecond here is outage.
       await this.reuse(open, lease);
     } else {
       // Together: each is a command.
@@ -340,7 +340,7 @@ export class Healer {
   }
 
   /**
-   * Flushes the neighbours and puts `lease` on instead of the bond's addresses, in one command, and
+   * Flushes the neighbours and puts `lease` on instead of the bond's addresses, in one batch, and
    * resolves its gateway. The stack's confirmation of the lease waits until the bond has stayed
    * (confirmAfterMs after the heal): a cable that flaps would otherwise restart the DHCP client at
    * every switch, and under emulation that restart slowed the next switch's heal by up to a second.

@@ -18,6 +18,7 @@ import { readText, runMain } from '../../00-base/src/device.ts';
 import { checkConfig } from './config.ts';
 import { HealLog } from './heal-log.ts';
 import { Healer, neighbourFlush, readdressCommands, type HealEffects } from './healer.ts';
+import { IpShell } from './ip-shell.ts';
 import { LineQueue } from './line-queue.ts';
 
 const run = promisify(execFile);
@@ -40,7 +41,7 @@ async function main(argv: string[]): Promise<void> {
       const { stdout } = await run('ip', ['-4', 'route', 'show', 'default', 'dev', bond]).catch(() => ({ stdout: '' }));
       return /\bvia\s+(\S+)/.exec(stdout)?.[1] ?? null;
     },
-    flushNeighbours: (bond) => batch([neighbourFlush(bond)]),
+    flushNeighbours: (bond) => shell.run([neighbourFlush(bond)]),
     neighbours: async (address) => {
       const { stdout } = await run('ip', ['-4', 'neigh', 'show', 'to', address]).catch(() => ({ stdout: '' }));
       return stdout.split('\n');
@@ -51,7 +52,7 @@ async function main(argv: string[]): Promise<void> {
       const { stdout } = await run('ip', ['-o', '-4', 'address', 'show', 'dev', bond, 'scope', 'global']).catch(() => ({ stdout: '' }));
       return stdout.split('\n');
     },
-    readdress: (bond, change) => batch(readdressCommands(bond, change)),
+    readdress: (bond, change) => shell.run(readdressCommands(bond, change)),
     // A new line each time: pibond-dhcp-renew's script tells a request made while it ran by that.
     requestRenew: (bond) => writeFileSync(join(file.runtime_directory, 'dhcp-renew'), `${bond} ${++renewals}\n`),
     record: (heal) => log.add(heal),
@@ -61,6 +62,7 @@ async function main(argv: string[]): Promise<void> {
     },
     log: (priority, message) => void process.stdout.write(`<${priorities[priority]}>${message}\n`),
   };
+  const shell = new IpShell((line) => effects.log('info', `ip -batch: ${line}`));
   const healer = new Healer(file, effects);
 
   const monitor = spawn('ip', ['-o', 'monitor', 'link', 'neigh', 'route', 'address'], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -75,33 +77,15 @@ async function main(argv: string[]): Promise<void> {
     }, startCheckDelayMs);
   });
   await new Promise<void>((resolve, reject) => {
-    monitor.once('error', reject);
-    monitor.once('exit', (code, signal) => reject(new Error(`ip monitor ended (${signal ?? code})`)));
+    for (const [child, what] of [[monitor, 'ip monitor'], [shell.ip, 'ip -batch']] as const) {
+      child.once('error', reject);
+      child.once('exit', (code, signal) => reject(new Error(`${what} ended (${signal ?? code})`)));
+    }
     process.once('SIGTERM', () => {
       monitor.kill();
+      shell.ip.kill();
       resolve();
     });
-  });
-}
-
-/**
- * Runs `commands` through one `ip -force -batch -`: one process for a whole change, and -force goes
- * on past a failed command (a route gone already), which is logged.
- */
-function batch(commands: string[]): Promise<void> {
-  return new Promise((resolve) => {
-    const ip = spawn('ip', ['-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let errors = '';
-    ip.stderr.on('data', (chunk: Buffer) => void (errors += chunk.toString()));
-    ip.once('error', (err) => {
-      process.stdout.write(`<4>ip -batch: ${err.message}\n`);
-      resolve();
-    });
-    ip.once('close', () => {
-      if (errors.trim() !== '') process.stdout.write(`<6>ip -batch (${commands.join('; ')}): ${errors.trim().replaceAll('\n', '; ')}\n`);
-      resolve();
-    });
-    ip.stdin.end(`${commands.join('\n')}\n`);
   });
 }
 
