@@ -9,6 +9,8 @@ import type { HealConfigFile } from './src/config.ts';
 
 export const configPath = 'etc/pibond/bond-heal.json';
 export const runtimeDirectory = '/run/pibond-heal';
+/** pibond-dhcp-prelease.service's RuntimeDirectory (render.ts: preleaseScript). */
+export const preleaseDirectory = '/run/pibond-dhcp-prelease';
 
 /** The healer's configuration; it says whether addressing is DHCP, which a card's settings may change. */
 export function healConfigFile(def: Definition): OverlayFile {
@@ -23,6 +25,7 @@ export function healConfigFile(def: Definition): OverlayFile {
     giveUpAfterMs: 30_000,
     // Only ifupdown's dhclient takes the bond's addresses as it finds them (render.ts: renewRows).
     reuseLeases: def.network.stack === 'ifupdown',
+    ...(def.network.stack === 'ifupdown' ? { preleaseDirectory } : {}),
     runtime_directory: runtimeDirectory,
   };
   return { path: configPath, content: `${JSON.stringify(config, null, 2)}\n`, mode: 0o644 };

@@ -11,11 +11,11 @@
  */
 import { bundleDeviceProgram } from '../../scripts/lib/bundle.ts';
 import type { Definition } from '../../scripts/lib/definition.ts';
-import type { OverlayFile } from '../../scripts/lib/overlay.ts';
+import type { OverlayFile, OverlayLink } from '../../scripts/lib/overlay.ts';
 import { bondOptions } from '../10-bond-networkmanager/render.ts';
-import { healConfigFile, runtimeDirectory } from './config-file.ts';
+import { configPath, healConfigFile, preleaseDirectory, runtimeDirectory } from './config-file.ts';
 
-export { configPath, healConfigFile, runtimeDirectory } from './config-file.ts';
+export { configPath, healConfigFile, preleaseDirectory, runtimeDirectory } from './config-file.ts';
 
 export const bundlePath = 'usr/lib/pibond/bond-heal.js';
 export const renewPath = 'usr/lib/pibond/dhcp-renew';
@@ -163,8 +163,109 @@ fi
 `;
 }
 
-export async function render(def: Definition): Promise<OverlayFile[]> {
-  const ifupdown: OverlayFile[] = def.network.stack === 'ifupdown' ? [{ path: exitHookPath, content: exitHook(def), mode: 0o644 }] : [];
+export const preleasePath = 'usr/lib/pibond/dhcp-prelease';
+/** How long the prelease waits for each backup router's lease, in tenths of a second. */
+const preleaseWaitTenths = 300;
+export const preleaseUnitPath = 'usr/lib/systemd/system/pibond-dhcp-prelease.service';
+
+/**
+ * ifupdown's lease from each backup router, taken at boot through the backup slave alone, so that
+ * even the first switch to that router puts a lease on at once (healer.ts: preleaseDirectory)
+ * instead of waiting for a DHCP exchange (2.5-6 s under emulation). The bonding driver drops what
+ * a backup slave receives, but not for a packet socket bound to that slave, which is what dhclient
+ * uses; the slave carries the bond's MAC, and dhclient is given the bond's DUID, so its client
+ * identifier (RFC 4361: the MAC's last four bytes and the DUID) is the one the bond's dhclient
+ * presents later: the router keeps one lease for the Pi, not two. Its script is /bin/true: nothing
+ * is configured on the slave. Once the lease is written dhclient is stopped (SIGTERM: no release).
+ */
+export function preleaseScript(): string {
+  return `#!/bin/sh
+# pibond-dhcp-prelease.service runs this once, when the network is up: see overlays/15-bond-heal/render.ts.
+set -eu
+# A card's settings may have made the addressing static (overlays/05-card rewrites the healer's file).
+if ! grep -q '"dhcp": true' "\${HEAL_CONFIG:-/${configPath}}"; then
+    echo "static addressing: no lease to take"
+    exit 0
+fi
+bond=\${BOND:?BOND is not set: /etc/default/pibond-heal is missing}
+dir=\${RUNTIME_DIRECTORY:-${preleaseDirectory}}
+net=\${SYSFS_ROOT:-/sys}/class/net
+state=\${DHCP_STATE:-/var/lib/dhcp}
+active=$(cat "$net/$bond/bonding/active_slave" 2>/dev/null || true)
+mac=$(cat "$net/$bond/address")
+for slave in $(cat "$net/$bond/bonding/slaves"); do
+    [ "$slave" != "$active" ] || continue
+    # With fail_over_mac a slave keeps a MAC of its own: a lease for it would be another client's.
+    if [ "$(cat "$net/$slave/address")" != "$mac" ]; then
+        echo "$slave: its MAC is not the bond's, no lease asked"
+        continue
+    fi
+    leases=$dir/$slave.leases
+    grep '^default-duid ' "$state/dhclient.$bond.leases" > "$leases" 2>/dev/null || : > "$leases"
+    echo "asking the router behind $slave for a lease, through $slave alone"
+    dhclient -4 -d -1 -i -I -sf /bin/true -pf "$dir/$slave.pid" -lf "$leases" -df "$state/dhclient6.$bond.leases" "$slave" 2>/dev/null &
+    client=$!
+    i=0
+    while ! grep -q '^  fixed-address ' "$leases" && kill -0 "$client" 2>/dev/null && [ $i -lt ${preleaseWaitTenths} ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill "$client" 2>/dev/null || true
+    wait "$client" 2>/dev/null || true
+    chmod 0644 "$leases"
+    if grep -q '^  fixed-address ' "$leases"; then
+        echo "$slave: $(grep -m1 '^  fixed-address ' "$leases" | tr -d ' ;'), $(grep -m1 '^  option routers ' "$leases" | tr -d ';' | sed 's/^ *option //')"
+    else
+        echo "$slave: no lease within ${preleaseWaitTenths / 10} s"
+    fi
+done
+`;
+}
+
+const preleaseUnit = `# pibond: a lease from each backup router, taken at boot (ifupdown). The script says why.
+[Unit]
+Description=pibond: a DHCP lease from each backup router, for the first switch to it
+Documentation=file:///${preleasePath}
+Wants=network-online.target
+After=network-online.target networking.service
+
+[Service]
+# Not oneshot: a backup router that does not answer must not hold the boot for the wait.
+Type=simple
+EnvironmentFile=/etc/default/pibond-heal
+ExecStart=/${preleasePath}
+# pibond-heal (another, unprivileged user) reads the lease files.
+RuntimeDirectory=pibond-dhcp-prelease
+RuntimeDirectoryMode=0755
+RuntimeDirectoryPreserve=yes
+# dhclient is stopped by the script; nothing of it outlives the run.
+KillMode=control-group
+# Confinement: dhclient needs a packet socket (CAP_NET_RAW), port 68 and the slave's flags; it
+# writes only the runtime directory, and reads the bond's DUID.
+CapabilityBoundingSet=CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_NET_ADMIN
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_PACKET AF_INET AF_INET6 AF_UNIX AF_NETLINK
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+export async function render(def: Definition): Promise<(OverlayFile | OverlayLink)[]> {
+  const ifupdown: (OverlayFile | OverlayLink)[] =
+    def.network.stack === 'ifupdown'
+      ? [
+          { path: exitHookPath, content: exitHook(def), mode: 0o644 },
+          { path: preleasePath, content: preleaseScript(), mode: 0o755 },
+          { path: preleaseUnitPath, content: preleaseUnit, mode: 0o644 },
+          { path: 'etc/systemd/system/multi-user.target.wants/pibond-dhcp-prelease.service', target: `/${preleaseUnitPath}` },
+        ]
+      : [];
   return [
     ...ifupdown,
     { path: bundlePath, content: await bundle(), mode: 0o644 },

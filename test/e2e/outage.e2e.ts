@@ -16,11 +16,12 @@ const scenarioTimeoutMs = 20 * 60_000;
 
 /**
  * The most a switch's inbound or outbound outage may be, here. The goal is 1 s worst (a benchmark
- * figure, `npm run bench -- outage`); these limits leave room for software emulation, where the
- * healing unit's own start and, across subnets, dhclient's renewal under TCG take seconds (seen:
- * 1.1 s worst on the same subnet, 4.7 s across subnets with the machine loaded).
+ * figure, `npm run bench -- outage`); these limits leave room for software emulation on a loaded
+ * machine. Across subnets every switch puts a lease on at once (the backup router's taken at boot,
+ * the main's learnt), so the limit is the same-subnet one; before that, dhclient's renewal under
+ * TCG took 2.5-6 s at the first switch to the backup router.
  */
-const outageLimitMs: Record<LayoutName, number> = { 'same-subnet': 3_000, 'different-subnets': 10_000 };
+const outageLimitMs: Record<LayoutName, number> = { 'same-subnet': 3_000, 'different-subnets': 3_000 };
 
 export function describeOutage(image: () => string): void {
 
@@ -58,12 +59,11 @@ export function describeOutage(image: () => string): void {
         expect(result?.report.routers).toBe(`testbed:${layout}`);
       });
 
-      it(`pibond-heal healed every flap${layout === 'different-subnets' ? ' with the router\'s remembered lease, not a DHCP exchange each (ifupdown)' : ''}`, () => {
-        // The first failover and failback meet each router's lease; the flaps after them switch back to routers seen before.
-        const flaps = (result?.report.figures.outages ?? []).slice(2, 2 + 2 * ciFlaps);
-        expect(flaps).toHaveLength(2 * ciFlaps);
+      it(`pibond-heal healed every switch${layout === 'different-subnets' ? ' by putting the router\'s lease on at once, not by a DHCP exchange (ifupdown): the backup\'s taken at boot, the main\'s learnt' : ''}`, () => {
+        const outages = result?.report.figures.outages ?? [];
+        expect(outages).toHaveLength(2 * (1 + ciFlaps + 1));
         const healed = (action: string | null | undefined) => (layout === 'different-subnets' ? action === 'reuse' : typeof action === 'string');
-        expect(flaps.filter((o) => !healed(o.healAction))).toEqual([]);
+        expect(outages.map((o, i) => `${i + 1}. ${o.switch}: ${o.healAction ?? 'not healed'}`).filter((_, i) => !healed(outages[i]?.healAction))).toEqual([]);
       });
     });
   });

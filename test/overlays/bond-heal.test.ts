@@ -3,19 +3,23 @@
  * effects and a fake clock), its units' confinement, and what render() writes for a definition.
  */
 import { execFileSync } from 'node:child_process';
-import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
+import { lstatSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { bundlePath, configPath, exitHook, exitHookPath, render, renewPath, runtimeDirectory } from '../../overlays/15-bond-heal/render.ts';
+import { bundlePath, configPath, exitHook, exitHookPath, preleaseDirectory, preleasePath, preleaseScript, preleaseUnitPath, render, renewPath, runtimeDirectory } from '../../overlays/15-bond-heal/render.ts';
 import { checkConfig } from '../../overlays/15-bond-heal/src/config.ts';
 import { confirmAfterMs, Healer, neighbourFlush, readdressCommands, renewAtOnce, reuseMinLeftMs, type HealConfig, type HealEffects, type HealRecord } from '../../overlays/15-bond-heal/src/healer.ts';
 import { IpShell } from '../../overlays/15-bond-heal/src/ip-shell.ts';
 import { LineQueue } from '../../overlays/15-bond-heal/src/line-queue.ts';
 import { parseMonitorLine } from '../../overlays/15-bond-heal/src/monitor-lines.ts';
+import { parseLeaseFile } from '../../overlays/15-bond-heal/src/prelease.ts';
 import { definitionSchema, parseDefinition } from '../../scripts/lib/definition.ts';
+import type { OverlayFile, OverlayLink } from '../../scripts/lib/overlay.ts';
 
+/** The rendered file at `path` (not a link). */
+const fileAt = (files: (OverlayFile | OverlayLink)[], path: string) => files.find((f): f is OverlayFile => f.path === path && 'content' in f);
 const rootfs = join(import.meta.dirname, '../../overlays/15-bond-heal/rootfs');
 const unitText = (name: string) => readFileSync(join(rootfs, 'usr/lib/systemd/system', name), 'utf8');
 const directives = (name: string) => unitText(name).split('\n').filter((line) => /^[A-Za-z]+=/.test(line));
@@ -72,6 +76,9 @@ class FakeHost implements HealEffects {
   /** The bond's addresses, as `ip -o -4 address show` prints them. */
   addressLines: string[] = [];
   addresses = async () => this.addressLines;
+  /** Files the healer may read (a lease taken ahead). */
+  files: Record<string, string> = {};
+  readFile = (path: string) => this.files[path] ?? null;
   readdress = async (bond: string, change: Parameters<HealEffects['readdress']>[1]) => void this.done.push(`readdress ${readdressCommands(bond, change).join('; ')}`);
   record = (heal: HealRecord) => void this.heals.push(heal);
   setTimer = (ms: number, run: () => void) => {
@@ -384,6 +391,105 @@ describe('Healer, reusing leases (ifupdown)', () => {
   });
 });
 
+/** dhclient's lease file as pibond-dhcp-prelease leaves it (taken from a real run against dnsmasq). */
+const preleaseFile = `default-duid "\\000\\001\\000\\0012\\2462oRT\\000\\0224V";
+lease {
+  interface "eth1";
+  fixed-address 192.168.8.100;
+  option subnet-mask 255.255.255.0;
+  option routers 192.168.8.1;
+  option dhcp-lease-time 43200;
+  option dhcp-message-type 5;
+  option dhcp-server-identifier 192.168.8.1;
+  option broadcast-address 192.168.8.255;
+  renew 6 2026/11/25 20:00:01;
+  rebind 6 2026/11/26 00:34:23;
+  expire 6 2026/11/26 02:00:01;
+}
+`;
+
+describe('parseLeaseFile', () => {
+  it('reads the newest complete lease: address, prefix, broadcast, the first router, expiry (UTC)', () => {
+    expect(parseLeaseFile(preleaseFile)).toEqual({ address: '192.168.8.100', prefix: 24, broadcast: '192.168.8.255', gateway: '192.168.8.1', expires: Date.UTC(2026, 10, 26, 2, 0, 1) });
+    const older = preleaseFile.replace('default-duid', 'lease {\n  fixed-address 10.0.0.9;\n  option subnet-mask 255.0.0.0;\n  option routers 10.0.0.1 10.0.0.2;\n  expire 1 2026/11/23 10:00:00;\n}\ndefault-duid');
+    expect(parseLeaseFile(older)?.address).toBe('192.168.8.100');
+    expect(parseLeaseFile(preleaseFile.replace(/lease \{[^}]*\}/, older.slice(older.indexOf('lease {'), older.indexOf('}') + 1)))).toMatchObject({ address: '10.0.0.9', prefix: 8, broadcast: null, gateway: '10.0.0.1' });
+  });
+
+  it.each([
+    ['no lease (the router never answered)', 'default-duid "\\000\\001";\n'],
+    ['no routers', preleaseFile.replace('  option routers 192.168.8.1;\n', '')],
+    ['a mask that is not one', preleaseFile.replace('255.255.255.0', '255.0.255.0')],
+    ['half a lease (written while read)', preleaseFile.slice(0, preleaseFile.indexOf('expire'))],
+  ])('none: %s', (_, text) => {
+    expect(parseLeaseFile(text)).toBeNull();
+  });
+});
+
+describe('Healer, a lease taken ahead through the backup slave (ifupdown)', () => {
+  const config: HealConfig = { ...dhcp, reuseLeases: true, preleaseDirectory: '/run/pibond-dhcp-prelease' };
+  /** The bond switches to `slave`, and `gateway` answers from `mac`. */
+  async function switchTo(host: FakeHost, healer: Healer, slave: string, gateway: string, mac: string): Promise<void> {
+    host.active = slave;
+    await healer.line(failover);
+    await healer.line(`${gateway} dev bond0 lladdr ${mac} REACHABLE`);
+  }
+
+  it('the first switch to the backup router puts its lease on at once; any MAC answering heals it, and is learnt', async () => {
+    const host = new FakeHost();
+    host.active = 'eth0';
+    host.files['/run/pibond-dhcp-prelease/eth1.leases'] = preleaseFile;
+    // The fake wall clock is 2026-11-25T14:00:01 at time 1000: the lease has 12 h left.
+    const healer = new Healer(config, host);
+    host.addressLines = ['3: bond0    inet 192.168.1.100/24 brd 192.168.1.255 scope global bond0\\       valid_lft 43000sec preferred_lft 43000sec'];
+    await healer.line('default via 192.168.1.1 dev bond0 ');
+    await healer.start();
+    await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:01:01 REACHABLE');
+    host.done.length = 0;
+    host.active = 'eth1';
+    await healer.line(failover);
+    expect(host.done).toEqual([
+      'readdress neigh flush dev bond0 nud reachable nud stale nud delay nud probe; route del default via 192.168.1.1 dev bond0; address del 192.168.1.100/24 dev bond0; address replace 192.168.8.100/24 broadcast 192.168.8.255 valid_lft 43200 preferred_lft 43200 dev bond0; route replace default via 192.168.8.1 dev bond0',
+      'probe 192.168.8.1',
+    ]);
+    await healer.line('192.168.8.1 dev bond0 lladdr 02:00:00:00:02:01 REACHABLE');
+    expect(host.heals).toEqual([expect.objectContaining({ to: 'eth1', action: 'reuse', outcome: 'healed', gateway: '192.168.8.1' })]);
+    // Learnt with the MAC that answered: the next time another MAC is another router.
+    await switchTo(host, healer, 'eth0', '192.168.1.1', '02:00:00:00:01:01');
+    host.done.length = 0;
+    await switchTo(host, healer, 'eth1', '192.168.8.1', '02:00:00:00:09:09');
+    expect(host.done.at(-2)).toBe('readdress route del default via 192.168.8.1 dev bond0; address del 192.168.8.100/24 dev bond0');
+  });
+
+  it('a lease the stack got after the check at start is learnt when its gateway answers: the first switch back to it reuses it', async () => {
+    const host = new FakeHost();
+    host.active = 'eth0';
+    host.gateway = null;
+    host.files['/run/pibond-dhcp-prelease/eth1.leases'] = preleaseFile;
+    const healer = new Healer(config, host);
+    await healer.start();
+    // ifup's dhclient binds after pibond-heal started.
+    await healer.line('3: bond0    inet 192.168.1.100/24 brd 192.168.1.255 scope global bond0\\       valid_lft 43000sec preferred_lft 43000sec');
+    await healer.line('default via 192.168.1.1 dev bond0 ');
+    await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:01:01 REACHABLE');
+    await switchTo(host, healer, 'eth1', '192.168.8.1', '02:00:00:00:02:01');
+    host.active = 'eth0';
+    host.done.length = 0;
+    await healer.line(failover);
+    expect(host.done[0]).toMatch(/^readdress neigh flush .* address replace 192\.168\.1\.100\/24 broadcast 192\.168\.1\.255 valid_lft 4\d+ preferred_lft 4\d+ dev bond0; route replace default via 192\.168\.1\.1 dev bond0$/);
+    await healer.line('192.168.1.1 dev bond0 lladdr 02:00:00:00:01:01 REACHABLE');
+    expect(host.heals.map((h) => [h.to, h.action])).toEqual([['eth1', 'reuse'], ['eth0', 'reuse']]);
+  });
+
+  it('no lease taken (no file, or the router gave none): the first switch waits for the old gateway, then DHCP, as before', async () => {
+    const host = new FakeHost();
+    host.files['/run/pibond-dhcp-prelease/eth1.leases'] = 'default-duid "\\000\\001";\n';
+    const healer = new Healer(config, host);
+    await healer.line(failover);
+    expect(host.done).toEqual(['flush bond0', 'probe 192.168.1.1']);
+  });
+});
+
 describe('LineQueue', () => {
   it('heals only the newest of the failovers waiting together: one flush after the last switch, not one per switch', async () => {
     const host = new FakeHost();
@@ -447,7 +553,8 @@ describe.skipIf(process.getuid?.() !== 0)('neighbourFlush on a real kernel', () 
       expect(ip('neigh', 'show', 'dev', 'bond0').trim()).toBe('');
       await shell.run(['route del default via 192.0.2.99 dev bond0', 'address add 192.0.2.11/24 dev bond0']);
       expect(ip('-o', '-4', 'addr', 'show', 'dev', 'bond0')).toContain('192.0.2.11/24');
-      expect(complaints.join('\n')).toMatch(/No such process|Cannot find/);
+      // The complaint comes on stderr, another pipe: it may be read after the batch's end on stdout.
+      await expect.poll(() => complaints.join('\n'), { timeout: 2000 }).toMatch(/No such process|Cannot find/);
       expect(shell.ip.exitCode).toBeNull();
     } finally {
       shell.ip.kill();
@@ -561,13 +668,13 @@ describe('render()', () => {
   it('writes the configuration from the definition: the bond, DHCP or not, the slaves\' routers', async () => {
     const def = parseDefinition('name: x\nbond:\n  slaves: [{name: eth0, gateway: 192.168.1.1}, {name: eth1, gateway: 192.168.8.1}]\n', 'x.yaml');
     const files = await render(def);
-    const config = checkConfig(JSON.parse(String(files.find((f) => f.path === configPath)?.content)), configPath);
-    expect(config).toEqual({ bond: 'bond0', dhcp: true, gateways: { eth0: '192.168.1.1', eth1: '192.168.8.1' }, answerWithinMs: 300, giveUpAfterMs: 30_000, reuseLeases: true, runtime_directory: '/run/pibond-heal' });
-    expect(files.find((f) => f.path === 'etc/default/pibond-heal')?.content).toContain('\nBOND=bond0\n');
+    const config = checkConfig(JSON.parse(String(fileAt(files, configPath)?.content)), configPath);
+    expect(config).toEqual({ bond: 'bond0', dhcp: true, gateways: { eth0: '192.168.1.1', eth1: '192.168.8.1' }, answerWithinMs: 300, giveUpAfterMs: 30_000, reuseLeases: true, preleaseDirectory: '/run/pibond-dhcp-prelease', runtime_directory: '/run/pibond-heal' });
+    expect(fileAt(files, 'etc/default/pibond-heal')?.content).toContain('\nBOND=bond0\n');
   });
 
   it('renders the ifupdown row: a shell script that restarts ifup\'s dhclient from scratch with ifup\'s own files', async () => {
-    const script = (await render(definitionSchema.parse({ name: 'x', base: {} }))).find((f) => f.path === renewPath);
+    const script = fileAt(await render(definitionSchema.parse({ name: 'x', base: {} })), renewPath);
     expect(script?.mode).toBe(0o755);
     const text = String(script?.content);
     expect(text).toContain('-pf "$pidfile" -lf "$leases"');
@@ -584,8 +691,10 @@ describe('render()', () => {
   it('gives ifupdown\'s dhclient the exit hook that lets a lease replace a reused one; the other stacks neither hook nor reuse', async () => {
     for (const stack of ['ifupdown', 'networkd', 'networkmanager', 'netplan']) {
       const files = await render(parseDefinition(`name: x\nnetwork: {stack: ${stack}}\n`, 'x.yaml'));
-      const config = checkConfig(JSON.parse(String(files.find((f) => f.path === configPath)?.content)), configPath);
-      expect([stack, config.reuseLeases, files.some((f) => f.path === exitHookPath)]).toEqual([stack, stack === 'ifupdown', stack === 'ifupdown']);
+      const config = checkConfig(JSON.parse(String(fileAt(files, configPath)?.content)), configPath);
+      const ifupdown = stack === 'ifupdown';
+      expect([stack, config.reuseLeases, files.some((f) => f.path === exitHookPath), files.some((f) => f.path === preleasePath)]).toEqual([stack, ifupdown, ifupdown, ifupdown]);
+      expect(config.preleaseDirectory).toBe(ifupdown ? preleaseDirectory : undefined);
     }
   });
 });
@@ -606,7 +715,7 @@ describe('the other stacks\' rows, run against fake tools', () => {
 
   async function runRow(stack: string, extra = '', runs = 1): Promise<string[]> {
     const def = parseDefinition(`name: x\n${extra}network: {stack: ${stack}}\n`, 'x.yaml');
-    const script = (await render(def)).find((f) => f.path === renewPath);
+    const script = fileAt(await render(def), renewPath);
     expect(script?.mode).toBe(0o755);
     await writeFile(join(dir, 'renew'), String(script?.content));
     const env = { PATH: `${join(dir, 'bin')}:/usr/bin:/bin`, BOND: 'bond0', SYSFS_ROOT: join(dir, 'sys'), NM_STATE_DIR: join(dir, 'nm'), RUNTIME_DIRECTORY: dir, REQUEST: join(dir, 'request') };
@@ -644,6 +753,62 @@ describe('the other stacks\' rows, run against fake tools', () => {
 
   it('networkmanager: the definition\'s primary when the kernel names none', async () => {
     expect((await runRow('networkmanager'))[0]).toContain('primary=eth0,');
+  });
+});
+
+describe('the prelease script (ifupdown), run against a fake sysfs and dhclient', () => {
+  let dir: string;
+  const run = () =>
+    execFileSync('sh', [join(dir, 'prelease')], {
+      env: { PATH: `${join(dir, 'bin')}:${process.env.PATH ?? ''}`, BOND: 'bond0', RUNTIME_DIRECTORY: join(dir, 'run'), SYSFS_ROOT: join(dir, 'sys'), DHCP_STATE: join(dir, 'state'), HEAL_CONFIG: join(dir, 'heal.json') },
+      encoding: 'utf8',
+    });
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pibond-prelease-'));
+    for (const sub of ['bin', 'run', 'state', 'sys/class/net/bond0/bonding', 'sys/class/net/eth0', 'sys/class/net/eth1', 'sys/class/net/eth2']) await mkdir(join(dir, sub), { recursive: true });
+    const net = join(dir, 'sys/class/net');
+    await writeFile(join(net, 'bond0/address'), '52:54:00:00:00:01\n');
+    await writeFile(join(net, 'bond0/bonding/active_slave'), 'eth0\n');
+    await writeFile(join(net, 'bond0/bonding/slaves'), 'eth0 eth1 eth2\n');
+    await writeFile(join(net, 'eth0/address'), '52:54:00:00:00:01\n');
+    await writeFile(join(net, 'eth1/address'), '52:54:00:00:00:01\n');
+    await writeFile(join(net, 'eth2/address'), '52:54:00:00:00:03\n');
+    await writeFile(join(dir, 'state/dhclient.bond0.leases'), 'default-duid "\\000\\001\\000\\001";\nlease {\n  interface "bond0";\n}\n');
+    await writeFile(join(dir, 'heal.json'), '{\n  "dhcp": true\n}\n');
+    await writeFile(join(dir, 'prelease'), preleaseScript());
+    // dhclient: records its arguments, appends a lease to its -lf file, and stays until stopped.
+    await writeFile(
+      join(dir, 'bin/dhclient'),
+      `#!/bin/sh\necho "$*" >> "${dir}/calls.log"\necho $$ > "${dir}/dhclient.pid"\nwhile [ $# -gt 1 ]; do [ "$1" = -lf ] && lf=$2; shift; done\nprintf 'lease {\\n  interface "%s";\\n  fixed-address 192.168.8.100;\\n}\\n' "$1" >> "$lf"\ntrap 'exit 0' TERM\nwhile :; do sleep 0.05; done\n`,
+    );
+    await chmod(join(dir, 'bin/dhclient'), 0o755);
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('asks through each backup slave that carries the bond\'s MAC, with the bond\'s DUID and a script that configures nothing; stops dhclient once the lease is written', () => {
+    const said = run();
+    expect(said).toContain('eth2: its MAC is not the bond\'s, no lease asked');
+    expect(said).toContain('eth1: fixed-address192.168.8.100');
+    const calls = readFileSync(join(dir, 'calls.log'), 'utf8').trim().split('\n');
+    expect(calls).toEqual([`-4 -d -1 -i -I -sf /bin/true -pf ${dir}/run/eth1.pid -lf ${dir}/run/eth1.leases -df ${dir}/state/dhclient6.bond0.leases eth1`]);
+    const leases = readFileSync(join(dir, 'run/eth1.leases'), 'utf8');
+    expect(leases.startsWith('default-duid "\\000\\001\\000\\001";\nlease {\n  interface "eth1";')).toBe(true);
+    expect(lstatSync(join(dir, 'run/eth1.leases')).mode & 0o777).toBe(0o644);
+    // Stopped: no signal reaches it any more.
+    expect(() => process.kill(Number(readFileSync(join(dir, 'dhclient.pid'), 'utf8')), 0)).toThrow();
+  });
+
+  it('its unit: enabled for ifupdown, started after the network is up without holding the boot, confined to what dhclient needs', async () => {
+    const files = await render(parseDefinition('name: x\n', 'x.yaml'));
+    const unit = String(fileAt(files, preleaseUnitPath)?.content).split('\n');
+    expect(unit).toEqual(expect.arrayContaining(['After=network-online.target networking.service', 'Type=simple', `ExecStart=/${preleasePath}`, 'CapabilityBoundingSet=CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_NET_ADMIN', 'ProtectSystem=strict', 'RuntimeDirectoryMode=0755']));
+    expect(files).toContainEqual({ path: 'etc/systemd/system/multi-user.target.wants/pibond-dhcp-prelease.service', target: `/${preleaseUnitPath}` });
+  });
+
+  it('takes nothing with static addressing', () => {
+    writeFileSync(join(dir, 'heal.json'), '{\n  "dhcp": false\n}\n');
+    expect(run()).toContain('static addressing: no lease to take');
+    expect(() => readFileSync(join(dir, 'calls.log'))).toThrow();
   });
 });
 

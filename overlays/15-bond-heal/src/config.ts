@@ -16,6 +16,7 @@ export function checkConfig(raw: unknown, source: string): HealConfigFile {
   if (typeof c.bond !== 'string' || !/^[^\s/:]{1,15}$/.test(c.bond)) throw bad('bond must be an interface name');
   if (typeof c.dhcp !== 'boolean') throw bad('dhcp must be true or false');
   if (c.reuseLeases !== undefined && typeof c.reuseLeases !== 'boolean') throw bad('reuseLeases must be true or false');
+  if (c.preleaseDirectory !== undefined && (typeof c.preleaseDirectory !== 'string' || !c.preleaseDirectory.startsWith('/'))) throw bad('preleaseDirectory must be an absolute path');
   if (typeof c.runtime_directory !== 'string' || !c.runtime_directory.startsWith('/')) throw bad('runtime_directory must be an absolute path');
   const gateways = c.gateways ?? {};
   if (typeof gateways !== 'object' || gateways === null || Object.values(gateways).some((g) => typeof g !== 'string')) throw bad('gateways must map slaves to addresses');
@@ -27,6 +28,7 @@ export function checkConfig(raw: unknown, source: string): HealConfigFile {
     answerWithinMs: number(c.answerWithinMs, 300),
     giveUpAfterMs: number(c.giveUpAfterMs, 30_000),
     reuseLeases: c.reuseLeases === true,
+    ...(typeof c.preleaseDirectory === 'string' ? { preleaseDirectory: c.preleaseDirectory } : {}),
     runtime_directory: c.runtime_directory,
   };
 }

@@ -2,7 +2,7 @@
  * What to do at each failover of the bond, and when the switch counts as healed.
  *
  * At the kernel's failover event the healer at once
- *   1. flushes the bond's neighbour entries that hold a MAC (IPv4 and IPv6, neighbourFlushes): the
+ *   1. flushes the bond's neighbour entries that hold a MAC (IPv4 and IPv6, neighbourFlush): the
  *      gateway's entry still holds the old router's MAC, and the new router drops every frame sent
  *      to it (5.5 s of silence measured);
  *   2. sends a datagram to the gateway, so the kernel resolves it afresh on the new segment;
@@ -17,16 +17,19 @@
  * healed when the new default route's gateway resolves. The way back is the same switch reversed.
  *
  * Where the stack lets it (`reuseLeases`: ifupdown, whose dhclient takes a lease bound on the bond
- * as it finds it), a switch back to a router seen before does not wait for that DHCP exchange: the
+ * as it finds it), a switch to a router seen before does not wait for that DHCP exchange: the
  * healer puts that router's remembered lease (address, lifetime left, gateway) on the bond at once,
- * takes the other router's off, and counts the switch healed when the gateway answers with the MAC
- * it had: the same router, the same network (RFC 4436, detecting network attachment, does the same).
- * The stack's client is asked for a lease all the same and confirms it; if the gateway answers with
- * another MAC, or not at all, the remembered lease goes again and the switch waits for the new one.
+ * in the same batch as the flush, takes the other router's off, and counts the switch healed when
+ * the gateway answers with the MAC it had: the same router, the same network (RFC 4436, detecting
+ * network attachment, does the same). A backup router never switched to yet has the lease
+ * pibond-dhcp-prelease took through its slave at boot (`preleaseDirectory`; any MAC will do).
+ * Once the bond has stayed (confirmAfterMs) the stack's client confirms the lease; if the gateway
+ * answers with another MAC, or not at all, the lease goes again and a new one is asked for.
  *
  * Every effect is injected, so the decisions are tested with fakes (test/overlays/bond-heal.test.ts).
  */
 import { parseMonitorLine, resolved, type MonitorEvent } from './monitor-lines.ts';
+import { parseLeaseFile } from './prelease.ts';
 
 export interface HealConfig {
   bond: string;
@@ -44,6 +47,11 @@ export interface HealConfig {
    * what others add (networkd, NetworkManager): there the stack's renewal does it all.
    */
   reuseLeases: boolean;
+  /**
+   * Where a backup slave's lease taken ahead of any switch is (`DIRECTORY/SLAVE.leases`,
+   * pibond-dhcp-prelease.service with ifupdown): the first switch to that router puts it on.
+   */
+  preleaseDirectory?: string;
 }
 
 /** flush: the neighbours were enough; reuse: the router's remembered lease; renew: a new DHCP lease. */
@@ -81,6 +89,8 @@ export interface HealEffects {
   requestRenew(bond: string): void;
   /** The bond's global IPv4 addresses now, as `ip -o -4 address show` prints them. */
   addresses(bond: string): Promise<string[]>;
+  /** The text of a file, or null when it cannot be read (the lease taken ahead, config.preleaseDirectory). */
+  readFile(path: string): string | null;
   /** Changes the bond's IPv4 addressing in one batch (readdressCommands), settling when it is done. */
   readdress(bond: string, change: Readdress): Promise<void>;
   record(heal: HealRecord): void;
@@ -109,11 +119,14 @@ export interface BondAddress {
   expiresAt: number;
 }
 
-/** A router's lease as the bond last held it: what a switch back to that router puts on again. */
+/**
+ * A router's lease as the bond last held it, or as taken ahead through the backup slave
+ * (prelease.ts): what a switch to that router puts on at once.
+ */
 export interface Lease extends BondAddress {
   gateway: string;
-  /** The gateway's MAC when it last answered: an answer with it again is the same router. */
-  mac: string;
+  /** The gateway's MAC when it last answered: an answer with it again is the same router. Null for a lease taken ahead: any answer will do. */
+  mac: string | null;
   /** What is left of the lease when it is put on (readdress), in whole seconds. */
   validSeconds?: number;
 }
@@ -250,6 +263,7 @@ export class Healer {
     } else if (event.kind === 'neighbour') {
       const open = this.current;
       if (open?.flushed && this.isAnswerFrom(event, open.gateway)) this.answered(open, event.lladdr);
+      else if (open === null && this.gateway != null && this.isAnswerFrom(event, this.gateway)) this.learnBetweenSwitches(this.gateway, event.lladdr);
     } else if (event.kind === 'address') {
       if (event.dev === this.config.bond && this.config.reuseLeases) this.addressEvent(event);
     } else if (event.dev === this.config.bond && event.deleted) {
@@ -274,7 +288,7 @@ export class Healer {
     this.leaving(open.to);
     this.cancelConfirm();
     const to = open.to;
-    const router = to === null ? undefined : this.learned.get(to);
+    const router = to === null ? undefined : (this.learned.get(to) ?? this.preleased(to));
     const known = this.gateway;
     const lease = known === undefined ? null : this.reusable(router, known);
     if (lease !== null) {
@@ -323,7 +337,7 @@ export class Healer {
 
   /** The gateway answered, from `mac`: healed, unless a reused lease's gateway answered from another router. */
   private answered(open: Switch, mac: string | null): void {
-    if (open.reused === null || mac === open.reused.mac) this.finish(open, 'healed', mac);
+    if (open.reused === null || open.reused.mac === null || mac === open.reused.mac) this.finish(open, 'healed', mac);
     else void this.unreuse(open, `answered from ${mac ?? 'no MAC'}, not ${open.reused.mac}`);
   }
 
@@ -390,6 +404,34 @@ export class Healer {
     await this.effects.readdress(this.config.bond, change);
   }
 
+  /**
+   * The gateway answered with no switch open: the lease the stack got at boot (after this process
+   * started, so the check at start saw none) or renewed since. The active slave's router is learnt
+   * as at a healed switch, so that the first switch back to it reuses its lease too.
+   */
+  private learnBetweenSwitches(gateway: string, mac: string | null): void {
+    const active = this.effects.activeSlave(this.config.bond);
+    const lease = this.leaseOf(gateway, mac);
+    if (active === null || lease === null) return;
+    this.active ??= active;
+    this.learned.set(active, { gateway, lease });
+  }
+
+  /**
+   * The lease pibond-dhcp-prelease took through `slave` before any switch to it, if any: read at
+   * the first switch to that slave only (a small file; the switches after it use what they learnt).
+   */
+  private preleased(slave: string): Router | undefined {
+    const directory = this.config.preleaseDirectory;
+    if (directory === undefined) return undefined;
+    const text = this.effects.readFile(`${directory}/${slave}.leases`);
+    const taken = text === null ? null : parseLeaseFile(text);
+    if (taken === null) return undefined;
+    const expiresAt = this.effects.now() + (taken.expires - this.effects.wallClock().getTime());
+    const { address, prefix, broadcast, gateway } = taken;
+    return { gateway, lease: { address, prefix, broadcast, gateway, mac: null, expiresAt } };
+  }
+
   /** The bond's addresses other than `address`. */
   private others(address: string | null): BondAddress[] {
     return [...this.addresses.values()].filter((a) => a.address !== address);
@@ -445,7 +487,8 @@ export class Healer {
     if (this.current === open) this.current = null;
     const healMs = outcome === 'healed' ? Math.round(this.effects.now() - open.startedAt) : null;
     if (outcome === 'healed' && open.to !== null && open.gateway !== null) {
-      this.learned.set(open.to, { gateway: open.gateway, lease: open.reused ?? this.leaseOf(open.gateway, mac) });
+      const reused = open.reused === null ? null : { ...open.reused, mac: open.reused.mac ?? mac };
+      this.learned.set(open.to, { gateway: open.gateway, lease: reused ?? this.leaseOf(open.gateway, mac) });
     }
     if (outcome === 'healed' && open.reused !== null) this.confirmLater();
     const heal: HealRecord = { bond: this.config.bond, time: open.time.toISOString(), to: open.to, action: open.action, outcome, gateway: open.gateway, heal_ms: healMs };

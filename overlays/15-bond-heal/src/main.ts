@@ -53,6 +53,13 @@ async function main(argv: string[]): Promise<void> {
       return stdout.split('\n');
     },
     readdress: (bond, change) => shell.run(readdressCommands(bond, change)),
+    readFile: (path) => {
+      try {
+        return readFileSync(path, 'utf8');
+      } catch {
+        return null;
+      }
+    },
     // A new line each time: pibond-dhcp-renew's script tells a request made while it ran by that.
     requestRenew: (bond) => writeFileSync(join(file.runtime_directory, 'dhcp-renew'), `${bond} ${++renewals}\n`),
     record: (heal) => log.add(heal),
