@@ -125,7 +125,10 @@ export interface BondAddress {
  */
 export interface Lease extends BondAddress {
   gateway: string;
-  /** The gateway's MAC when it last answered: an answer with it again is the same router. Null for a lease taken ahead: any answer will do. */
+  /**
+   * The gateway's MAC when it last answered: an answer with it again is the same router. Null for
+   * a lease taken ahead: any answer will do.
+   */
   mac: string | null;
   /** What is left of the lease when it is put on (readdress), in whole seconds. */
   validSeconds?: number;
@@ -382,7 +385,10 @@ export class Healer {
 
   private cancelConfirm: () => void = () => {};
 
-  /** The reused lease's router is not the one behind the bond now: its lease goes, and the switch waits for the stack's new one. */
+  /**
+   * The reused lease's router is not the one behind the bond now: its lease goes, and the switch
+   * waits for the stack's new one.
+   */
   private async unreuse(open: Switch, why: string): Promise<void> {
     const lease = open.reused;
     if (lease === null || this.current !== open) return;

@@ -7,9 +7,9 @@ import { createInterface } from 'node:readline';
 /**
  * One `ip -o -force -batch -` for the process's life (`args` go first: `-n NAMESPACE` in the
  * tests), fed a switch's commands on its stdin: no process is started at a switch (forking Node
- * and starting ip cost 0.1-0.2 s of every switch under emulation). -force goes on past a failed command (a route gone already), whose complaint
- * is logged. ip answers `link show dev lo` with one line and flushes it at once: that line after a
- * batch says the batch is done.
+ * and starting ip cost 0.1-0.2 s of every switch under emulation). -force goes on past a failed
+ * command (a route gone already), whose complaint is logged. ip answers `link show dev lo` with
+ * one line and flushes it at once: that line after a batch says the batch is done.
  */
 export class IpShell {
   readonly ip: ChildProcessWithoutNullStreams;

@@ -3,9 +3,10 @@
  *
  *   bond-heal.js --config /etc/pibond/bond-heal.json
  *
- * Listens to `ip -o monitor link neigh route address` (the kernel's events, no polling) and hands each line
- * to the healer; the effects are `ip` commands, a UDP datagram and the heals file. Failing to start
- * `ip` or losing it ends the process with an error, and systemd restarts it.
+ * Listens to `ip -o monitor link neigh route address` (the kernel's events, no polling) and hands
+ * each line to the healer; the effects are `ip` commands (one long-running `ip -batch`,
+ * ip-shell.ts), a UDP datagram and the heals file. Failing to start either `ip` or losing it ends
+ * the process with an error, and systemd restarts it.
  */
 import { execFile, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -33,6 +34,8 @@ async function main(argv: string[]): Promise<void> {
   let renewals = 0;
   socket.on('error', () => {});
 
+  const say: HealEffects['log'] = (priority, message) => void process.stdout.write(`<${priorities[priority]}>${message}\n`);
+  const shell = new IpShell((line) => say('info', `ip -batch: ${line}`));
   const effects: HealEffects = {
     now: () => performance.now(),
     wallClock: () => new Date(),
@@ -67,9 +70,8 @@ async function main(argv: string[]): Promise<void> {
       const timer = setTimeout(fn, ms);
       return () => clearTimeout(timer);
     },
-    log: (priority, message) => void process.stdout.write(`<${priorities[priority]}>${message}\n`),
+    log: say,
   };
-  const shell = new IpShell((line) => effects.log('info', `ip -batch: ${line}`));
   const healer = new Healer(file, effects);
 
   const monitor = spawn('ip', ['-o', 'monitor', 'link', 'neigh', 'route', 'address'], { stdio: ['ignore', 'pipe', 'inherit'] });
