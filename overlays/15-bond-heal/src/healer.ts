@@ -28,6 +28,7 @@
  *
  * Every effect is injected, so the decisions are tested with fakes (test/overlays/bond-heal.test.ts).
  */
+import { sameSubnet } from '../../16-bond-uplink/src/sources.ts';
 import { parseMonitorLine, resolved, type MonitorEvent } from './monitor-lines.ts';
 import { parseLeaseFile } from './prelease.ts';
 
@@ -482,9 +483,7 @@ export class Healer {
   /** What the bond holds now, as the lease of the router at `gateway` that answered from `mac`. */
   private leaseOf(gateway: string, mac: string | null): Lease | null {
     if (!this.config.reuseLeases || mac === null) return null;
-    const mask = (prefix: number) => (prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0);
-    const number = (address: string) => address.split('.').reduce((n, part) => (n * 256 + Number(part)) >>> 0, 0);
-    const onItsSubnet = [...this.addresses.values()].find((a) => ((number(a.address) ^ number(gateway)) & mask(a.prefix)) === 0);
+    const onItsSubnet = [...this.addresses.values()].find((a) => sameSubnet(a.address, gateway, a.prefix));
     return onItsSubnet === undefined ? null : { ...onItsSubnet, gateway, mac };
   }
 
