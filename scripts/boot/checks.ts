@@ -346,7 +346,10 @@ export function outsideFlaps(cast: Cast, times: number, opts: OutsideOptions): C
         const [from, to] = i % 2 === 0 ? [primary.slave, backup.slave] : [backup.slave, primary.slave];
         if (event.from !== from || event.to !== to) throw new Error(`switch ${i + 1}'s event is ${event.from} -> ${event.to}, expected ${from} -> ${to}`);
         const outage = measured[i];
-        if (outage) outage.healAction = event.heal_ms === null || event.heal_ms === undefined ? null : (event.heal_action ?? null);
+        if (!outage) return;
+        const healed = event.heal_ms !== null && event.heal_ms !== undefined;
+        outage.healAction = healed ? (event.heal_action ?? null) : null;
+        if (!healed) outage.healOutcome = event.heal_outcome ?? null;
       });
       const lines = (['failover', 'failback'] as const).map((which) => {
         const these = measured.filter((m) => m.switch === which);
@@ -355,7 +358,7 @@ export function outsideFlaps(cast: Cast, times: number, opts: OutsideOptions): C
         const all = (direction: 'inboundMs' | 'outboundMs') => these.map((m) => words(m[direction])).join(' ');
         return `${which}s: inbound ${all('inboundMs')}; outbound ${all('outboundMs')}`;
       });
-      const heals = measured.map((m) => m.healAction ?? '-').join(' ');
+      const heals = measured.map((m) => m.healAction ?? `-(${m.healOutcome ?? 'none recorded'})`).join(' ');
       return `${lines.join('; ')}; ${switches} switches logged in order, healed by ${heals}`;
     },
   };

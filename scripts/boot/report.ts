@@ -18,6 +18,8 @@ export interface SwitchOutage {
   bondMs?: number | null;
   /** How the image's pibond-heal healed the switch, as its failover event says (flush, reuse, renew); null: not (yet) healed. */
   healAction?: string | null;
+  /** Why a switch has no heal: pibond-heal's outcome (not_healed, superseded), or null when it recorded none. */
+  healOutcome?: string | null;
 }
 
 /** One check as it ran: the report's `checks` rows. */

@@ -68,6 +68,8 @@ export const eventsSchema = z.object({
       heal_ms: z.number().nullable().optional(),
       /** flush, reuse (a router's remembered lease) or renew (a new DHCP lease). */
       heal_action: z.string().optional(),
+      /** healed, not_healed or superseded: absent while no heal was recorded for the switch. */
+      heal_outcome: z.string().optional(),
     }),
   ),
 });

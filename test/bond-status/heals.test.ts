@@ -10,6 +10,7 @@ import type { HealRecord } from '../../overlays/15-bond-heal/src/healer.ts';
 import { healsFile, readHeals } from '../../overlays/20-bond-status/src/heals.ts';
 import { silentJournal } from '../../overlays/20-bond-status/src/journal.ts';
 import { renderMetrics } from '../../overlays/20-bond-status/src/metrics.ts';
+import type { FailoverEvent } from '../../overlays/20-bond-status/src/failover.ts';
 import { BondMonitor } from '../../overlays/20-bond-status/src/monitor.ts';
 import { statusDocument } from '../../overlays/20-bond-status/src/status.ts';
 import { eth0, eth1, healthyBond, makeFakeRoot, writeBonds } from './fake-root.ts';
@@ -58,6 +59,35 @@ describe('heal times', () => {
     writeHeals(root, { heals: [heal(new Date(at - 10_000).toISOString()), heal(new Date(at - 5000).toISOString(), { to: 'eth0' }), heal(new Date(at + 5).toISOString(), { heal_ms: 9 })] });
     monitor.poll();
     expect(monitor.recentEvents().map((e) => [e.to, e.heal_ms])).toEqual([['eth1', 9], ['eth0', null]]);
+  });
+
+  it('a heal read before its failover was seen (a quick heal, a late read) is given to that failover when it is', () => {
+    const root = makeFakeRoot([healthyBond]);
+    const monitor = new BondMonitor({ root, journal: silentJournal });
+    const announced: [FailoverEvent | null, HealRecord][] = [];
+    monitor.onHeal((event, h) => announced.push([event, h]));
+    const quick = heal(new Date().toISOString(), { heal_ms: 41 });
+    writeHeals(root, { heals: [quick] });
+    monitor.poll();
+    expect(announced).toEqual([[null, quick]]);
+    writeBonds(root, [down]);
+    const [event] = monitor.poll();
+    expect(event).toMatchObject({ from: 'eth0', to: 'eth1', heal_ms: 41, heal_action: 'flush' });
+    // Taken once: the way back, and the next failover to eth1, are not given it again.
+    writeBonds(root, [healthyBond]);
+    monitor.poll();
+    writeBonds(root, [down]);
+    monitor.poll();
+    expect(monitor.recentEvents().map((e) => [e.to, e.heal_ms])).toEqual([['eth1', 41], ['eth0', null], ['eth1', null]]);
+  });
+
+  it('a heal read early is given only to a failover of its slave, seen within the match window', () => {
+    const root = makeFakeRoot([healthyBond]);
+    const monitor = new BondMonitor({ root, journal: silentJournal });
+    writeHeals(root, { heals: [heal(new Date(Date.now() - 10_000).toISOString()), heal(new Date().toISOString(), { to: 'eth0' })] });
+    monitor.poll();
+    writeBonds(root, [down]);
+    expect(monitor.poll()).toEqual([expect.objectContaining({ to: 'eth1', heal_ms: null })]);
   });
 
   it('heals from before the service started are the last heal, announced to no one', () => {

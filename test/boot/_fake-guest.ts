@@ -30,6 +30,8 @@ export interface FakeGuestOptions {
   host?: { hostname: string; addresses: string[] };
   /** What a command run over SSH gives. */
   shell?: (command: string) => SshResult;
+  /** pibond-heal's record of the nth switch (from 1), as its event carries it; a 40 ms flush unless told. */
+  heal?: (n: number) => Pick<FailoverEvent, 'heal_ms' | 'heal_action' | 'heal_outcome'>;
 }
 
 export class FakeGuest implements Probes {
@@ -172,9 +174,10 @@ export class FakeGuest implements Probes {
     const next = usable(primary) ? primary.name : (this.slaves.find(usable)?.name ?? this.active);
     if (next === this.active) return;
     // pibond-heal's measure, as the status service attaches it: a flush on the fake's one network.
-    this.log.push({ time: `t+${this.clock}`, bond: this.bondName, from: this.active, to: next, cause, heal_ms: 40, heal_action: 'flush' });
-    this.active = next;
     this.switches++;
+    const heal = this.opts.heal?.(this.switches) ?? { heal_ms: 40, heal_action: 'flush', heal_outcome: 'healed' };
+    this.log.push({ time: `t+${this.clock}`, bond: this.bondName, from: this.active, to: next, cause, ...heal });
+    this.active = next;
     if (!this.opts.uncounted?.includes(this.switches)) this.failovers++;
   }
 

@@ -256,6 +256,21 @@ describe('the test bed scenario', () => {
     );
   });
 
+  it('a switch pibond-heal did not heal shows why: its outcome, or that no heal was recorded for it', async () => {
+    const heal = (n: number) =>
+      n === 3 ? { heal_ms: null, heal_action: 'flush', heal_outcome: 'superseded' } : n === 4 ? { heal_ms: null } : { heal_ms: 50, heal_action: 'reuse', heal_outcome: 'healed' };
+    const bench = benchOn(guest(defaultCast, { heal }));
+    const { results } = await run(testbedChecks(defaultCast, opts), bench);
+    expect(bench.figures.outages.slice(0, 5).map((o) => [o.healAction, o.healOutcome])).toEqual([
+      ['reuse', undefined],
+      ['reuse', undefined],
+      [null, 'superseded'],
+      [null, null],
+      ['reuse', undefined],
+    ]);
+    expect(results.find((r) => r.name.startsWith('flap eth0'))?.detail).toMatch(/healed by -\(superseded\) -\(none recorded\) reuse reuse reuse reuse$/);
+  });
+
   it('with strictOutage and a healing image, every row passes', async () => {
     const { verdict } = await run(testbedChecks(defaultCast, { ...opts, strictOutageMs: 3000 }), benchOn(guest(defaultCast)));
     expect(verdict).toBe('pass');

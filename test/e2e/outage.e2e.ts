@@ -63,7 +63,7 @@ export function describeOutage(image: () => string): void {
         const outages = result?.report.figures.outages ?? [];
         expect(outages).toHaveLength(2 * (1 + ciFlaps + 1));
         const healed = (action: string | null | undefined) => (layout === 'different-subnets' ? action === 'reuse' : typeof action === 'string');
-        expect(outages.map((o, i) => `${i + 1}. ${o.switch}: ${o.healAction ?? 'not healed'}`).filter((_, i) => !healed(outages[i]?.healAction))).toEqual([]);
+        expect(outages.map((o, i) => `${i + 1}. ${o.switch}: ${o.healAction ?? `not healed (${o.healOutcome ?? 'pibond-heal recorded no heal for it'})`}`).filter((_, i) => !healed(outages[i]?.healAction))).toEqual([]);
       });
     });
   });

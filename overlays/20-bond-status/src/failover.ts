@@ -5,7 +5,7 @@
  * change. The counters matter: with 50 ms between reads a link can go down and come back unseen,
  * but the kernel counts every failure, so a counter that moved tells us the link failed in between.
  */
-import type { HealAction } from '../../15-bond-heal/src/healer.ts';
+import type { HealAction, HealOutcome } from '../../15-bond-heal/src/healer.ts';
 import type { DecisionReason } from '../../16-bond-uplink/src/report.ts';
 import type { BondReading, BondStatus, SlaveStatus } from './read-bonds.ts';
 
@@ -34,6 +34,8 @@ export interface FailoverEvent {
   heal_ms?: number | null;
   /** How it healed: flush (the neighbours), reuse (the router's remembered lease) or renew (a new DHCP lease). */
   heal_action?: HealAction;
+  /** What came of that heal: healed, not_healed (it gave up), superseded (the next switch came first). */
+  heal_outcome?: HealOutcome;
   /**
    * When pibond-uplink made this switch (a `manual` one, just after it moved the bond's primary to
    * `to`): its decision's reason, e.g. primary_uplink_down. Absent for the kernel's own switches.

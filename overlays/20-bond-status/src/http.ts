@@ -107,6 +107,7 @@ export function createStatusServer(monitor: BondMonitor, overrides: Partial<Http
     for (const stream of streams) write(stream, chunk);
   });
   // A failover's heal is known only once the gateway answers: the event again, with its heal_ms.
+  // (A heal read before its failover was seen comes with a null event; the failover, when seen, carries it.)
   const unsubscribeHeals = monitor.onHeal((event, heal) => {
     const chunk = `event: heal\ndata: ${JSON.stringify({ event, heal })}\n\n`;
     for (const stream of streams) write(stream, chunk);

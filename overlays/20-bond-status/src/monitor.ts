@@ -70,6 +70,15 @@ export interface MonitorOptions {
 /** pibond-boot-finished.service's mark, a directory that exists once the boot has finished. */
 export const bootFinishedMark = 'run/pibond-boot-finished';
 
+/** Heals kept for a failover not yet seen; more are older than any failover still to come. */
+const maxHealsWaiting = 8;
+
+function giveHeal(event: FailoverEvent, heal: HealRecord): void {
+  event.heal_ms = heal.heal_ms;
+  event.heal_action = heal.action;
+  event.heal_outcome = heal.outcome;
+}
+
 type FailoverListener = (event: FailoverEvent) => void;
 type HealListener = (event: FailoverEvent | null, heal: HealRecord) => void;
 type UplinkListener = (event: UplinkEvent) => void;
@@ -88,6 +97,13 @@ export class BondMonitor {
   private readonly healListeners = new Set<HealListener>();
   /** Heals already taken from the heals file, by healKey. */
   private readonly healsSeen = new Set<string>();
+  /**
+   * Heals read before the failover they belong to was seen: the healer can be quicker than this
+   * service's next read (a switch healed in 40 ms, this process starved for longer under load, or
+   * a round trip held a poll for confirmation: seen in CI as a switch with no heal time). The
+   * failover recorded next takes its heal from here.
+   */
+  private readonly healsWaiting: HealRecord[] = [];
   private readonly uplinkListeners = new Set<UplinkListener>();
   private readonly readUplinks: () => UplinksFile | null;
   /** The uplinks file as last read (null: no uplink tracking), and as /api/status shows it. */
@@ -277,12 +293,11 @@ export class BondMonitor {
         const distance = Math.abs(Date.parse(event.time) - at);
         if (distance <= matchWindowMs && (match === null || distance < Math.abs(Date.parse(match.time) - at))) match = event;
       }
-      if (match !== null) {
-        match.heal_ms = heal.heal_ms;
-        match.heal_action = heal.action;
-      }
+      if (match !== null) giveHeal(match, heal);
+      else this.healsWaiting.push(heal);
       for (const listener of this.healListeners) listener(match, heal);
     }
+    if (this.healsWaiting.length > maxHealsWaiting) this.healsWaiting.splice(0, this.healsWaiting.length - maxHealsWaiting);
     // The file keeps only its last records: forget the keys of those that have left it.
     if (this.healsSeen.size > 2 * heals.length + 64) {
       this.healsSeen.clear();
@@ -290,9 +305,25 @@ export class BondMonitor {
     }
   }
 
+  /** The closest heal read before `event` was seen, of its bond and slave, within the match window. */
+  private takeWaitingHeal(event: FailoverEvent): void {
+    const at = Date.parse(event.time);
+    let best = -1;
+    this.healsWaiting.forEach((heal, i) => {
+      if (heal.bond !== event.bond || heal.to !== event.to) return;
+      const distance = Math.abs(Date.parse(heal.time) - at);
+      const bestHeal = this.healsWaiting[best];
+      if (distance <= matchWindowMs && (bestHeal === undefined || distance < Math.abs(Date.parse(bestHeal.time) - at))) best = i;
+    });
+    const [heal] = best < 0 ? [] : this.healsWaiting.splice(best, 1);
+    if (heal !== undefined) giveHeal(event, heal);
+  }
+
   private record(event: FailoverEvent): void {
-    // Not known yet: pibond-heal.service records it once the gateway answers on the new segment.
+    // Not known yet, as a rule: pibond-heal.service records it once the gateway answers on the new
+    // segment. A heal read before this failover was seen is given to it now.
     event.heal_ms = null;
+    this.takeWaitingHeal(event);
     this.takeReason(event);
     const history = this.history(event.bond);
     this.histories.set(event.bond, { ...history, failovers: history.failovers + 1, lastFailover: event, lastFailoverAt: performance.now() });
