@@ -12,7 +12,7 @@ import type { UplinkConfigFile } from '../../overlays/16-bond-uplink/src/config.
 import { type ProbeRequest, parseResult } from '../../overlays/16-bond-uplink/src/probe-helper.ts';
 import type { UplinksFile } from '../../overlays/16-bond-uplink/src/report.ts';
 import { type UplinkEffects, UplinkService } from '../../overlays/16-bond-uplink/src/service.ts';
-import { type BondView, type Learned, defaultGatewayFrom, learn, planProbe } from '../../overlays/16-bond-uplink/src/sources.ts';
+import { type BondView, type Learned, defaultGatewayFrom, heldOver, learn, planProbe } from '../../overlays/16-bond-uplink/src/sources.ts';
 
 const config: UplinkConfigFile = {
   bond: 'bond0',
@@ -42,28 +42,46 @@ interface Run {
   last: UplinksFile;
 }
 
+/** The different-subnets layout: each slave's router and the lease the bond gets from it. */
+const ownSubnets: Record<string, { router: string; address: string }> = {
+  eth0: { router: '192.168.1.1', address: '192.168.1.50' },
+  eth1: { router: '192.168.8.1', address: '192.168.8.20' },
+};
+
 /**
  * Runs the service for `forMs` virtual milliseconds against two sides whose behaviour over time
  * `side(slave, ms)` gives. The bond is on eth0 unless the service prefers eth1 (carrier permitting).
+ * Both routers are alike (192.168.1.1) unless `renewMs` is given: then each is on its own subnet
+ * (ownSubnets), answers only what is sent to it from its own lease's address (or 0.0.0.0, an ARP
+ * probe), and after each switch the bond holds the last slave's lease for `renewMs` (per slave
+ * switched to, if a record), as a stack that renews does.
  */
-async function runService(side: (slave: string, ms: number) => Side, forMs: number, view?: Partial<BondView>): Promise<Run> {
+async function runService(side: (slave: string, ms: number) => Side, forMs: number, renewMs?: number | Record<string, number>): Promise<Run> {
   let clock = 0;
   const timers: { at: number; wake: () => void }[] = [];
   const sleep = (ms: number) => new Promise<void>((wake) => timers.push({ at: clock + ms, wake }));
   let preferred = 'eth0';
+  /** The active slave the view last showed, since when, and whose lease the bond held then. */
+  let held = { active: 'eth0', since: -Infinity, lease: 'eth0' };
   const run: Run = { writes: [], reports: [], requests: [], last: undefined as unknown as UplinksFile };
   const effects: UplinkEffects = {
     now: () => clock,
     wallClock: () => new Date(Date.UTC(2026, 0, 1) + clock),
     view: () => {
       const active = preferred === 'eth1' && side('eth1', clock) !== 'unplugged' ? 'eth1' : side('eth0', clock) === 'unplugged' ? 'eth1' : 'eth0';
-      return { active, address: { address: '192.168.1.50', prefix: 24 }, gateway: '192.168.1.1', ...view };
+      if (renewMs === undefined) return { active, address: { address: '192.168.1.50', prefix: 24 }, gateway: '192.168.1.1' };
+      const renewed = () => held.since + (typeof renewMs === 'number' ? renewMs : (renewMs[held.active] ?? 0)) <= clock;
+      if (active !== held.active) held = { active, since: clock, lease: renewed() ? held.active : held.lease };
+      const lease = ownSubnets[renewed() ? active : held.lease] ?? { router: '', address: '' };
+      return { active, address: { address: lease.address, prefix: 24 }, gateway: lease.router };
     },
     carrier: (slave) => side(slave, clock) !== 'unplugged',
     mac: () => '52:54:00:00:00:01',
     probe: async (slave, request) => {
       run.requests.push({ slave, at: clock, request });
-      const now = side(slave, clock);
+      const own = ownSubnets[slave];
+      const reaches = renewMs === undefined || (request.router === own?.router && (request.source === own.address || request.source === '0.0.0.0'));
+      const now = reaches ? side(slave, clock) : 'hung';
       await sleep(now === 'healthy' ? 20 : request.timeoutMs);
       return {
         routerMac: now === 'hung' || now === 'unplugged' ? null : '02:00:00:00:01:01',
@@ -163,6 +181,28 @@ describe('UplinkService', () => {
     expect(run.requests.some((r) => r.slave === 'eth0' && r.at > 6 * s && r.at < 24 * s)).toBe(false);
   });
 
+  it('routers on subnets of their own, a stack that renews 3 s after each switch, a cable that flaps: the primary stays preferred, each side probed at its own router', async () => {
+    const unplugged = (ms: number) => (ms >= 10 * s && ms < 20 * s) || [30, 34, 38, 42, 46].some((at) => ms >= at * s && ms < at * s + 600);
+    const run = await runService((slave, ms) => (slave === 'eth0' && unplugged(ms) ? 'unplugged' : 'healthy'), 70 * s, 3 * s);
+    expect(run.writes).toEqual([]);
+    expect(run.last.uplinks.map((u) => [u.slave, u.state])).toEqual([['eth0', 'up'], ['eth1', 'up']]);
+    // After the long unplug, the renewal's seconds: eth0 is active, the bond holds eth1's lease.
+    const held = run.requests.filter((r) => r.slave === 'eth0' && r.at >= 20 * s && r.at < 23 * s);
+    expect(held.length).toBeGreaterThan(0);
+    for (const { request } of held) expect(request).toMatchObject({ router: '192.168.1.1', source: '192.168.1.50' });
+    const late = run.requests.filter((r) => r.at > 60 * s);
+    expect(late.map((r) => [r.slave, r.request.router, r.request.source])).toEqual(
+      late.map((r) => [r.slave, ownSubnets[r.slave]?.router, ownSubnets[r.slave]?.address]),
+    );
+  });
+
+  it('a view held over for 30 s is taken as the truth (the router behind the slave was moved): the slave is probed at the bond\'s gateway from then on', async () => {
+    const run = await runService((slave, ms) => (slave === 'eth0' && ms >= 10 * s && ms < 20 * s ? 'unplugged' : 'healthy'), 60 * s, { eth1: 3 * s, eth0: 40 * s });
+    const eth0 = (from: number, to: number) => run.requests.filter((r) => r.slave === 'eth0' && r.at >= from * s && r.at < to * s).map((r) => r.request.router);
+    expect(new Set(eth0(20, 49))).toEqual(new Set(['192.168.1.1']));
+    expect(new Set(eth0(52, 60))).toEqual(new Set(['192.168.8.1']));
+  });
+
   it('probes every target through each slave with the bond\'s address when both routers share its subnet', async () => {
     const run = await runService(() => 'healthy', 3 * s);
     const eth1 = run.requests.find((r) => r.slave === 'eth1')?.request;
@@ -191,6 +231,29 @@ describe('planProbe', () => {
     const learned = new Map<string, Learned>();
     learn(learned, { active: 'eth1', address: { address: '192.168.8.20', prefix: 24 }, gateway: '192.168.8.1' });
     expect(planProbe('eth1', bond, learned, {})).toEqual({ router: '192.168.8.1', source: '192.168.8.20', note: null });
+  });
+
+  it('the active slave while the bond still holds the other router\'s lease (held over): its own router, from the address it had there', () => {
+    const learned = new Map<string, Learned>();
+    learn(learned, bond);
+    learn(learned, { active: 'eth1', address: { address: '192.168.8.20', prefix: 24 }, gateway: '192.168.8.1' });
+    const back: BondView = { active: 'eth0', address: { address: '192.168.8.20', prefix: 24 }, gateway: '192.168.8.1' };
+    expect(heldOver(back, learned, {})).toBe(true);
+    expect(planProbe('eth0', back, learned, {})).toEqual({ router: '192.168.1.1', source: '192.168.1.50', note: null });
+    // Never active before, its router from the definition: that router only.
+    const first: BondView = { ...bond, active: 'eth1' };
+    expect(planProbe('eth1', first, new Map([['eth0', { address: '192.168.1.50', prefix: 24, router: '192.168.1.1' }]]), { eth1: '192.168.8.1' })).toMatchObject({
+      router: '192.168.8.1',
+      source: '0.0.0.0',
+      note: expect.stringMatching(/still holds the lease of 192\.168\.1\.1/),
+    });
+  });
+
+  it('not held over: the active slave\'s router unknown (routers alike, the same-subnet layout), or the gateway no other slave\'s', () => {
+    const learned = new Map<string, Learned>([['eth0', { address: '192.168.1.50', prefix: 24, router: '192.168.1.1' }]]);
+    expect(heldOver({ ...bond, active: 'eth1' }, learned, {})).toBe(false);
+    expect(planProbe('eth1', { ...bond, active: 'eth1' }, learned, {})).toEqual({ router: '192.168.1.1', source: '192.168.1.50', note: null });
+    expect(heldOver({ active: 'eth1', address: { address: '10.0.0.5', prefix: 24 }, gateway: '10.0.0.1' }, learned, { eth1: '192.168.8.1' })).toBe(false);
   });
 
   it('no gateway on the bond: says so', () => {

@@ -8,7 +8,7 @@ import type { UplinkConfigFile } from './config.ts';
 import { type Decision, decide } from './policy.ts';
 import type { ProbeRequest, ProbeResult } from './probe-helper.ts';
 import type { DecisionRecord, DecisionReason, UplinksFile } from './report.ts';
-import { type BondView, type Learned, learn, planProbe } from './sources.ts';
+import { type BondView, type Learned, heldOver, learn, planProbe } from './sources.ts';
 import { type RoundResult, Tracker } from './tracker.ts';
 
 export interface UplinkEffects {
@@ -32,9 +32,14 @@ export interface UplinkEffects {
 
 const keptDecisions = 50;
 
+/** How long a held-over view lasts before it is taken as the truth: far longer than any DHCP renewal. */
+export const heldOverTrustMs = 30_000;
+
 export class UplinkService {
   private readonly trackers: Map<string, Tracker>;
   private readonly learned = new Map<string, Learned>();
+  /** Monotonic ms since the bond's view has been held over (sources.ts heldOver); null: it is not. */
+  private heldSince: number | null = null;
   private readonly bytes: Record<string, number> = {};
   private readonly decisions: DecisionRecord[] = [];
   private readonly counts: Partial<Record<DecisionReason, number>> = {};
@@ -84,7 +89,11 @@ export class UplinkService {
   /** One probe through `slave`, or a skipped round saying why not. */
   private async round(slave: string): Promise<RoundResult> {
     const view = this.effects.view();
-    learn(this.learned, view);
+    // A view held over (sources.ts) is not learnt, unless it stays: then the router behind the
+    // active slave has changed (the user moved it to the other's subnet), and it is the truth.
+    const now = this.effects.now();
+    this.heldSince = heldOver(view, this.learned, this.config.gateways) ? (this.heldSince ?? now) : null;
+    if (this.heldSince === null || now - this.heldSince >= heldOverTrustMs) learn(this.learned, view);
     const plan = planProbe(slave, view, this.learned, this.config.gateways);
     const skipped = (why: string): RoundResult => ({ routerAnswered: false, routerRttMs: null, routerMac: null, targets: [], source: null, skipped: why, router: plan.router });
     // A slave without carrier is the kernel's (miimon): its rounds say nothing about the line.

@@ -9,6 +9,14 @@
  *     the bond had when this slave was last active (its lease from that router).
  * Before a backup on another subnet has ever been active, neither is known: it is probed at the
  * router only (ARP from 0.0.0.0), and its uplink stays unknown, which the policy treats as usable.
+ *
+ * Right after a switch across subnets the bond still holds the other router's lease until its
+ * stack renews (networkd, NetworkManager: 0.7-2 s under emulation). That view is *held over*: the
+ * active slave is probed as a backup would be (its own router, the address it had there), and the
+ * view is not learnt. Taking it for the truth probed the main router's side at the backup's router,
+ * judged the main uplink down after `down` rounds and moved the primary to the backup; learnt, it
+ * kept the main uplink's probes at the wrong router for good (seen: networkd, 10 flaps, the bond
+ * stuck on the backup from the 8th).
  */
 
 export interface BondAddress {
@@ -37,6 +45,12 @@ export interface ProbePlan {
 }
 
 export function planProbe(slave: string, view: BondView, learned: ReadonlyMap<string, Learned>, gateways: Readonly<Record<string, string>>): ProbePlan {
+  if (slave === view.active && heldOver(view, learned, gateways)) {
+    const known = learned.get(slave);
+    if (known !== undefined) return { router: known.router, source: known.address, note: null };
+    const router = gateways[slave] ?? null;
+    return { router, source: '0.0.0.0', note: `the bond still holds the lease of ${view.gateway ?? 'another router'}: only ${router ?? 'its router'} is asked until ${slave}'s own lease is on` };
+  }
   if (slave === view.active) {
     if (view.address === null) return { router: view.gateway, source: '0.0.0.0', note: 'the bond has no IPv4 address yet' };
     if (view.gateway === null) return { router: null, source: view.address.address, note: 'the bond has no default gateway' };
@@ -54,6 +68,23 @@ export function planProbe(slave: string, view: BondView, learned: ReadonlyMap<st
     source: '0.0.0.0',
     note: `no address on the subnet of ${router} is known yet: it is learnt the first time ${slave} is active; until then only the router is asked`,
   };
+}
+
+/**
+ * Whether the bond's gateway is another slave's router while the active slave's own router is
+ * known to be a different one: the lease of the slave that was active before, still on the bond.
+ * Each slave's router is the one learnt, else the definition's gateway; unknown, nothing is held
+ * over (both routers may well be alike, the same-subnet layout).
+ */
+export function heldOver(view: BondView, learned: ReadonlyMap<string, Learned>, gateways: Readonly<Record<string, string>>): boolean {
+  const { active, gateway } = view;
+  if (active === null || gateway === null) return false;
+  const routerOf = (slave: string) => learned.get(slave)?.router ?? gateways[slave];
+  const own = routerOf(active);
+  if (own === undefined || own === gateway) return false;
+  const others = new Set([...learned.keys(), ...Object.keys(gateways)]);
+  others.delete(active);
+  return [...others].some((slave) => routerOf(slave) === gateway);
 }
 
 /** After each round: the active slave's side as it is now, for when it is the backup again. */
