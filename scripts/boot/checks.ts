@@ -327,6 +327,7 @@ export function outsideFlaps(cast: Cast, times: number, opts: OutsideOptions): C
     async run(bench) {
       const { probes, figures } = bench;
       const eventsBefore = (await probes.events(primary.slave)).length;
+      const decisionsBefore = uplinkDecisions((await probes.ready(primary.slave, opts.windowMs)).bond);
       const measured: SwitchOutage[] = [];
       for (let i = 0; i < times; i++) {
         measured.push({ switch: 'failover', ...(await probes.outage(primary.slave, false, backup.slave, opts.windowMs)) });
@@ -337,6 +338,9 @@ export function outsideFlaps(cast: Cast, times: number, opts: OutsideOptions): C
       // After the last failback the main router carries traffic again (the measurement waited for
       // it, or for its window; a slow heal is given one more window).
       const { bond } = await probes.ready(primary.slave, opts.windowMs);
+      // Only the cable moved: both lines stayed healthy, so pibond-uplink has nothing to decide.
+      const decisions = uplinkDecisions(bond) - decisionsBefore;
+      if (decisions !== 0) throw new Error(`pibond-uplink moved the bond's primary ${decisions} times while only ${primary.slave}'s cable moved (both lines healthy): ${JSON.stringify(bond.uplinks)}`);
       const switches = 2 * times;
       expectCount(bond.failovers, bench.failovers + switches);
       bench.failovers = bond.failovers;
@@ -362,6 +366,11 @@ export function outsideFlaps(cast: Cast, times: number, opts: OutsideOptions): C
       return `${lines.join('; ')}; ${switches} switches logged in order, healed by ${heals}`;
     },
   };
+}
+
+/** How many times pibond-uplink has moved the bond's primary (0 without uplink tracking). */
+function uplinkDecisions(bond: BondState): number {
+  return Object.values(bond.uplinks?.decision_counts ?? {}).reduce((sum, n) => sum + n, 0);
 }
 
 /** The bond-level figures from the switches measured outside, where the wire showed them. */

@@ -32,6 +32,8 @@ export interface FakeGuestOptions {
   shell?: (command: string) => SshResult;
   /** pibond-heal's record of the nth switch (from 1), as its event carries it; a 40 ms flush unless told. */
   heal?: (n: number) => Pick<FailoverEvent, 'heal_ms' | 'heal_action' | 'heal_outcome'>;
+  /** pibond-uplink's decisions so far, after n switches: the guest tracks uplinks when given. */
+  uplinkDecisions?: (switches: number) => number;
 }
 
 export class FakeGuest implements Probes {
@@ -192,6 +194,18 @@ export class FakeGuest implements Probes {
       slaves: this.slaves
         .filter((s) => s.present)
         .map((s) => ({ name: s.name, mii_status: s.up ? 'up' : 'down', state: s.name === this.active ? 'active' : 'backup', speed_mbps: s.name === this.opts.primary ? 1000 : 100 })),
+      ...(this.opts.uplinkDecisions && { uplinks: this.uplinks(this.opts.uplinkDecisions(this.switches)) }),
+    };
+  }
+
+  private uplinks(decisions: number): NonNullable<BondState['uplinks']> {
+    const uplink = (slave: string) => ({ slave, state: 'up' as const, cause: null, router: { address: null, mac: null, rtt_ms: null }, targets: [], rounds: { ok: 1, failed: 0 } });
+    return {
+      preferred: this.opts.primary,
+      reason: 'primary_healthy',
+      uplinks: [uplink(this.opts.primary), uplink(this.opts.backup)],
+      decision_counts: decisions === 0 ? {} : { primary_uplink_down: Math.ceil(decisions / 2), primary_back: Math.floor(decisions / 2) },
+      probe_bytes: {},
     };
   }
 }

@@ -271,6 +271,13 @@ describe('the test bed scenario', () => {
     expect(results.find((r) => r.name.startsWith('flap eth0'))?.detail).toMatch(/healed by -\(superseded\) -\(none recorded\) reuse reuse reuse reuse$/);
   });
 
+  it('pibond-uplink moving the primary while only the cable flaps fails the flap row; decisions made before it do not', async () => {
+    const moved = await run(testbedChecks(defaultCast, opts), benchOn(guest(defaultCast, { uplinkDecisions: (n) => (n >= 5 ? 2 : 0) })));
+    expect(moved.results.find((r) => r.name.startsWith('flap eth0'))).toMatchObject({ ok: false, detail: expect.stringMatching(/^pibond-uplink moved the bond's primary 2 times while only eth0's cable moved/) });
+    const earlier = await run(testbedChecks(defaultCast, opts), benchOn(guest(defaultCast, { uplinkDecisions: () => 4 })));
+    expect(earlier.results.filter((r) => !r.ok)).toEqual([]);
+  });
+
   it('with strictOutage and a healing image, every row passes', async () => {
     const { verdict } = await run(testbedChecks(defaultCast, { ...opts, strictOutageMs: 3000 }), benchOn(guest(defaultCast)));
     expect(verdict).toBe('pass');
