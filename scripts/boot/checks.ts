@@ -327,7 +327,7 @@ export function outsideFlaps(cast: Cast, times: number, opts: OutsideOptions): C
     async run(bench) {
       const { probes, figures } = bench;
       const eventsBefore = (await probes.events(primary.slave)).length;
-      const decisionsBefore = uplinkDecisions((await probes.ready(primary.slave, opts.windowMs)).bond);
+      const before = (await probes.ready(primary.slave, opts.windowMs)).bond;
       const measured: SwitchOutage[] = [];
       for (let i = 0; i < times; i++) {
         measured.push({ switch: 'failover', ...(await probes.outage(primary.slave, false, backup.slave, opts.windowMs)) });
@@ -339,7 +339,7 @@ export function outsideFlaps(cast: Cast, times: number, opts: OutsideOptions): C
       // it, or for its window; a slow heal is given one more window).
       const { bond } = await probes.ready(primary.slave, opts.windowMs);
       // Only the cable moved: both lines stayed healthy, so pibond-uplink has nothing to decide.
-      const decisions = uplinkDecisions(bond) - decisionsBefore;
+      const decisions = uplinkDecisions(bond) - uplinkDecisions(before);
       if (decisions !== 0) throw new Error(`pibond-uplink moved the bond's primary ${decisions} times while only ${primary.slave}'s cable moved (both lines healthy): ${JSON.stringify(bond.uplinks)}`);
       const switches = 2 * times;
       expectCount(bond.failovers, bench.failovers + switches);
@@ -363,9 +363,20 @@ export function outsideFlaps(cast: Cast, times: number, opts: OutsideOptions): C
         return `${which}s: inbound ${all('inboundMs')}; outbound ${all('outboundMs')}`;
       });
       const heals = measured.map((m) => m.healAction ?? `-(${m.healOutcome ?? 'none recorded'})`).join(' ');
-      return `${lines.join('; ')}; ${switches} switches logged in order, healed by ${heals}`;
+      return `${lines.join('; ')}; ${switches} switches logged in order, healed by ${heals}${failedRounds(before, bond)}`;
     },
   };
+}
+
+/**
+ * pibond-uplink's failed rounds between two readings, per slave, for the row's detail: a round cut
+ * by the cable may fail, so this is told, not judged (the decisions are).
+ */
+function failedRounds(before: BondState, after: BondState): string {
+  const uplinks = after.uplinks?.uplinks;
+  if (!uplinks) return '';
+  const was = (slave: string) => before.uplinks?.uplinks.find((u) => u.slave === slave)?.rounds.failed ?? 0;
+  return `; pibond-uplink's failed rounds meanwhile: ${uplinks.map((u) => `${u.slave} ${u.rounds.failed - was(u.slave)}`).join(', ')}`;
 }
 
 /** How many times pibond-uplink has moved the bond's primary (0 without uplink tracking). */

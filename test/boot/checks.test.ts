@@ -276,6 +276,7 @@ describe('the test bed scenario', () => {
     expect(moved.results.find((r) => r.name.startsWith('flap eth0'))).toMatchObject({ ok: false, detail: expect.stringMatching(/^pibond-uplink moved the bond's primary 2 times while only eth0's cable moved/) });
     const earlier = await run(testbedChecks(defaultCast, opts), benchOn(guest(defaultCast, { uplinkDecisions: () => 4 })));
     expect(earlier.results.filter((r) => !r.ok)).toEqual([]);
+    expect(earlier.results.find((r) => r.name.startsWith('flap eth0'))?.detail).toMatch(/; pibond-uplink's failed rounds meanwhile: eth0 0, eth1 0$/);
   });
 
   it('with strictOutage and a healing image, every row passes', async () => {
