@@ -73,6 +73,25 @@ export const bootFinishedMark = 'run/pibond-boot-finished';
 /** Heals kept for a failover not yet seen; more are older than any failover still to come. */
 const maxHealsWaiting = 8;
 
+/**
+ * Of the `items` that `fits`, the one whose time is closest to `time` and at most `windowMs` from
+ * it (the first of equals); undefined when none is. How heals and decisions find their failovers.
+ */
+function closestInTime<T extends { time: string }>(items: Iterable<T>, time: string, fits: (item: T) => boolean, windowMs = Number.POSITIVE_INFINITY): T | undefined {
+  const at = Date.parse(time);
+  let best: T | undefined;
+  let bestDistance = windowMs;
+  for (const item of items) {
+    if (!fits(item)) continue;
+    const distance = Math.abs(Date.parse(item.time) - at);
+    if (distance < bestDistance || (best === undefined && distance === bestDistance)) {
+      best = item;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
 function giveHeal(event: FailoverEvent, heal: HealRecord): void {
   event.heal_ms = heal.heal_ms;
   event.heal_action = heal.action;
@@ -250,12 +269,8 @@ export class BondMonitor {
 
   /** A decision read after its failover was recorded: the closest such failover gets its reason. */
   private giveReason(bond: string, decision: DecisionRecord, key: string): void {
-    let match: FailoverEvent | null = null;
-    for (const event of this.events) {
-      if (event.reason !== undefined || !decisionMatches(event, bond, decision)) continue;
-      if (match === null || Math.abs(Date.parse(event.time) - Date.parse(decision.time)) < Math.abs(Date.parse(match.time) - Date.parse(decision.time))) match = event;
-    }
-    if (match === null) return;
+    const match = closestInTime(this.events, decision.time, (event) => event.reason === undefined && decisionMatches(event, bond, decision));
+    if (match === undefined) return;
     match.reason = decision.reason;
     this.decisionsMatched.add(key);
   }
@@ -286,13 +301,7 @@ export class BondMonitor {
       if (this.healsSeen.has(key)) continue;
       this.healsSeen.add(key);
       this.histories.set(heal.bond, { ...this.history(heal.bond), lastHeal: heal });
-      const at = Date.parse(heal.time);
-      let match: FailoverEvent | null = null;
-      for (const event of this.events) {
-        if (event.bond !== heal.bond || event.to !== heal.to || event.heal_ms !== null) continue;
-        const distance = Math.abs(Date.parse(event.time) - at);
-        if (distance <= matchWindowMs && (match === null || distance < Math.abs(Date.parse(match.time) - at))) match = event;
-      }
+      const match = closestInTime(this.events, heal.time, (event) => event.bond === heal.bond && event.to === heal.to && event.heal_ms === null, matchWindowMs) ?? null;
       if (match !== null) giveHeal(match, heal);
       else this.healsWaiting.push(heal);
       for (const listener of this.healListeners) listener(match, heal);
@@ -307,16 +316,10 @@ export class BondMonitor {
 
   /** The closest heal read before `event` was seen, of its bond and slave, within the match window. */
   private takeWaitingHeal(event: FailoverEvent): void {
-    const at = Date.parse(event.time);
-    let best = -1;
-    this.healsWaiting.forEach((heal, i) => {
-      if (heal.bond !== event.bond || heal.to !== event.to) return;
-      const distance = Math.abs(Date.parse(heal.time) - at);
-      const bestHeal = this.healsWaiting[best];
-      if (distance <= matchWindowMs && (bestHeal === undefined || distance < Math.abs(Date.parse(bestHeal.time) - at))) best = i;
-    });
-    const [heal] = best < 0 ? [] : this.healsWaiting.splice(best, 1);
-    if (heal !== undefined) giveHeal(event, heal);
+    const heal = closestInTime(this.healsWaiting, event.time, (waiting) => waiting.bond === event.bond && waiting.to === event.to, matchWindowMs);
+    if (heal === undefined) return;
+    this.healsWaiting.splice(this.healsWaiting.indexOf(heal), 1);
+    giveHeal(event, heal);
   }
 
   private record(event: FailoverEvent): void {
